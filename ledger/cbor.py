@@ -12,7 +12,8 @@ strings, UTF-8 text, arrays, maps with integer or text keys, ``false``,
 
 :func:`decode` is for untrusted bytes: it accepts exactly the encodings
 :func:`encode` produces, so ``encode(decode(b)) == b`` for every accepted
-``b``, and it enforces the size, depth and item limits of
+``b`` (unless the caller relaxes key order for foreign payloads), and it
+enforces the size, depth and item limits of
 :class:`CborLimits`. Every failure is a :class:`~ledger.errors.DecodeError`.
 """
 
@@ -49,12 +50,18 @@ class CborLimits:
         max_depth: deepest nesting of arrays, maps and tags.
         max_items: most data items in one input, counting every nested item.
         allowed_tags: tag numbers that may appear; any other tag is refused.
+        deterministic: when true (the default, for everything the ledger
+            signs or stores), map keys must be in bytewise order. When false,
+            key order is free but duplicate keys are still refused: this is
+            only for payloads made by other COSE/CWT implementations, which
+            are verified over the bytes received and never re-encoded.
     """
 
     max_size: int = 1 << 20
     max_depth: int = 16
     max_items: int = 65536
     allowed_tags: frozenset[int] = frozenset()
+    deterministic: bool = True
 
 
 DEFAULT_LIMITS = CborLimits()
@@ -224,16 +231,20 @@ class _Decoder:
                     raise self.fail(f"map of {arg} pairs cannot fit in the input", start)
                 result: dict[Any, Any] = {}
                 prev_key = b""
+                ordered = self.limits.deterministic
                 for i in range(arg):
                     kstart = self.pos
                     key = self.item(depth + 1)
                     if isinstance(key, bool) or not isinstance(key, (int, str)):
                         raise self.fail("map key is not an integer or text string", kstart)
-                    kbytes = self.data[kstart : self.pos]
-                    if i and kbytes <= prev_key:
-                        what = "duplicate map key" if kbytes == prev_key else "map keys not in bytewise order"
-                        raise self.fail(f"{what} {key!r}", kstart)
-                    prev_key = kbytes
+                    if ordered:
+                        kbytes = self.data[kstart : self.pos]
+                        if i and kbytes <= prev_key:
+                            what = "duplicate map key" if kbytes == prev_key else "map keys not in bytewise order"
+                            raise self.fail(f"{what} {key!r}", kstart)
+                        prev_key = kbytes
+                    elif key in result:
+                        raise self.fail(f"duplicate map key {key!r}", kstart)
                     result[key] = self.item(depth + 1)
                 return result
             if arg not in self.limits.allowed_tags:
