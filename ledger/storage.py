@@ -1,0 +1,478 @@
+"""SQLite storage for member logs, tree hashes, checkpoints, cosignatures and roots.
+
+Specified in specs/07-storage.md. :class:`Storage` is the one small interface the
+ledger needs from a database (spec 7.1): append a batch of entries with their
+tree hashes and get durable indices, read a range, read one stored tree hash,
+store checkpoints and cosignatures and read the latest, and keep governance
+roots by version. A node replicates every member's log, so many logs share one
+database, keyed by member id.
+
+Bytes are stored exactly as they were received or signed; this module never
+decodes, re-encodes or verifies them. Checking what is stored is the job of
+:mod:`ledger.memberlog` (on the way in) and :mod:`ledger.replay` (afterwards).
+
+One :class:`Storage` object owns the single writer connection of a database;
+it serialises its own calls with a lock, so it may be shared between threads.
+Every ``sqlite3`` error is wrapped in :class:`~ledger.errors.StorageError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
+
+from ledger.errors import StorageError
+
+__all__ = ["SCHEMA_VERSION", "Storage", "StoredCosignature", "StoredRoot"]
+
+#: Version of the schema below; stored in ``schema_version`` (spec 7.1.1).
+SCHEMA_VERSION = 1
+
+_HASH_SIZE = 32
+
+# spec 7.1: every table, in the order the spec lists them.
+_SCHEMA = """
+CREATE TABLE schema_version (
+    version INTEGER NOT NULL
+);
+CREATE TABLE logs (
+    log  TEXT PRIMARY KEY,
+    size INTEGER NOT NULL CHECK (size >= 0)
+) WITHOUT ROWID;
+CREATE TABLE entries (
+    log       TEXT NOT NULL,
+    idx       INTEGER NOT NULL,
+    raw       BLOB NOT NULL,
+    leaf_hash BLOB NOT NULL,
+    PRIMARY KEY (log, idx)
+) WITHOUT ROWID;
+CREATE TABLE nodes (
+    log   TEXT NOT NULL,
+    level INTEGER NOT NULL CHECK (level >= 1),
+    idx   INTEGER NOT NULL,
+    hash  BLOB NOT NULL,
+    PRIMARY KEY (log, level, idx)
+) WITHOUT ROWID;
+CREATE TABLE checkpoints (
+    log  TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    note BLOB NOT NULL,
+    PRIMARY KEY (log, size)
+) WITHOUT ROWID;
+CREATE TABLE cosignatures (
+    log     TEXT NOT NULL,
+    size    INTEGER NOT NULL,
+    witness TEXT NOT NULL,
+    line    BLOB NOT NULL,
+    PRIMARY KEY (log, size, witness)
+) WITHOUT ROWID;
+CREATE TABLE roots (
+    version INTEGER NOT NULL,
+    digest  BLOB NOT NULL,
+    signed  BLOB NOT NULL,
+    PRIMARY KEY (version, digest)
+) WITHOUT ROWID;
+"""
+
+_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRoot:
+    """A governance root document as stored (spec 7.1.7).
+
+    Attributes:
+        version: the version the writer claimed for it.
+        digest: SHA-256 of ``signed``, computed when it was stored.
+        signed: the ``SignedRoot`` CBOR bytes exactly as received.
+    """
+
+    version: int
+    digest: bytes
+    signed: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCosignature:
+    """One witness's cosignature on one checkpoint (spec 7.1.6).
+
+    Attributes:
+        log: the member id of the log.
+        size: the size of the cosigned checkpoint.
+        witness: the member id of the witness.
+        line: the signature line exactly as received (no trailing newline).
+    """
+
+    log: str
+    size: int
+    witness: str
+    line: bytes
+
+
+class Storage:
+    """The single writer connection to one ledger database.
+
+    Use :meth:`open`; the constructor is internal. Every method raises
+    :class:`StorageError` when SQLite fails or an argument breaks the
+    storage rules (for example appending at the wrong index).
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self._conn = conn
+        self._lock = threading.RLock()
+        self.path = path
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def open(cls, path: str | Path, *, synchronous: str = "FULL") -> Storage:
+        """Open (creating if needed) the database at ``path`` (spec 7.1, 7.2).
+
+        Args:
+            path: a file path, or ``":memory:"`` for tests.
+            synchronous: the SQLite ``synchronous`` level. ``FULL`` (the
+                default, and what a node uses) makes every acknowledged
+                append survive power loss; see spec 7.2.
+
+        Raises:
+            StorageError: SQLite failed, WAL mode could not be set, or the
+                database has a different schema version.
+        """
+        if synchronous.upper() not in _SYNCHRONOUS:
+            raise StorageError(f"unknown synchronous level {synchronous!r}")
+        try:
+            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE).
+            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise StorageError(f"cannot open database {path}: {e}") from e
+        store = cls(conn, str(path))
+        try:
+            store._configure(synchronous.upper())
+        except BaseException:
+            conn.close()
+            raise
+        return store
+
+    def _configure(self, synchronous: str) -> None:
+        with self._wrap("configure the database"):
+            mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode.lower() != "wal" and self.path != ":memory:":
+                raise StorageError(f"could not enable WAL mode (got {mode})")
+            self._conn.execute(f"PRAGMA synchronous={synchronous}")
+            self._conn.execute("PRAGMA foreign_keys=OFF")
+            with self._transaction():
+                have = self._conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type='table' AND name='schema_version'"
+                ).fetchone()
+                if have is None:
+                    for stmt in _SCHEMA.split(";"):
+                        if stmt.strip():
+                            self._conn.execute(stmt)
+                    self._conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            rows = self._conn.execute("SELECT version FROM schema_version").fetchall()
+            if rows != [(SCHEMA_VERSION,)]:
+                raise StorageError(f"database schema version {rows} is not the supported {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        """Close the connection. Safe to call twice."""
+        with self._lock:
+            try:
+                self._conn.close()
+            except sqlite3.Error as e:  # pragma: no cover - close rarely fails
+                raise StorageError(f"cannot close database: {e}") from e
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def synchronous(self) -> int:
+        """The ``PRAGMA synchronous`` value in force (2 = FULL)."""
+        with self._wrap("read PRAGMA synchronous"):
+            return int(self._conn.execute("PRAGMA synchronous").fetchone()[0])
+
+    @contextmanager
+    def _wrap(self, what: str) -> Iterator[None]:
+        with self._lock:
+            try:
+                yield
+            except sqlite3.Error as e:
+                raise StorageError(f"cannot {what}: {e}") from e
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        # Caller holds the lock. IMMEDIATE takes the write lock up front.
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    # ------------------------------------------------------------------ entries and tree
+
+    def logs(self) -> list[str]:
+        """Member ids of every log in the database, sorted."""
+        with self._wrap("list logs"):
+            return [r[0] for r in self._conn.execute("SELECT log FROM logs ORDER BY log")]
+
+    def size(self, log: str) -> int:
+        """Number of entries stored for ``log`` (0 for a log never seen)."""
+        with self._wrap(f"read the size of log {log}"):
+            row = self._conn.execute("SELECT size FROM logs WHERE log = ?", (log,)).fetchone()
+            return 0 if row is None else int(row[0])
+
+    def append_entries(self, log: str, start: int, raws: Sequence[bytes], leaf_hashes: Sequence[bytes],
+                       nodes: Sequence[tuple[int, int, bytes]]) -> range:
+        """Append a batch of entries and their tree hashes in one transaction (spec 7.3 step 6).
+
+        Args:
+            log: member id of the log.
+            start: index of the first entry; must equal the stored size.
+            raws: entry bytes exactly as received.
+            leaf_hashes: the RFC 9162 leaf hash of each entry, same length as ``raws``.
+            nodes: every complete subtree above the leaves that the batch
+                completes, as ``(level, index, hash)`` with ``level >= 1``
+                (level 0 rows, if given, must equal ``leaf_hashes`` and are skipped).
+
+        Returns:
+            The indices the entries now have. When this returns, the batch is
+            committed with the database's ``synchronous`` durability.
+
+        Raises:
+            StorageError: ``start`` is not the stored size, lengths differ, a
+                hash is not 32 bytes, a node already exists, or SQLite failed.
+                Nothing is stored in any of these cases.
+        """
+        if len(raws) != len(leaf_hashes):
+            raise StorageError(f"{len(raws)} entries but {len(leaf_hashes)} leaf hashes")
+        if not raws:
+            raise StorageError("empty batch")
+        end = start + len(raws)
+        entry_rows = []
+        for i, (raw, lh) in enumerate(zip(raws, leaf_hashes)):
+            if len(lh) != _HASH_SIZE:
+                raise StorageError(f"leaf hash {start + i} is {len(lh)} bytes, not {_HASH_SIZE}")
+            entry_rows.append((log, start + i, bytes(raw), bytes(lh)))
+        node_rows = []
+        for level, idx, h in nodes:
+            if len(h) != _HASH_SIZE:
+                raise StorageError(f"tree node ({level}, {idx}) is {len(h)} bytes, not {_HASH_SIZE}")
+            if level == 0:
+                if not start <= idx < end or bytes(h) != bytes(leaf_hashes[idx - start]):
+                    raise StorageError(f"level-0 node {idx} does not match the batch's leaf hashes")
+                continue
+            if level < 0 or (idx + 1) << level > end:
+                raise StorageError(f"tree node ({level}, {idx}) is not a complete subtree of {end} leaves")
+            node_rows.append((log, level, idx, bytes(h)))
+        with self._wrap(f"append {len(raws)} entries to log {log}"), self._transaction():
+            row = self._conn.execute("SELECT size FROM logs WHERE log = ?", (log,)).fetchone()
+            size = 0 if row is None else int(row[0])
+            if start != size:
+                raise StorageError(f"log {log} has {size} entries; cannot append at {start}")
+            self._conn.executemany(
+                "INSERT INTO entries (log, idx, raw, leaf_hash) VALUES (?, ?, ?, ?)", entry_rows)
+            self._conn.executemany(
+                "INSERT INTO nodes (log, level, idx, hash) VALUES (?, ?, ?, ?)", node_rows)
+            self._conn.execute(
+                "INSERT INTO logs (log, size) VALUES (?, ?) "
+                "ON CONFLICT (log) DO UPDATE SET size = excluded.size", (log, end))
+        return range(start, end)
+
+    def read_entries(self, log: str, start: int, end: int) -> list[bytes]:
+        """Entry bytes ``[start, end)`` of ``log``, exactly as stored.
+
+        Raises:
+            StorageError: the range is not within the stored size, or a row is missing.
+        """
+        return self._read_range(log, start, end, "raw", "entries")
+
+    def read_leaf_hashes(self, log: str, start: int, end: int) -> list[bytes]:
+        """Stored leaf hashes ``[start, end)`` of ``log``.
+
+        Raises:
+            StorageError: as :meth:`read_entries`.
+        """
+        return self._read_range(log, start, end, "leaf_hash", "leaf hashes")
+
+    def _read_range(self, log: str, start: int, end: int, column: str, what: str) -> list[bytes]:
+        with self._wrap(f"read {what} {start}..{end} of log {log}"):
+            size = self.size(log)
+            if not 0 <= start <= end <= size:
+                raise StorageError(f"range {start}..{end} is outside log {log} of size {size}")
+            rows = self._conn.execute(
+                f"SELECT {column} FROM entries WHERE log = ? AND idx >= ? AND idx < ? ORDER BY idx",
+                (log, start, end)).fetchall()
+            if len(rows) != end - start:
+                raise StorageError(f"log {log}: {end - start - len(rows)} {what} missing in {start}..{end}")
+            return [bytes(r[0]) for r in rows]
+
+    def get_node(self, log: str, level: int, idx: int) -> bytes:
+        """The stored hash of complete subtree ``(level, idx)`` of ``log`` (level 0: a leaf hash).
+
+        Raises:
+            StorageError: no such stored hash.
+        """
+        with self._wrap(f"read tree node ({level}, {idx}) of log {log}"):
+            if level == 0:
+                row = self._conn.execute(
+                    "SELECT leaf_hash FROM entries WHERE log = ? AND idx = ?", (log, idx)).fetchone()
+            else:
+                row = self._conn.execute(
+                    "SELECT hash FROM nodes WHERE log = ? AND level = ? AND idx = ?", (log, level, idx)).fetchone()
+            if row is None:
+                raise StorageError(f"log {log} has no stored tree node ({level}, {idx})")
+            return bytes(row[0])
+
+    def iter_nodes(self, log: str, batch: int = 10000) -> Iterator[tuple[int, int, bytes]]:
+        """Every stored node above the leaves of ``log``, ordered by (level, index).
+
+        Reads in pages of ``batch`` rows so a large log is not loaded at once.
+
+        Raises:
+            StorageError: SQLite failed.
+        """
+        after = (0, -1)
+        while True:
+            with self._wrap(f"read tree nodes of log {log}"):
+                rows = self._conn.execute(
+                    "SELECT level, idx, hash FROM nodes WHERE log = ? AND (level, idx) > (?, ?) "
+                    "ORDER BY level, idx LIMIT ?", (log, after[0], after[1], batch)).fetchall()
+            for level, idx, h in rows:
+                yield int(level), int(idx), bytes(h)
+            if len(rows) < batch:
+                return
+            after = (rows[-1][0], rows[-1][1])
+
+    def iter_entries(self, log: str, batch: int = 10000) -> Iterator[tuple[int, bytes, bytes]]:
+        """Every stored entry of ``log`` as ``(index, raw, leaf_hash)``, in index order, read in pages.
+
+        Raises:
+            StorageError: SQLite failed.
+        """
+        after = -1
+        while True:
+            with self._wrap(f"read entries of log {log}"):
+                rows = self._conn.execute(
+                    "SELECT idx, raw, leaf_hash FROM entries WHERE log = ? AND idx > ? ORDER BY idx LIMIT ?",
+                    (log, after, batch)).fetchall()
+            for idx, raw, lh in rows:
+                yield int(idx), bytes(raw), bytes(lh)
+            if len(rows) < batch:
+                return
+            after = rows[-1][0]
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def put_checkpoint(self, log: str, size: int, note: bytes) -> None:
+        """Store the signed checkpoint note of ``log`` at ``size`` (spec 7.4.1).
+
+        Storing the same bytes twice is a no-op.
+
+        Raises:
+            StorageError: ``size`` exceeds the stored log, a different note is
+                already stored for that size, or SQLite failed.
+        """
+        with self._wrap(f"store checkpoint {size} of log {log}"), self._transaction():
+            have = self.size(log)
+            if not 0 <= size <= have:
+                raise StorageError(f"checkpoint size {size} but log {log} has {have} entries")
+            row = self._conn.execute(
+                "SELECT note FROM checkpoints WHERE log = ? AND size = ?", (log, size)).fetchone()
+            if row is not None:
+                if bytes(row[0]) != bytes(note):
+                    raise StorageError(f"log {log} already has a different checkpoint at size {size}")
+                return
+            self._conn.execute("INSERT INTO checkpoints (log, size, note) VALUES (?, ?, ?)",
+                               (log, size, bytes(note)))
+
+    def checkpoint(self, log: str, size: int) -> bytes | None:
+        """The stored checkpoint note of ``log`` at ``size``, or None."""
+        with self._wrap(f"read checkpoint {size} of log {log}"):
+            row = self._conn.execute(
+                "SELECT note FROM checkpoints WHERE log = ? AND size = ?", (log, size)).fetchone()
+            return None if row is None else bytes(row[0])
+
+    def latest_checkpoint(self, log: str) -> tuple[int, bytes] | None:
+        """``(size, note)`` of the largest stored checkpoint of ``log``, or None."""
+        with self._wrap(f"read the latest checkpoint of log {log}"):
+            row = self._conn.execute(
+                "SELECT size, note FROM checkpoints WHERE log = ? ORDER BY size DESC LIMIT 1", (log,)).fetchone()
+            return None if row is None else (int(row[0]), bytes(row[1]))
+
+    def checkpoints(self, log: str) -> list[tuple[int, bytes]]:
+        """Every stored ``(size, note)`` of ``log``, by size."""
+        with self._wrap(f"read checkpoints of log {log}"):
+            return [(int(s), bytes(n)) for s, n in self._conn.execute(
+                "SELECT size, note FROM checkpoints WHERE log = ? ORDER BY size", (log,))]
+
+    def put_cosignatures(self, log: str, size: int, lines: Sequence[tuple[str, bytes]]) -> None:
+        """Store witness cosignature lines on checkpoint ``size`` of ``log``, atomically (spec 7.4.2).
+
+        Args:
+            lines: ``(witness member id, signature line)`` pairs. A witness
+                that already has a line for this checkpoint keeps its first
+                one (a later line with a newer timestamp is ignored).
+
+        Raises:
+            StorageError: no checkpoint of that size is stored, or SQLite failed.
+        """
+        with self._wrap(f"store cosignatures on checkpoint {size} of log {log}"), self._transaction():
+            if self._conn.execute("SELECT 1 FROM checkpoints WHERE log = ? AND size = ?",
+                                  (log, size)).fetchone() is None:
+                raise StorageError(f"log {log} has no checkpoint at size {size}")
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO cosignatures (log, size, witness, line) VALUES (?, ?, ?, ?)",
+                [(log, size, w, bytes(line)) for w, line in lines])
+
+    def cosignatures(self, log: str, size: int | None = None) -> list[StoredCosignature]:
+        """Stored cosignatures of ``log`` (of one checkpoint ``size``, or all), by size then witness."""
+        with self._wrap(f"read cosignatures of log {log}"):
+            if size is None:
+                rows = self._conn.execute(
+                    "SELECT size, witness, line FROM cosignatures WHERE log = ? ORDER BY size, witness", (log,))
+            else:
+                rows = self._conn.execute(
+                    "SELECT size, witness, line FROM cosignatures WHERE log = ? AND size = ? ORDER BY witness",
+                    (log, size))
+            return [StoredCosignature(log, int(s), w, bytes(line)) for s, w, line in rows]
+
+    # ------------------------------------------------------------------ governance roots
+
+    def put_root(self, version: int, signed: bytes) -> bytes:
+        """Store a signed governance root document as received (spec 7.1.7).
+
+        Several documents may be stored for one version (a re-signed copy, or
+        evidence of equivocation); the same bytes twice are stored once.
+
+        Returns:
+            The SHA-256 digest of ``signed`` that keys the row.
+
+        Raises:
+            StorageError: SQLite failed.
+        """
+        digest = hashlib.sha256(signed).digest()
+        with self._wrap(f"store governance root version {version}"), self._transaction():
+            self._conn.execute("INSERT OR IGNORE INTO roots (version, digest, signed) VALUES (?, ?, ?)",
+                               (version, digest, bytes(signed)))
+        return digest
+
+    def roots(self, version: int | None = None) -> list[StoredRoot]:
+        """Stored governance root documents (of one ``version``, or all), by version."""
+        with self._wrap("read governance roots"):
+            if version is None:
+                rows = self._conn.execute("SELECT version, digest, signed FROM roots ORDER BY version, digest")
+            else:
+                rows = self._conn.execute(
+                    "SELECT version, digest, signed FROM roots WHERE version = ? ORDER BY digest", (version,))
+            return [StoredRoot(int(v), bytes(d), bytes(s)) for v, d, s in rows]
