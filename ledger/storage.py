@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,7 +233,8 @@ class Storage:
             return 0 if row is None else int(row[0])
 
     def append_entries(self, log: str, start: int, raws: Sequence[bytes], leaf_hashes: Sequence[bytes],
-                       nodes: Sequence[tuple[int, int, bytes]]) -> range:
+                       nodes: Sequence[tuple[int, int, bytes]],
+                       before_commit: Callable[[], None] | None = None) -> range:
         """Append a batch of entries and their tree hashes in one transaction (spec 7.3 step 6).
 
         Args:
@@ -244,6 +245,10 @@ class Storage:
             nodes: every complete subtree above the leaves that the batch
                 completes, as ``(level, index, hash)`` with ``level >= 1``
                 (level 0 rows, if given, must equal ``leaf_hashes`` and are skipped).
+            before_commit: called after the rows are written and before the
+                commit; if it raises, the transaction is rolled back and its
+                exception propagates. :class:`~ledger.memberlog.MemberLog`
+                waits for signature verification here (spec 7.3 step 6).
 
         Returns:
             The indices the entries now have. When this returns, the batch is
@@ -287,6 +292,8 @@ class Storage:
             self._conn.execute(
                 "INSERT INTO logs (log, size) VALUES (?, ?) "
                 "ON CONFLICT (log) DO UPDATE SET size = excluded.size", (log, end))
+            if before_commit is not None:
+                before_commit()
         return range(start, end)
 
     def read_entries(self, log: str, start: int, end: int) -> list[bytes]:

@@ -228,3 +228,17 @@ def test_crash_leaves_consistent_prefix(tmp_path: Path) -> None:
         nodes = {(lv, i): h for lv, i, h in s.iter_nodes("VN")}
         want = _nodes_for(0, [_leaf(r) for r in raws], lambda lv, i: b"")
         assert nodes == {(lv, i): h for lv, i, h in want}
+
+
+def test_before_commit_failure_rolls_back(store: Storage) -> None:
+    _append(store, "VN", [b"a"])
+
+    def refuse() -> None:
+        raise ValueError("signature check failed")
+
+    with pytest.raises(ValueError):
+        store.append_entries("VN", 1, [b"b"], [_leaf(b"b")], [], before_commit=refuse)
+    assert store.size("VN") == 1
+    calls = []
+    store.append_entries("VN", 1, [b"b"], [_leaf(b"b")], [], before_commit=lambda: calls.append(1))
+    assert calls == [1] and store.size("VN") == 2
