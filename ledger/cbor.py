@@ -283,7 +283,12 @@ def decode(data: bytes, limits: CborLimits = DEFAULT_LIMITS) -> Any:
     if len(data) > limits.max_size:
         raise DecodeError(f"CBOR: input of {len(data)} bytes exceeds the limit of {limits.max_size}")
     dec = _Decoder(data, limits)
-    value = dec.item(0)
+    try:
+        value = dec.item(0)
+    except RecursionError as e:
+        # Reachable only when a caller sets max_depth beyond what the Python
+        # stack allows; still a refusal of the input, never a crash (spec 1.3).
+        raise DecodeError(f"CBOR: nesting too deep for the decoder at byte {dec.pos}") from e
     if dec.pos != len(data):
         raise DecodeError(f"CBOR: {len(data) - dec.pos} trailing bytes after the data item at byte {dec.pos}")
     return value

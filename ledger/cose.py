@@ -24,6 +24,7 @@ from ledger.keys import verify_ed25519
 COSE_SIGN1_TAG = 18
 ALG_EDDSA = -8
 HDR_ALG = 1
+HDR_CRIT = 2
 HDR_CONTENT_TYPE = 3
 HDR_KID = 4
 
@@ -61,7 +62,17 @@ class _Sign1Fields:
         return self.headers.get(HDR_CONTENT_TYPE)
 
     def to_be_signed(self, external_aad: bytes = b"", detached_payload: bytes | None = None) -> bytes:
-        """The Sig_structure bytes for this message (RFC 9052 section 4.4, spec 2.1)."""
+        """The Sig_structure bytes for this message (RFC 9052 section 4.4, spec 2.1).
+
+        Raises:
+            DecodeError: the payload is detached and ``detached_payload`` is
+                None, or the payload is attached and ``detached_payload`` is
+                given as well (spec 2.5).
+        """
+        if self.payload is not None and detached_payload is not None:
+            # A caller who passes a detached payload expects the signature to
+            # cover it; an attached payload must not silently take its place.
+            raise DecodeError("COSE_Sign1: payload is attached, but a detached payload was given")
         payload = self.payload if self.payload is not None else detached_payload
         if payload is None:
             raise DecodeError("COSE_Sign1: payload is detached and none was given")
@@ -77,11 +88,13 @@ class UnverifiedSign1(_Sign1Fields):
         """Decode a tagged or untagged COSE_Sign1 (spec 2.3).
 
         Raises:
-            DecodeError: malformed CBOR, wrong structure, an ``alg`` other
-                than EdDSA, or a signature that is not 64 bytes.
+            DecodeError: malformed CBOR, wrong structure, a ``crit`` header,
+                an ``alg`` other than EdDSA, a signature that is not 64
+                bytes, or a ``kid`` or ``content type`` of the wrong type.
         """
+        # Step 2.3.1: one CBOR data item within the envelope limits (spec 1.3),
+        # optionally tag 18, holding a four-element array.
         value = cbor.decode(data, limits)
-        # Step 2.3.1: optional tag 18, then a four-element array.
         if isinstance(value, cbor.Tag):
             if value.tag != COSE_SIGN1_TAG:
                 raise DecodeError(f"COSE_Sign1: unexpected tag {value.tag}")
@@ -105,7 +118,11 @@ class UnverifiedSign1(_Sign1Fields):
         dup = set(headers) & set(unprotected)
         if dup:
             raise DecodeError(f"COSE_Sign1: header labels {sorted(map(str, dup))} in both buckets")
-        # Step 2.3.4: algorithm and signature size.
+        # This profile understands no extension parameters, so any crit list
+        # names one it cannot process (RFC 9052 section 3.1).
+        if HDR_CRIT in headers or HDR_CRIT in unprotected:
+            raise DecodeError("COSE_Sign1: critical header parameters (crit) are not supported")
+        # Step 2.3.4: algorithm, signature size, kid and content type types.
         if headers.get(HDR_ALG) != ALG_EDDSA:
             raise DecodeError(f"COSE_Sign1: alg must be EdDSA (-8), got {headers.get(HDR_ALG)!r}")
         if len(signature) != 64:
@@ -113,6 +130,10 @@ class UnverifiedSign1(_Sign1Fields):
         kid = headers.get(HDR_KID, unprotected.get(HDR_KID))
         if kid is not None and not isinstance(kid, bytes):
             raise DecodeError("COSE_Sign1: kid must be a byte string")
+        ctype = headers.get(HDR_CONTENT_TYPE, unprotected.get(HDR_CONTENT_TYPE))
+        if ctype is not None and not (isinstance(ctype, str) or (
+                isinstance(ctype, int) and not isinstance(ctype, bool) and ctype >= 0)):
+            raise DecodeError("COSE_Sign1: content type must be an unsigned integer or text")
         return cls(protected, unprotected, payload, signature, headers, bytes(data))
 
     def verify(self, public_key: bytes, external_aad: bytes = b"",
@@ -129,7 +150,8 @@ class UnverifiedSign1(_Sign1Fields):
 
         Raises:
             VerificationError: the signature does not verify under the key.
-            DecodeError: the payload is detached and was not supplied.
+            DecodeError: the payload is detached and was not supplied, or is
+                attached and a detached payload was supplied as well.
         """
         verify_ed25519(public_key, self.to_be_signed(external_aad, detached_payload), self.signature)
         payload = self.payload if self.payload is not None else detached_payload
