@@ -1,0 +1,517 @@
+"""Member logs: verified appends, signed checkpoints, cosignatures, finality and proofs.
+
+Specified in specs/07-storage.md sections 7.3 and 7.4. A :class:`MemberLog`
+joins three things that must never disagree: the entries and tree hashes in
+:class:`~ledger.storage.Storage`, the in-memory
+:class:`~ledger.registry.RegistryState`, and the checkpoints the log's node
+key signs. A batch of entries is either stored and applied everywhere, or
+nowhere.
+
+The same class serves the log a node owns (it has the node's signing key and
+appends with :meth:`MemberLog.append`) and the replicas of other members'
+logs (no signing key; entries arrive from peers through
+:meth:`MemberLog.append_replicated`, checkpoints through
+:meth:`MemberLog.add_checkpoint`). Both paths check every entry the same way.
+
+Left to others: the rules (:mod:`ledger.rules`), the Merkle arithmetic
+(:mod:`ledger.merkle`), the formats of notes and cosignatures
+(:mod:`ledger.note`, :mod:`ledger.checkpoint`), fetching from peers and
+cosigning as a witness (the node).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from dataclasses import dataclass, field
+
+import nacl.signing
+
+from ledger import merkle
+from ledger.checkpoint import (
+    Checkpoint,
+    CosignatureVerifier,
+    add_signatures,
+    log_origin,
+    sign_checkpoint,
+    witness_name,
+)
+from ledger.entries import Entry, UnverifiedEntry
+from ledger.errors import (
+    AuthorizationError,
+    ConflictError,
+    DecodeError,
+    StorageError,
+    VerificationError,
+)
+from ledger.governance import Root
+from ledger.keys import verify_ed25519
+from ledger.note import Note, NoteSignature, NoteSigner, NoteVerifier, verify_note
+from ledger.registry import RegistryState
+from ledger.storage import Storage
+
+__all__ = ["Finality", "MemberLog", "ParallelVerifier", "SignatureJob"]
+
+#: One Ed25519 check: (public key, signed bytes, signature).
+SignatureJob = tuple[bytes, bytes, bytes]
+
+
+class ParallelVerifier:
+    """Runs batches of Ed25519 checks on a small thread pool (spec 7.3 step 5).
+
+    pynacl releases the GIL while it verifies, so two threads do nearly twice
+    the work of one. :meth:`start` returns at once; :meth:`wait` raises the
+    first failure. Calling the object does both, which is the shape
+    ``RegistryState.apply_batch`` expects for ``verify_signatures``.
+    """
+
+    def __init__(self, workers: int = 2, executor: Executor | None = None) -> None:
+        self._workers = workers
+        self._own = executor is None
+        self._executor = executor or ThreadPoolExecutor(workers, thread_name_prefix="ed25519")
+
+    def close(self) -> None:
+        """Shut down the pool if this object created it."""
+        if self._own:
+            self._executor.shutdown(wait=True)
+
+    @staticmethod
+    def _check(jobs: Sequence[SignatureJob]) -> None:
+        for pub, msg, sig in jobs:
+            verify_ed25519(pub, msg, sig)
+
+    def start(self, jobs: Sequence[SignatureJob]) -> list[Future[None]]:
+        """Submit ``jobs`` split into one chunk per worker."""
+        jobs = list(jobs)
+        step = max(1, -(-len(jobs) // self._workers))
+        return [self._executor.submit(self._check, jobs[i:i + step]) for i in range(0, len(jobs), step)]
+
+    @staticmethod
+    def wait(futures: Iterable[Future[None]]) -> None:
+        """Wait for every chunk, then raise the first failure.
+
+        Raises:
+            VerificationError: a signature did not verify.
+        """
+        errors = [e for e in (f.exception() for f in list(futures)) if e is not None]
+        if errors:
+            raise errors[0]
+
+    def __call__(self, jobs: Sequence[SignatureJob]) -> None:
+        """Verify ``jobs`` and return only when all passed.
+
+        Raises:
+            VerificationError: a signature did not verify.
+        """
+        self.wait(self.start(jobs))
+
+
+@dataclass(frozen=True, slots=True)
+class Finality:
+    """How final one checkpoint of a log is (spec 7.4.3).
+
+    Attributes:
+        log: member id of the log.
+        size: the checkpoint's tree size.
+        cosigners: witness member id -> cosignature timestamp, for every
+            cosignature that counts (by a member of the current root other
+            than the log's owner, with that member's current node key).
+        quorum: cosignatures needed, from the current root.
+        final: ``len(cosigners) >= quorum``.
+        witnessed_time: when final, the ``(faulty + 1)``-th smallest
+            timestamp: no entry in the checkpoint is younger than this
+            (the proof-of-existence time); None when not final.
+    """
+
+    log: str
+    size: int
+    cosigners: dict[str, int] = field(hash=False)
+    quorum: int
+    final: bool
+    witnessed_time: int | None
+
+
+class MemberLog:
+    """One member's log in a node's database, with its registry state.
+
+    Args:
+        storage: the node's database.
+        member_id: whose log this is.
+        network: the network id (it names the origin, spec 4.3.3).
+        state: the registry state, already holding exactly the entries that
+            ``storage`` holds for this log (see :func:`ledger.replay.replay`).
+        node_signer: the node's Ed25519 key when the node owns this log;
+            None for a replica. A :class:`~ledger.note.NoteSigner` must be
+            named by the log's origin.
+        verifier: the signature pool; by default a private 2-thread pool.
+
+    Raises:
+        StorageError: ``state`` and ``storage`` disagree about the size of the log.
+        VerificationError: ``node_signer`` is not the node key the current root
+            lists for ``member_id``, or ``member_id`` is not a member.
+    """
+
+    def __init__(self, storage: Storage, member_id: str, network: str, state: RegistryState,
+                 node_signer: nacl.signing.SigningKey | NoteSigner | None = None,
+                 verifier: ParallelVerifier | None = None) -> None:
+        self.storage = storage
+        self.member_id = member_id
+        self.network = network
+        self.state = state
+        self.origin = log_origin(network, member_id)
+        self._own_verifier = verifier is None
+        self._verify = verifier or ParallelVerifier()
+        self._signer: NoteSigner | None = None
+        if node_signer is not None:
+            signer = node_signer if isinstance(node_signer, NoteSigner) else NoteSigner(self.origin, node_signer)
+            if signer.name != self.origin:
+                raise VerificationError(f"node signer is named {signer.name!r}, not the origin {self.origin!r}")
+            if signer.public_key != self.root.node_key_of(member_id):
+                raise VerificationError(f"node signer is not the node key of {member_id} in the current root")
+            self._signer = signer
+        else:
+            self.root.member(member_id)
+        if state.size(member_id) != storage.size(member_id):
+            raise StorageError(f"log {member_id}: registry state holds {state.size(member_id)} entries,"
+                               f" storage {storage.size(member_id)}; replay the database first")
+        self._broken: str | None = None
+
+    # ------------------------------------------------------------------ basics
+
+    @property
+    def root(self) -> Root:
+        """The current governance root (it sets quorum and witness keys)."""
+        return self.state.chain.current  # type: ignore[no-any-return]
+
+    @property
+    def owner(self) -> bool:
+        """Whether this node owns (signs checkpoints for) the log."""
+        return self._signer is not None
+
+    @property
+    def size(self) -> int:
+        """Number of entries stored."""
+        return self.storage.size(self.member_id)
+
+    def close(self) -> None:
+        """Release the verification pool if this log created it."""
+        if self._own_verifier:
+            self._verify.close()
+
+    def _get(self, level: int, idx: int) -> bytes:
+        return self.storage.get_node(self.member_id, level, idx)
+
+    # ------------------------------------------------------------------ appends (spec 7.3)
+
+    def append(self, raws: Sequence[bytes]) -> list[int]:
+        """Verify and append a batch of signed entries to the log this node owns (spec 7.3).
+
+        Returns:
+            The durable indices of the entries.
+
+        Raises:
+            DecodeError: an entry is malformed (nothing is stored).
+            VerificationError: a rule or signature check failed (nothing is stored);
+                AuthorizationError when this node does not own the log.
+            StorageError: the database failed (nothing is stored).
+        """
+        if self._signer is None:
+            raise AuthorizationError(f"this node does not own log {self.member_id}; use append_replicated")
+        return self._append(list(raws), self.size)
+
+    def append_replicated(self, raws: Sequence[bytes], start: int) -> list[int]:
+        """Append entries ``start, start+1, ...`` of this log received from a peer (spec 7.3).
+
+        Entries this node already holds must be byte-identical to the stored
+        ones and are skipped, so a peer may resend an overlapping range.
+
+        Returns:
+            The indices newly stored (empty when everything was already held).
+
+        Raises:
+            ConflictError: an entry differs from the stored one at its index
+                (evidence of two histories: ``(index, stored, received)``).
+            StorageError: ``start`` leaves a gap after the stored entries.
+            DecodeError, VerificationError: as :meth:`append`.
+        """
+        raws = list(raws)
+        size = self.size
+        if start < 0 or start > size:
+            raise StorageError(f"log {self.member_id} has {size} entries; cannot append from {start}")
+        overlap = min(size - start, len(raws))
+        if overlap:
+            held = self.storage.read_entries(self.member_id, start, start + overlap)
+            for i, (old, new) in enumerate(zip(held, raws)):
+                if old != new:
+                    raise ConflictError(f"log {self.member_id} entry {start + i} differs from the stored one",
+                                        evidence=(start + i, old, new))
+        rest = raws[overlap:]
+        return self._append(rest, size) if rest else []
+
+    def _append(self, raws: list[bytes], start: int) -> list[int]:
+        if self._broken:
+            raise StorageError(self._broken)
+        if not raws:
+            return []
+        log = self.member_id
+        # Step 1: decode every entry; the leaf data is the bytes as received.
+        unverified = []
+        for i, raw in enumerate(raws):
+            try:
+                u = UnverifiedEntry.decode(raw)
+            except DecodeError as e:
+                raise DecodeError(f"log {log} entry {start + i}: {e}") from e
+            # Step 2: the entry must name this log.
+            if u.log != log:
+                raise VerificationError(f"log {log} entry {start + i} names log {u.log}")
+            unverified.append(u)
+        stored = False
+
+        def verify_and_store(jobs: Sequence[SignatureJob]) -> None:
+            nonlocal stored
+            # Step 5: signatures verify on the pool while this thread hashes and writes.
+            futures = self._verify.start(jobs)
+            try:
+                # Step 4: leaf hashes and the complete subtrees the batch finishes.
+                leaves = [merkle.leaf_hash(r) for r in raws]
+                nodes = merkle.stored_hashes_for_batch(start, leaves, self._get)
+                # Step 6: write, and commit only once every signature verified.
+                self.storage.append_entries(log, start, raws, leaves, nodes,
+                                            before_commit=lambda: self._verify.wait(futures))
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                wait_futures(futures)
+                raise
+            stored = True
+
+        # Step 3: the rules, in order, then (through verify_and_store) steps 4-6;
+        # step 7: the state changes only after verify_and_store returned.
+        entries: list[Entry] = self.state.apply_batch(log, start, unverified, verify_signatures=verify_and_store)
+        if not stored:  # the state never asked for signatures: nothing may be stored unverified
+            self._broken = f"log {log}: registry applied a batch without verifying signatures"
+            raise StorageError(self._broken)
+        if self.state.size(log) != start + len(raws):
+            self._broken = f"log {log}: storage and registry state disagree after a batch; replay the database"
+            raise StorageError(self._broken)
+        return [e.index for e in entries]
+
+    def read(self, start: int, end: int) -> list[bytes]:
+        """Entry bytes ``[start, end)`` as stored.
+
+        Raises:
+            StorageError: the range is outside the log.
+        """
+        return self.storage.read_entries(self.member_id, start, end)
+
+    # ------------------------------------------------------------------ tree and proofs
+
+    def root_hash(self, size: int | None = None) -> bytes:
+        """The Merkle root of the first ``size`` entries (default: all).
+
+        Raises:
+            StorageError: ``size`` is larger than the log, or a node is missing.
+        """
+        size = self._size_arg(size)
+        return merkle.tree_root(size, self._get)
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        """The inclusion proof of entry ``index`` in the tree of ``size`` (default: all), O(log n) reads.
+
+        Raises:
+            StorageError: ``size`` is larger than the log, or ``index`` is not below it.
+        """
+        size = self._size_arg(size)
+        if not 0 <= index < size:
+            raise StorageError(f"log {self.member_id}: no entry {index} in a tree of size {size}")
+        return merkle.inclusion_proof(index, size, self._get)
+
+    def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
+        """The consistency proof from ``size1`` to ``size2`` (default: all).
+
+        Raises:
+            StorageError: sizes out of range (``0 < size1 <= size2 <= size``).
+        """
+        size2 = self._size_arg(size2)
+        if not 0 < size1 <= size2:
+            raise StorageError(f"log {self.member_id}: no consistency proof from {size1} to {size2}")
+        return merkle.consistency_proof(size1, size2, self._get)
+
+    def _size_arg(self, size: int | None) -> int:
+        have = self.size
+        if size is None:
+            return have
+        if not 0 <= size <= have:
+            raise StorageError(f"log {self.member_id} has {have} entries, not {size}")
+        return size
+
+    # ------------------------------------------------------------------ checkpoints (spec 7.4)
+
+    def _log_verifier(self) -> NoteVerifier:
+        return NoteVerifier(self.origin, self.root.node_key_of(self.member_id))
+
+    def checkpoint(self, now: int | None = None) -> Note:
+        """Sign and store a checkpoint of the whole log (spec 7.4.1).
+
+        If the latest checkpoint already covers the whole log, it is returned
+        (with the log signature only) instead of signing again.
+
+        Args:
+            now: Unix seconds; when given, the current governance root must
+                not have expired (spec 5.4.3).
+
+        Raises:
+            AuthorizationError: this node does not own the log.
+            VerificationError: the governance root expired at ``now``.
+            StorageError: the database failed.
+        """
+        if self._signer is None:
+            raise AuthorizationError(f"this node does not own log {self.member_id}; it cannot sign checkpoints")
+        if now is not None:
+            self.state.chain.current_at(now)
+        size = self.size
+        latest = self.storage.latest_checkpoint(self.member_id)
+        if latest is not None and latest[0] == size:
+            return Note.parse(latest[1])
+        note = sign_checkpoint(Checkpoint(self.origin, size, self.root_hash(size)), self._signer)
+        self.storage.put_checkpoint(self.member_id, size, note.to_bytes())
+        return note
+
+    def add_checkpoint(self, data: bytes) -> Checkpoint:
+        """Check and store a checkpoint of this log signed by its owner (spec 7.4.1).
+
+        For replicas. The note must carry the owner's signature (by the node
+        key of the current root) over a checkpoint with this log's origin, a
+        size this node holds, and the root this node computes for that size.
+        Cosignature lines on the note are checked and stored as by
+        :meth:`add_cosignatures`.
+
+        Returns:
+            The checkpoint.
+
+        Raises:
+            DecodeError: the note or checkpoint is malformed.
+            VerificationError: bad log signature, wrong origin, a size beyond
+                the stored entries, or a bad cosignature.
+            ConflictError: the root differs from the one computed here
+                (evidence ``(size, received note bytes)``).
+        """
+        note = Note.parse(data)
+        (log_sig,) = verify_note(note, (self._log_verifier(),))[:1]
+        cp = Checkpoint.parse(note.text)
+        if cp.origin != self.origin:
+            raise VerificationError(f"checkpoint origin {cp.origin!r} is not {self.origin!r}")
+        if cp.size > self.size:
+            raise VerificationError(f"checkpoint of size {cp.size}, but log {self.member_id} holds {self.size}"
+                                    " entries here: replicate them first")
+        if cp.root_hash != self.root_hash(cp.size):
+            raise ConflictError(f"log {self.member_id} checkpoint of size {cp.size} has a root this node does"
+                                " not compute", evidence=(cp.size, bytes(data)))
+        self.storage.put_checkpoint(self.member_id, cp.size, Note(note.text, (log_sig,)).to_bytes())
+        others = [s for s in note.signatures if s is not log_sig]
+        if others:
+            self.add_cosignatures(cp.size, others)
+        return cp
+
+    def _witnesses(self) -> dict[tuple[str, bytes], tuple[str, CosignatureVerifier]]:
+        out = {}
+        for m in self.root.members:
+            v = CosignatureVerifier(witness_name(self.network, m.id), m.node_key)
+            out[(v.name, v.key_id)] = (m.id, v)
+        return out
+
+    def add_cosignatures(self, size: int, lines: Iterable[NoteSignature | str | bytes]) -> dict[str, int]:
+        """Verify witness cosignatures on the checkpoint of ``size`` and store them (spec 7.4.2).
+
+        Each line must be a cosignature/v1 by the witness key of a member of
+        the current root other than the log's owner. All lines are checked
+        before any is stored; one bad line refuses the lot.
+
+        Returns:
+            witness member id -> timestamp, for the lines given.
+
+        Raises:
+            StorageError: no checkpoint of ``size`` is stored.
+            DecodeError: a line is malformed.
+            AuthorizationError: a line is by an unknown key, a non-member, or
+                the log's owner.
+            VerificationError: a cosignature does not verify.
+        """
+        stored = self.storage.checkpoint(self.member_id, size)
+        if stored is None:
+            raise StorageError(f"log {self.member_id} has no checkpoint at size {size}")
+        cp = Checkpoint.parse(Note.parse(stored).text)
+        witnesses = self._witnesses()
+        verified: dict[str, int] = {}
+        rows: list[tuple[str, bytes]] = []
+        for item in lines:
+            sig = item if isinstance(item, NoteSignature) else NoteSignature.parse_line(
+                item.decode("utf-8") if isinstance(item, bytes) else item)
+            found = witnesses.get((sig.name, sig.key_id))
+            if found is None:
+                raise AuthorizationError(f"cosignature by {sig.name}+{sig.key_id.hex()} is not by a witness key"
+                                         f" of any member of root version {self.root.version}")
+            member, verifier = found
+            if member == self.member_id:
+                raise AuthorizationError(f"{member} cannot witness its own log")
+            verified[member] = verifier.verify(cp, sig)
+            rows.append((member, sig.line().encode("utf-8")))
+        self.storage.put_cosignatures(self.member_id, size, rows)
+        return verified
+
+    def finality(self, size: int | None = None) -> Finality | None:
+        """How final the checkpoint of ``size`` is (default: the latest), or None if there is none (spec 7.4.3).
+
+        Stored cosignatures are re-checked against the current root: a line
+        by a key the root no longer lists does not count.
+
+        Raises:
+            StorageError: the database failed.
+        """
+        if size is None:
+            latest = self.storage.latest_checkpoint(self.member_id)
+            if latest is None:
+                return None
+            size, stored = latest
+        else:
+            found = self.storage.checkpoint(self.member_id, size)
+            if found is None:
+                return None
+            stored = found
+        cp = Checkpoint.parse(Note.parse(stored).text)
+        witnesses = self._witnesses()
+        times: dict[str, int] = {}
+        for c in self.storage.cosignatures(self.member_id, size):
+            try:
+                sig = NoteSignature.parse_line(c.line.decode("utf-8"))
+                member, verifier = witnesses[(sig.name, sig.key_id)]
+                if member != c.witness or member == self.member_id:
+                    continue
+                times[member] = verifier.verify(cp, sig)
+            except (KeyError, UnicodeDecodeError, DecodeError, VerificationError):
+                continue  # not current, or damaged: replay reports the latter
+        root = self.root
+        final = len(times) >= root.quorum
+        ordered = sorted(times.values())
+        witnessed = ordered[root.faulty] if final and len(ordered) > root.faulty else None
+        return Finality(self.member_id, size, times, root.quorum, final, witnessed)
+
+    def latest_checkpoint(self) -> bytes | None:
+        """The latest checkpoint note with every stored cosignature line appended, or None.
+
+        This is what a node serves: a client checks the log signature and
+        counts the cosignatures it trusts.
+        """
+        latest = self.storage.latest_checkpoint(self.member_id)
+        if latest is None:
+            return None
+        size, stored = latest
+        note = Note.parse(stored)
+        sigs = []
+        for c in self.storage.cosignatures(self.member_id, size):
+            try:
+                sigs.append(NoteSignature.parse_line(c.line.decode("utf-8")))
+            except (UnicodeDecodeError, DecodeError):
+                continue
+        return add_signatures(note, sigs).to_bytes()
