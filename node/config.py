@@ -94,6 +94,9 @@ class Limits:
                 raise ConfigError(f"limits.{f.name} must be an integer in [{lo}, {hi}], got {value!r}")
         if self.max_entry_bytes > self.max_request_bytes:
             raise ConfigError("limits.max_entry_bytes must not exceed limits.max_request_bytes")
+        if self.submitter_burst < self.max_batch_entries:
+            raise ConfigError("limits.submitter_burst must be at least limits.max_batch_entries, "
+                              "or a full batch could never be accepted")
         if self.witness_request_timeout_ms > self.witness_quorum_timeout_ms:
             raise ConfigError("limits.witness_request_timeout_ms must not exceed limits.witness_quorum_timeout_ms")
 

@@ -30,32 +30,12 @@ from ledger import cbor
 from ledger.errors import DecodeError
 
 __all__ = [
-    "BOX_ALG",
-    "FORMAT_VERSION",
-    "KDF_ALG",
-    "MAX_LABEL_CHARS",
-    "MAX_MEMLIMIT",
-    "MAX_OPSLIMIT",
-    "MEMLIMIT_INTERACTIVE",
-    "MEMLIMIT_MIN",
-    "MEMLIMIT_MODERATE",
-    "OPSLIMIT_INTERACTIVE",
-    "OPSLIMIT_MIN",
-    "OPSLIMIT_MODERATE",
-    "KeyFile",
-    "KeyFileError",
-    "RedactedSigningKey",
-    "change_passphrase",
-    "generate_key_file",
-    "load_signing_key",
-    "open_key_file",
-    "passphrase_from_env",
-    "passphrase_from_fd",
-    "read_key_file",
-    "read_public_key",
-    "seal_seed",
+    "BOX_ALG", "FORMAT_VERSION", "KDF_ALG", "MAX_LABEL_CHARS", "MAX_MEMLIMIT", "MAX_OPSLIMIT", "MEMLIMIT_INTERACTIVE",
+    "MEMLIMIT_MIN", "MEMLIMIT_MODERATE", "OPSLIMIT_INTERACTIVE", "OPSLIMIT_MIN", "OPSLIMIT_MODERATE", "KeyFile",
+    "KeyFileError", "RedactedSigningKey", "change_passphrase", "generate_key_file", "load_signing_key",
+    "open_key_file", "passphrase_from_env", "passphrase_from_fd", "read_key_file", "read_public_key", "seal_seed",
     "write_key_file",
-]
+]  # fmt: skip
 
 FORMAT_VERSION = 1
 KDF_ALG = "argon2id13"

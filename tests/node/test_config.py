@@ -117,6 +117,7 @@ BAD = [
     ("limit-entry", "max_batch_entries = 500", "max_entry_bytes = 70000", "limits.max_entry_bytes must be"),
     ("limit-cross", "max_batch_entries = 500", "witness_request_timeout_ms = 999999",
      "witness_request_timeout_ms must not exceed"),
+    ("limit-burst", "max_batch_entries = 500", "submitter_burst = 10", "submitter_burst must be at least"),
     ("listen-not-table", 'data_dir = "data/vn"\n\n[listen]\nhost = "127.0.0.1"\nport = 8441\n',
      'data_dir = "data/vn"\nlisten = 1\n', "listen must be a table"),
     ("toml-syntax", 'member = "VN"', "member = ", "not valid TOML"),

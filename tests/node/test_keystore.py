@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import nacl.signing
 import pytest
@@ -14,7 +15,7 @@ from ledger.errors import DecodeError, MekongError
 from node import keystore as ks
 from node.keystore import KeyFileError
 
-FAST = {"opslimit": ks.OPSLIMIT_MIN, "memlimit": ks.MEMLIMIT_MIN}
+FAST: dict[str, Any] = {"opslimit": ks.OPSLIMIT_MIN, "memlimit": ks.MEMLIMIT_MIN}
 PASS = b"correct horse battery staple"
 SEED = bytes(range(32))
 
