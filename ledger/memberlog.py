@@ -31,6 +31,7 @@ import nacl.signing
 from ledger import merkle
 from ledger.checkpoint import (
     Checkpoint,
+    CosignatureSigner,
     CosignatureVerifier,
     add_signatures,
     log_origin,
@@ -115,8 +116,8 @@ class Finality:
         log: member id of the log.
         size: the checkpoint's tree size.
         cosigners: witness member id -> cosignature timestamp, for every
-            cosignature that counts (by a member of the current root other
-            than the log's owner, with that member's current node key).
+            cosignature that counts: by a member of the current root (the
+            owner included) with that member's current node key as witness key.
         quorum: cosignatures needed, from the current root.
         final: ``len(cosigners) >= quorum``.
         witnessed_time: when final, the ``(faulty + 1)``-th smallest
@@ -141,19 +142,19 @@ class MemberLog:
         network: the network id (it names the origin, spec 4.3.3).
         state: the registry state, already holding exactly the entries that
             ``storage`` holds for this log (see :func:`ledger.replay.replay`).
-        node_signer: the node's Ed25519 key when the node owns this log;
-            None for a replica. A :class:`~ledger.note.NoteSigner` must be
-            named by the log's origin.
+        node_key: the node's Ed25519 signing key when the node owns this
+            log (it signs checkpoints, spec 7.4.1, and the owner's own
+            cosignatures); None for a replica.
         verifier: the signature pool; by default a private 2-thread pool.
 
     Raises:
         StorageError: ``state`` and ``storage`` disagree about the size of the log.
-        VerificationError: ``node_signer`` is not the node key the current root
+        VerificationError: ``node_key`` is not the node key the current root
             lists for ``member_id``, or ``member_id`` is not a member.
     """
 
     def __init__(self, storage: Storage, member_id: str, network: str, state: RegistryState,
-                 node_signer: nacl.signing.SigningKey | NoteSigner | None = None,
+                 node_key: nacl.signing.SigningKey | None = None,
                  verifier: ParallelVerifier | None = None) -> None:
         self.storage = storage
         self.member_id = member_id
@@ -163,10 +164,9 @@ class MemberLog:
         self._own_verifier = verifier is None
         self._verify = verifier or ParallelVerifier()
         self._signer: NoteSigner | None = None
-        if node_signer is not None:
-            signer = node_signer if isinstance(node_signer, NoteSigner) else NoteSigner(self.origin, node_signer)
-            if signer.name != self.origin:
-                raise VerificationError(f"node signer is named {signer.name!r}, not the origin {self.origin!r}")
+        self._node_key = node_key
+        if node_key is not None:
+            signer = NoteSigner(self.origin, node_key)
             if signer.public_key != self.root.node_key_of(member_id):
                 raise VerificationError(f"node signer is not the node key of {member_id} in the current root")
             self._signer = signer
@@ -354,28 +354,37 @@ class MemberLog:
     def checkpoint(self, now: int | None = None) -> Note:
         """Sign and store a checkpoint of the whole log (spec 7.4.1).
 
-        If the latest checkpoint already covers the whole log, it is returned
-        (with the log signature only) instead of signing again.
+        If the latest checkpoint already covers the whole log, it is reused
+        instead of signing again.
 
         Args:
-            now: Unix seconds; when given, the current governance root must
-                not have expired (spec 5.4.3).
+            now: Unix seconds. When given, the owner also cosigns the
+                checkpoint as a witness with timestamp ``now`` (unless it
+                already has), and that cosignature counts toward the quorum
+                like any other member's (spec 7.4.3).
+
+        Returns:
+            The checkpoint note with the log signature only (cosignatures are
+            served by :meth:`latest_checkpoint`).
 
         Raises:
             AuthorizationError: this node does not own the log.
-            VerificationError: the governance root expired at ``now``.
             StorageError: the database failed.
         """
-        if self._signer is None:
+        if self._signer is None or self._node_key is None:
             raise AuthorizationError(f"this node does not own log {self.member_id}; it cannot sign checkpoints")
-        if now is not None:
-            self.state.chain.current_at(now)
         size = self.size
         latest = self.storage.latest_checkpoint(self.member_id)
         if latest is not None and latest[0] == size:
-            return Note.parse(latest[1])
-        note = sign_checkpoint(Checkpoint(self.origin, size, self.root_hash(size)), self._signer)
-        self.storage.put_checkpoint(self.member_id, size, note.to_bytes())
+            note = Note.parse(latest[1])
+        else:
+            # spec 7.4.1: the root comes from stored nodes over committed entries only.
+            note = sign_checkpoint(Checkpoint(self.origin, size, self.root_hash(size)), self._signer)
+            self.storage.put_checkpoint(self.member_id, size, note.to_bytes())
+        if now is not None and not any(c.witness == self.member_id
+                                       for c in self.storage.cosignatures(self.member_id, size)):
+            own = CosignatureSigner(witness_name(self.network, self.member_id), self._node_key)
+            self.add_cosignatures(size, [own.cosign(Checkpoint.parse(note.text), now)])
         return note
 
     def add_checkpoint(self, data: bytes) -> Checkpoint:
@@ -425,8 +434,9 @@ class MemberLog:
         """Verify witness cosignatures on the checkpoint of ``size`` and store them (spec 7.4.2).
 
         Each line must be a cosignature/v1 by the witness key of a member of
-        the current root other than the log's owner. All lines are checked
-        before any is stored; one bad line refuses the lot.
+        the current root; the owner's own witness key counts like any other
+        member's (spec 7.4.3). All lines are checked before any is stored;
+        one bad line refuses the lot.
 
         Returns:
             witness member id -> timestamp, for the lines given.
@@ -434,8 +444,7 @@ class MemberLog:
         Raises:
             StorageError: no checkpoint of ``size`` is stored.
             DecodeError: a line is malformed.
-            AuthorizationError: a line is by an unknown key, a non-member, or
-                the log's owner.
+            AuthorizationError: a line is by an unknown key or a non-member.
             VerificationError: a cosignature does not verify.
         """
         stored = self.storage.checkpoint(self.member_id, size)
@@ -453,8 +462,6 @@ class MemberLog:
                 raise AuthorizationError(f"cosignature by {sig.name}+{sig.key_id.hex()} is not by a witness key"
                                          f" of any member of root version {self.root.version}")
             member, verifier = found
-            if member == self.member_id:
-                raise AuthorizationError(f"{member} cannot witness its own log")
             verified[member] = verifier.verify(cp, sig)
             rows.append((member, sig.line().encode("utf-8")))
         self.storage.put_cosignatures(self.member_id, size, rows)
@@ -486,7 +493,7 @@ class MemberLog:
             try:
                 sig = NoteSignature.parse_line(c.line.decode("utf-8"))
                 member, verifier = witnesses[(sig.name, sig.key_id)]
-                if member != c.witness or member == self.member_id:
+                if member != c.witness:
                     continue
                 times[member] = verifier.verify(cp, sig)
             except (KeyError, UnicodeDecodeError, DecodeError, VerificationError):

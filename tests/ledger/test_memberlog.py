@@ -211,7 +211,7 @@ def test_checkpoint_and_proofs_verify(net: Net, store: Storage) -> None:
     log = owner_log(net, store)
     raws = setup_entries(net, "VN") + anchors(net, "VN", 11)
     log.append(raws[:6])
-    note1 = log.checkpoint(now=T0)
+    note1 = log.checkpoint()
     log.append(raws[6:])
     note2 = log.checkpoint()
     assert log.checkpoint() == note2  # nothing new: same checkpoint
@@ -275,7 +275,7 @@ def test_cosignatures_and_finality(net: Net, store: Storage) -> None:
     assert log.finality() == log.finality(5)
     f = log.finality()
     assert f is not None and not f.final and f.cosigners == {} and f.quorum == 4
-    # Three witnesses: not final yet (quorum 4 of the 5 others).
+    # Three witnesses: not final yet (quorum 4).
     got = log.add_cosignatures(5, [net.cosigner(m).cosign(cp, T0 + t) for m, t in (("TH", 30), ("KH", 10), ("LA", 20))])
     assert got == {"TH": T0 + 30, "KH": T0 + 10, "LA": T0 + 20}
     f = log.finality()
@@ -293,16 +293,23 @@ def test_cosignatures_and_finality(net: Net, store: Storage) -> None:
     log.close()
 
 
-def test_owner_signature_does_not_count(net: Net, store: Storage) -> None:
+def test_owner_log_signature_is_not_a_cosignature_but_its_witness_cosignature_counts(net: Net, store: Storage) -> None:
     log = owner_log(net, store)
     log.append(setup_entries(net, "VN"))
-    cp = Checkpoint.parse(log.checkpoint().text)
-    with pytest.raises(AuthorizationError, match="own log"):
-        log.add_cosignatures(2, [net.cosigner("VN").cosign(cp, T0)])
-    ok = [net.cosigner(m).cosign(cp, T0) for m in ("TH", "KH", "LA")]
-    log.add_cosignatures(2, ok)
+    note = log.checkpoint()
+    cp = Checkpoint.parse(note.text)
+    log.add_cosignatures(2, [net.cosigner(m).cosign(cp, T0 + 10 * i) for i, m in enumerate(("TH", "KH", "LA"))])
     f = log.finality()
-    assert f is not None and not f.final  # 3 witnesses + the owner's own signature is still not 4
+    # The log signature on the note plus three witnesses is not 4 cosignatures.
+    assert f is not None and not f.final and set(f.cosigners) == {"TH", "KH", "LA"}
+    # The owner's own cosignature/v1 (spec 00 "final", 7.4.3) does count: 6 members, quorum 4,
+    # live with two members down.
+    assert log.checkpoint(now=T0 + 5) == note
+    f = log.finality()
+    assert f is not None and f.final and set(f.cosigners) == {"TH", "KH", "LA", "VN"}
+    assert f.witnessed_time == T0 + 5  # 2nd smallest of 0, 5, 10, 20
+    log.checkpoint(now=T0 + 99)  # cosigns once per checkpoint
+    assert [c.witness for c in store.cosignatures("VN", 2)].count("VN") == 1
     log.close()
 
 

@@ -1,0 +1,386 @@
+"""Replay: rebuild the registry from a database and report every byte that does not check out.
+
+Specified in specs/07-storage.md section 7.5. :func:`replay` starts from the
+pinned genesis only, re-verifies every stored governance root, every entry
+(decoding, rules, signatures), every leaf and tree hash, every checkpoint
+(log signature, origin, size, root) and every cosignature, and returns a
+:class:`ReplayReport` listing all problems, each a
+:class:`~ledger.errors.TamperError` whose ``location`` names the row.
+
+A node runs it at start-up (the report's ``state`` is the registry state a
+:class:`~ledger.memberlog.MemberLog` needs); an auditor runs it on a copy.
+Deciding what to do about a problem is the caller's business:
+:meth:`ReplayReport.raise_on_problem` is the strict choice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from ledger import merkle
+from ledger.checkpoint import Checkpoint, CosignatureVerifier, log_origin, witness_name
+from ledger.entries import UnverifiedEntry
+from ledger.errors import ConflictError, DecodeError, MekongError, TamperError, VerificationError
+from ledger.governance import GovernanceChain, SignedRoot
+from ledger.memberlog import ParallelVerifier
+from ledger.note import Note, NoteSignature, NoteVerifier, verify_note
+from ledger.registry import RegistryState
+from ledger.storage import Storage
+
+__all__ = ["ReplayReport", "replay"]
+
+#: Entries applied to the registry per batch while replaying.
+BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayReport:
+    """What :func:`replay` found (spec 7.5.2).
+
+    Attributes:
+        logs: member ids of the logs in the database, sorted.
+        sizes: stored size of each log.
+        verified: how many entries of each log passed every check and are in ``state``.
+        roots: the root hash of each log at its stored size, from the trusted leaf hashes.
+        entries_checked: entries decoded and applied (or refused).
+        nodes_checked: stored tree hashes compared, leaf hashes included.
+        checkpoints_checked: stored checkpoints examined.
+        cosignatures_checked: stored cosignatures examined.
+        problems: every finding, in the order found; empty when the database checks out.
+        state: the registry state rebuilt from the verified entries.
+        chain: the governance chain rebuilt from the genesis and the stored roots.
+    """
+
+    logs: tuple[str, ...]
+    sizes: Mapping[str, int]
+    verified: Mapping[str, int]
+    roots: Mapping[str, bytes]
+    entries_checked: int
+    nodes_checked: int
+    checkpoints_checked: int
+    cosignatures_checked: int
+    problems: tuple[TamperError, ...]
+    state: RegistryState = field(repr=False, compare=False)
+    chain: GovernanceChain = field(repr=False, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        """True when replay found no problem."""
+        return not self.problems
+
+    def raise_on_problem(self) -> None:
+        """Raise the first problem, if any.
+
+        Raises:
+            TamperError: the first of ``problems``; the others stay in the report.
+        """
+        if self.problems:
+            raise self.problems[0]
+
+
+class _Findings:
+    def __init__(self) -> None:
+        self.problems: list[TamperError] = []
+
+    def add(self, location: str, message: str, cause: BaseException | None = None) -> None:
+        message = message.replace(f"{location}: ", "")  # the rules' messages start with it too
+        err = TamperError(message, location)
+        err.__cause__ = cause
+        self.problems.append(err)
+
+
+def _loc(log: str) -> str:
+    return f"log {log}"
+
+
+# --------------------------------------------------------------------------- step 1: roots
+
+
+def _replay_roots(storage: Storage, genesis: SignedRoot, pinned_hash: bytes | None,
+                  found: _Findings) -> GovernanceChain:
+    chain = GovernanceChain.from_genesis(genesis, pinned_hash)  # the caller's input: raises
+    candidates: list[tuple[int, SignedRoot]] = []
+    for row in storage.roots():
+        where = f"root version {row.version}"
+        if hashlib.sha256(row.signed).digest() != row.digest:
+            found.add(where, "stored bytes do not match their digest")
+            continue
+        try:
+            signed = SignedRoot.from_cbor(row.signed)
+        except DecodeError as e:
+            found.add(where, f"does not decode: {e}", e)
+            continue
+        if signed.root.version != row.version:
+            found.add(where, f"row holds a root of version {signed.root.version}")
+            continue
+        if row.version == 1 and signed.payload != genesis.payload:
+            found.add(where, "stored genesis is not the pinned genesis")
+            continue
+        candidates.append((row.version, signed))
+    for version, signed in sorted(candidates, key=lambda c: c[0]):
+        try:
+            chain.add(signed)
+        except (VerificationError, ConflictError, DecodeError) as e:
+            found.add(f"root version {version}", f"does not verify in the chain: {e}", e)
+    return chain
+
+
+# --------------------------------------------------------------------------- step 2: entries
+
+
+def _apply_log(storage: Storage, log: str, state: RegistryState, verify: ParallelVerifier,
+               found: _Findings) -> tuple[int, int, list[bytes], list[bytes]]:
+    """Apply a log's entries; return (size, verified count, raw leaf hashes, stored leaf hashes)."""
+    size = storage.size(log)
+    computed: list[bytes] = []
+    stored: list[bytes] = []
+    verified = 0
+    stopped = False
+    pending: list[tuple[int, bytes]] = []
+
+    def flush() -> None:
+        nonlocal verified, stopped
+        if stopped or not pending:
+            pending.clear()
+            return
+        start = pending[0][0]
+        unverified = []
+        for idx, raw in pending:
+            try:
+                unverified.append(UnverifiedEntry.decode(raw))
+            except DecodeError as e:
+                found.add(f"{_loc(log)} entry {idx}", f"does not decode: {e}", e)
+                break
+        try:
+            if unverified:
+                state.apply_batch(log, start, unverified, verify_signatures=verify)
+                verified += len(unverified)
+        except MekongError:
+            # Find the first failing entry by applying one at a time.
+            for i, u in enumerate(unverified):
+                try:
+                    state.apply_batch(log, start + i, [u], verify_signatures=verify)
+                    verified += 1
+                except MekongError as e:
+                    found.add(f"{_loc(log)} entry {start + i}", f"refused: {e}", e)
+                    break
+        if verified != pending[-1][0] + 1:
+            stopped = True
+        pending.clear()
+
+    expect = 0
+    for idx, raw, lh in storage.iter_entries(log):
+        if idx != expect:
+            found.add(f"{_loc(log)} entry {expect}", f"missing (next stored index is {idx})")
+            stopped = True
+            break
+        expect += 1
+        computed.append(merkle.leaf_hash(raw))
+        stored.append(lh)
+        pending.append((idx, raw))
+        if len(pending) >= BATCH:
+            flush()
+    flush()
+    if expect != size:
+        found.add(_loc(log), f"logs.size is {size} but {expect} consecutive entries are stored")
+    return expect, verified, computed, stored
+
+
+# --------------------------------------------------------------------------- steps 3-4: leaves, tree
+
+
+def _check_tree(storage: Storage, log: str, verified: int, computed: list[bytes], stored: list[bytes],
+                wanted: set[tuple[int, int]], found: _Findings) -> tuple[int, dict[tuple[int, int], bytes]]:
+    """Compare stored hashes with recomputed ones; return (nodes checked, wanted nodes)."""
+    level_hashes: list[bytes] = []
+    for i, (c, s) in enumerate(zip(computed, stored)):
+        if c == s:
+            level_hashes.append(c)
+        elif i < verified:  # the entry verified: trust its bytes
+            found.add(f"{_loc(log)} tree node level 0 index {i}", "leaf hash does not match the entry")
+            level_hashes.append(c)
+        else:  # the entry failed: trust the stored leaf hash, blame the entry
+            found.add(f"{_loc(log)} entry {i}", "bytes do not match the stored leaf hash")
+            level_hashes.append(s)
+    n = len(level_hashes)
+    picked = {k: level_hashes[k[1]] for k in wanted if k[0] == 0 and k[1] < n}
+    checked = n
+    stored_nodes = storage.iter_nodes(log)
+    nxt = next(stored_nodes, None)
+    level = 0
+    while len(level_hashes) >= 2:
+        level += 1
+        level_hashes = [merkle.node_hash(a, b) for a, b in zip(level_hashes[0::2], level_hashes[1::2])]
+        for k in wanted:
+            if k[0] == level and k[1] < len(level_hashes):
+                picked[k] = level_hashes[k[1]]
+        for idx, h in enumerate(level_hashes):
+            while nxt is not None and (nxt[0], nxt[1]) < (level, idx):
+                found.add(f"{_loc(log)} tree node level {nxt[0]} index {nxt[1]}", "stored but not a complete subtree")
+                nxt = next(stored_nodes, None)
+            where = f"{_loc(log)} tree node level {level} index {idx}"
+            if nxt is not None and (nxt[0], nxt[1]) == (level, idx):
+                checked += 1
+                if nxt[2] != h:
+                    found.add(where, "hash does not match the recomputed subtree")
+                nxt = next(stored_nodes, None)
+            else:
+                found.add(where, "missing")
+    for extra in _rest(nxt, stored_nodes):
+        found.add(f"{_loc(log)} tree node level {extra[0]} index {extra[1]}", "stored but not a complete subtree")
+    return checked, picked
+
+
+def _rest(first: tuple[int, int, bytes] | None, it: Iterator[tuple[int, int, bytes]]) -> Iterator[Any]:
+    if first is not None:
+        yield first
+    yield from it
+
+
+def _reader(nodes: dict[tuple[int, int], bytes]) -> merkle.NodeReader:
+    return lambda level, idx: nodes[(level, idx)]
+
+
+def _root_nodes(size: int) -> list[tuple[int, int]]:
+    # The complete subtrees whose hashes make the root of ``size`` (spec 3.2.3).
+    out, pos = [], 0
+    for level in range(size.bit_length() - 1, -1, -1):
+        if size >> level & 1:
+            out.append((level, pos >> level))
+            pos += 1 << level
+    return out
+
+
+# --------------------------------------------------------------------------- steps 5-6: checkpoints
+
+
+def _replay_checkpoints(storage: Storage, log: str, network: str, chain: GovernanceChain, size: int,
+                        roots: dict[int, bytes], found: _Findings) -> tuple[int, int]:
+    origin = log_origin(network, log)
+    node_keys = {r.node_key_of(m) for r in chain.roots for m in r.member_ids if m == log}
+    log_verifiers = [NoteVerifier(origin, k) for k in sorted(node_keys)]
+    texts: dict[int, Checkpoint] = {}
+    n_cp = 0
+    for cp_size, data in storage.checkpoints(log):
+        n_cp += 1
+        if cp_size in roots:
+            # What the owner must have signed; cosignatures are checked against it even when the
+            # stored note is damaged, so one bad note is one problem (spec 7.5.1 step 6).
+            texts[cp_size] = Checkpoint(origin, cp_size, roots[cp_size])
+        where = f"{_loc(log)} checkpoint size {cp_size}"
+        try:
+            note = Note.parse(data)
+            if len(note.signatures) != 1:
+                raise VerificationError(f"holds {len(note.signatures)} signature lines, not only the log's")
+            for v in log_verifiers:
+                try:
+                    verify_note(note, (v,))
+                    break
+                except VerificationError:
+                    continue
+            else:
+                raise VerificationError("not signed by the node key of the log's owner")
+            cp = Checkpoint.parse(note.text)
+            if cp.origin != origin:
+                raise VerificationError(f"origin {cp.origin!r} is not {origin!r}")
+            if cp.size != cp_size:
+                raise VerificationError(f"note is for size {cp.size}")
+            if cp_size > size:
+                raise VerificationError(f"covers {cp_size} entries but the log holds {size}")
+            if cp.root_hash != roots[cp_size]:
+                raise VerificationError("root hash is not the recomputed root")
+        except (DecodeError, VerificationError) as e:
+            found.add(where, str(e), e)
+            continue
+        texts[cp_size] = cp
+    witnesses: dict[str, list[CosignatureVerifier]] = {}
+    for r in chain.roots:
+        for m in r.members:
+            cv = CosignatureVerifier(witness_name(network, m.id), m.node_key)
+            if cv not in witnesses.setdefault(m.id, []):
+                witnesses[m.id].append(cv)
+    n_cs = 0
+    for c in storage.cosignatures(log):
+        n_cs += 1
+        where = f"{_loc(log)} checkpoint size {c.size} cosignature {c.witness}"
+        try:
+            if c.size not in texts:
+                raise VerificationError("no checkpoint of this size is stored within the log")
+            if c.witness not in witnesses:
+                raise VerificationError(f"{c.witness} is not a witness of log {log}")
+            sig = NoteSignature.parse_line(c.line.decode("utf-8"))
+            for cv in witnesses[c.witness]:
+                if (sig.name, sig.key_id) == (cv.name, cv.key_id):
+                    cv.verify(texts[c.size], sig)
+                    break
+            else:
+                raise VerificationError(f"not by the witness key of {c.witness}")
+        except UnicodeDecodeError as e:
+            found.add(where, "line is not UTF-8", e)
+        except (DecodeError, VerificationError) as e:
+            found.add(where, str(e), e)
+    return n_cp, n_cs
+
+
+# --------------------------------------------------------------------------- replay
+
+
+def replay(storage: Storage, genesis: SignedRoot, pinned_hash: bytes | None = None,
+           verifier: ParallelVerifier | None = None) -> ReplayReport:
+    """Rebuild state from ``genesis`` and check every stored byte (spec 7.5).
+
+    Args:
+        storage: the database to check (read only).
+        genesis: the genesis root the caller trusts.
+        pinned_hash: its pinned hash, or None to trust ``genesis`` as given.
+        verifier: the signature pool; by default a private 2-thread pool.
+
+    Returns:
+        The report; its ``problems`` list every finding. Problems in the
+        database never raise.
+
+    Raises:
+        VerificationError: ``genesis`` does not verify (against ``pinned_hash``).
+        StorageError: SQLite itself failed.
+    """
+    found = _Findings()
+    chain = _replay_roots(storage, genesis, pinned_hash, found)
+    network = genesis.root.network
+    state = RegistryState(chain)
+    pool = verifier or ParallelVerifier()
+    members = {m for r in chain.roots for m in r.member_ids}
+    sizes: dict[str, int] = {}
+    verified: dict[str, int] = {}
+    roots: dict[str, bytes] = {}
+    n_entries = n_nodes = n_cp = n_cs = 0
+    try:
+        for log in storage.logs():
+            if log not in members:
+                found.add(_loc(log), "no root of the governance chain lists this member")
+                continue
+            sizes[log] = storage.size(log)
+            size, ok, computed, stored = _apply_log(storage, log, state, pool, found)
+            n_entries += size
+            verified[log] = ok
+            cp_sizes = [s for s, _ in storage.checkpoints(log) if 0 < s <= size]
+            wanted = {k for s in {*cp_sizes, size} for k in _root_nodes(s)}
+            checked, picked = _check_tree(storage, log, ok, computed, stored, wanted, found)
+            n_nodes += checked
+            cp_roots = {s: merkle.tree_root(s, _reader(picked)) for s in {*cp_sizes, size}}
+            cp_roots[0] = merkle.EMPTY_ROOT
+            roots[log] = cp_roots[size]
+            c1, c2 = _replay_checkpoints(storage, log, network, chain, size, cp_roots, found)
+            n_cp += c1
+            n_cs += c2
+    finally:
+        if verifier is None:
+            pool.close()
+    return ReplayReport(
+        logs=tuple(sorted(sizes)), sizes=MappingProxyType(sizes), verified=MappingProxyType(verified),
+        roots=MappingProxyType(roots), entries_checked=n_entries, nodes_checked=n_nodes,
+        checkpoints_checked=n_cp, cosignatures_checked=n_cs, problems=tuple(found.problems),
+        state=state, chain=chain)

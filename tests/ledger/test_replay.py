@@ -1,0 +1,247 @@
+"""Tests for ledger.replay: a clean database replays; one flipped byte anywhere is reported where it is."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_memberlog import MEMBERS, NETWORK, T0, Net, anchors, make_net, setup_entries
+
+from ledger.checkpoint import Checkpoint
+from ledger.errors import TamperError, VerificationError
+from ledger.governance import Root, SignedRoot
+from ledger.memberlog import MemberLog
+from ledger.registry import RegistryState
+from ledger.replay import ReplayReport, replay
+from ledger.storage import Storage
+
+WITNESSES = ("CN", "KH", "LA", "TH")
+
+
+def _successor(net: Net) -> SignedRoot:
+    g = net.genesis.root
+    root = Root(g.network, 2, g.root_hash, g.members, g.quorum, g.threshold, g.faulty, T0 + 100)
+    return SignedRoot.create(root, [net.admin[m] for m in MEMBERS[:4]])
+
+
+def build_db(path: Path, net: Net) -> dict[str, object]:
+    """A node database: VN's own log, a replica of TH's log, checkpoints, cosignatures, two roots."""
+    with Storage.open(path) as vn_db, Storage.open(path.with_name("th-owner.db")) as th_db:
+        vn_db.put_root(1, net.genesis.to_cbor())
+        vn_db.put_root(2, _successor(net).to_cbor())
+        vn = MemberLog(vn_db, "VN", NETWORK, RegistryState(net.chain()), net.node["VN"])
+        raws = setup_entries(net, "VN") + anchors(net, "VN", 18)
+        for lo, hi in ((0, 5), (5, 12), (12, 20)):
+            vn.append(raws[lo:hi])
+            note = vn.checkpoint(now=T0 + hi)
+            cp = Checkpoint.parse(note.text)
+            if hi > 5:
+                vn.add_cosignatures(hi, [net.cosigner(w).cosign(cp, T0 + hi + 1) for w in WITNESSES])
+        th_owner = MemberLog(th_db, "TH", NETWORK, RegistryState(net.chain()), net.node["TH"])
+        th_raws = setup_entries(net, "TH") + anchors(net, "TH", 5)
+        th_owner.append(th_raws)
+        th_note = th_owner.checkpoint()
+        th = MemberLog(vn_db, "TH", NETWORK, vn.state)
+        th.append_replicated(th_raws, 0)
+        th.add_checkpoint(th_note.to_bytes())
+        th.add_cosignatures(7, [net.cosigner("VN").cosign(Checkpoint.parse(th_note.text), T0 + 50)])
+        out = {"VN": vn.root_hash(), "TH": th.root_hash()}
+        for m in (vn, th, th_owner):
+            m.close()
+    return out
+
+
+@pytest.fixture(scope="module")
+def net() -> Net:
+    return make_net()
+
+
+@pytest.fixture(scope="module")
+def clean_db(tmp_path_factory: pytest.TempPathFactory, net: Net) -> tuple[Path, dict[str, object]]:
+    path = tmp_path_factory.mktemp("replay") / "node.db"
+    roots = build_db(path, net)
+    conn = sqlite3.connect(path)  # fold the WAL into the main file so a plain copy is complete
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return path, roots
+
+
+def _replay(path: Path, net: Net) -> ReplayReport:
+    with Storage.open(path) as s:
+        return replay(s, net.genesis, net.genesis.root_hash)
+
+
+def test_clean_database_replays(clean_db: tuple[Path, dict[str, object]], net: Net) -> None:
+    path, roots = clean_db
+    report = _replay(path, net)
+    assert report.ok, [str(p) for p in report.problems]
+    report.raise_on_problem()
+    assert report.logs == ("TH", "VN")
+    assert dict(report.sizes) == {"TH": 7, "VN": 20} == dict(report.verified)
+    assert dict(report.roots) == roots
+    assert report.entries_checked == 27
+    assert report.checkpoints_checked == 4
+    assert report.cosignatures_checked == 3 + 2 * len(WITNESSES) + 1
+    assert report.chain.current.version == 2
+    assert report.state.size("VN") == 20 and report.state.issuer("TH/customs") is not None
+
+
+def test_replayed_state_backs_a_member_log(clean_db: tuple[Path, dict[str, object]], net: Net,
+                                          tmp_path: Path) -> None:
+    path = tmp_path / "copy.db"
+    shutil.copy(clean_db[0], path)
+    with Storage.open(path) as s:
+        report = replay(s, net.genesis, net.genesis.root_hash)
+        log = MemberLog(s, "VN", NETWORK, report.state, net.node["VN"])
+        assert log.append(anchors(net, "VN", 3, first=100, t=T0 + 1000)) == [20, 21, 22]
+        f = log.finality(20)
+        assert f is not None and f.final and f.witnessed_time == T0 + 21
+        log.close()
+        assert replay(s, net.genesis, net.genesis.root_hash).ok
+
+
+def test_wrong_genesis_raises(clean_db: tuple[Path, dict[str, object]], net: Net) -> None:
+    with Storage.open(clean_db[0]) as s, pytest.raises(VerificationError):
+        replay(s, net.genesis, b"\x00" * 32)
+
+
+# --------------------------------------------------------------------------- tampering
+
+#: (table, column, key columns, location pattern) for every column that holds hashed or signed bytes.
+TARGETS = {
+    ("entries", "raw"): ("log, idx", "log {0} entry {1}"),
+    ("entries", "leaf_hash"): ("log, idx", "log {0} tree node level 0 index {1}"),
+    ("nodes", "hash"): ("log, level, idx", "log {0} tree node level {1} index {2}"),
+    ("checkpoints", "note"): ("log, size", "log {0} checkpoint size {1}"),
+    ("cosignatures", "line"): ("log, size, witness", "log {0} checkpoint size {1} cosignature {2}"),
+    ("roots", "signed"): ("version", "root version {0}"),
+    ("roots", "digest"): ("version", "root version {0}"),
+}
+
+
+def _flip(path: Path, table: str, column: str, keys: str, row: int, pos: int, mask: int) -> tuple:
+    conn = sqlite3.connect(path)
+    rows = conn.execute(f"SELECT {keys}, {column} FROM {table} ORDER BY {keys}").fetchall()
+    *key, value = rows[row % len(rows)]
+    value = bytearray(value)
+    value[pos % len(value)] ^= mask
+    where = " AND ".join(f"{k.strip()} = ?" for k in keys.split(","))
+    if table == "roots":
+        where += " AND digest = ?"
+        key_args = [*key, conn.execute(f"SELECT digest FROM roots ORDER BY {keys} LIMIT 1 OFFSET ?",
+                                       (row % len(rows),)).fetchone()[0]]
+    else:
+        key_args = key
+    cur = conn.execute(f"UPDATE {table} SET {column} = ? WHERE {where}", (bytes(value), *key_args))
+    assert cur.rowcount == 1
+    conn.commit()
+    conn.close()
+    return tuple(key)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(target=st.sampled_from(sorted(TARGETS)), row=st.integers(0, 10_000), pos=st.integers(0, 10_000),
+       mask=st.integers(1, 255))
+def test_one_flipped_byte_is_reported_with_its_location(clean_db: tuple[Path, dict[str, object]], net: Net,
+                                                       tmp_path: Path, target: tuple[str, str], row: int,
+                                                       pos: int, mask: int) -> None:
+    path = tmp_path / "tampered.db"
+    shutil.copy(clean_db[0], path)
+    keys, pattern = TARGETS[target]
+    key = _flip(path, *target, keys, row, pos, mask)
+    report = _replay(path, net)
+    expected = pattern.format(*key)
+    locations = [p.location for p in report.problems]
+    assert expected in locations, (expected, [str(p) for p in report.problems])
+    assert all(isinstance(p, TamperError) for p in report.problems)
+    with pytest.raises(TamperError):
+        report.raise_on_problem()
+    path.unlink()
+
+
+def _tamper(clean: Path, tmp_path: Path, *sql: tuple[str, tuple]) -> Path:
+    path = tmp_path / "t.db"
+    shutil.copy(clean, path)
+    conn = sqlite3.connect(path)
+    for stmt, args in sql:
+        conn.execute(stmt, args)
+    conn.commit()
+    conn.close()
+    return path
+
+
+@pytest.mark.parametrize("sql,location", [
+    ((("DELETE FROM nodes WHERE log = 'VN' AND level = 2 AND idx = 1", ()),), "log VN tree node level 2 index 1"),
+    ((("INSERT INTO nodes VALUES ('VN', 3, 7, zeroblob(32))", ()),), "log VN tree node level 3 index 7"),
+    ((("UPDATE logs SET size = 19 WHERE log = 'VN'", ()),), "log VN"),
+    ((("DELETE FROM entries WHERE log = 'TH' AND idx = 3", ()),), "log TH entry 3"),
+    ((("INSERT INTO cosignatures SELECT log, size, 'MM', line FROM cosignatures WHERE witness = 'KH' LIMIT 1", ()),),
+     "log VN checkpoint size 12 cosignature MM"),
+    ((("INSERT INTO cosignatures SELECT log, size, 'SG', line FROM cosignatures WHERE witness = 'KH' LIMIT 1", ()),),
+     "log VN checkpoint size 12 cosignature SG"),
+    ((("UPDATE checkpoints SET size = 11 WHERE log = 'VN' AND size = 12", ()),), "log VN checkpoint size 11"),
+    ((("UPDATE roots SET version = 3 WHERE version = 2", ()),), "root version 3"),
+    ((("INSERT INTO logs VALUES ('SG', 0)", ()),), "log SG"),
+], ids=["missing-node", "superfluous-node", "size-column", "missing-entry", "cosignature-under-wrong-witness",
+        "cosignature-by-non-member", "checkpoint-size-column", "root-version-column", "unknown-log"])
+def test_structural_tampering_is_reported(clean_db: tuple[Path, dict[str, object]], net: Net, tmp_path: Path,
+                                          sql: tuple, location: str) -> None:
+    report = _replay(_tamper(clean_db[0], tmp_path, *sql), net)
+    assert location in [p.location for p in report.problems], [str(p) for p in report.problems]
+
+
+# --------------------------------------------------------------------------- crash safety
+
+_CHILD = textwrap.dedent("""
+    import sys
+    sys.path[:0] = [{root!r}, {tests!r}]
+    from ledger.memberlog import MemberLog
+    from ledger.registry import RegistryState
+    from ledger.storage import Storage
+    from test_memberlog import NETWORK, anchors, make_net, setup_entries
+    net = make_net()
+    s = Storage.open({path!r})
+    s.put_root(1, net.genesis.to_cbor())
+    log = MemberLog(s, "VN", NETWORK, RegistryState(net.chain()), net.node["VN"])
+    log.append(setup_entries(net, "VN"))
+    n = 0
+    while True:
+        log.append(anchors(net, "VN", 50, first=n, t=1_700_000_010 + n))
+        n += 50
+        if n % 200 == 0:
+            log.checkpoint()
+        print(log.size, flush=True)
+""")
+
+
+def test_kill_mid_append_leaves_a_consistent_prefix(net: Net, tmp_path: Path) -> None:
+    path = tmp_path / "crash.db"
+    code = _CHILD.format(root=str(Path(__file__).resolve().parents[2]), tests=str(Path(__file__).parent),
+                         path=str(path))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    acknowledged, deadline = 0, time.monotonic() + 30
+    while acknowledged < 402 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        acknowledged = int(line)
+    time.sleep(0.05)  # let it get into the middle of another batch
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert acknowledged >= 402, "child made no progress"
+    report = _replay(path, net)
+    assert report.ok, [str(p) for p in report.problems]
+    size = report.sizes["VN"]
+    assert size >= acknowledged and (size - 2) % 50 == 0
+    assert report.checkpoints_checked >= 2
