@@ -352,6 +352,7 @@ def tile_handler(resolve: Resolver) -> Callable[[web.Request], Awaitable[web.Res
         resp.headers["Cache-Control"] = tile.cache_control
         if tile.is_entries:
             resp.enable_compression()  # gzip or deflate when the client accepts it
+            resp.headers["Vary"] = "Accept-Encoding"  # shared caches must not mix encodings
         return resp
 
     return handle

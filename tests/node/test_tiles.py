@@ -278,6 +278,7 @@ def test_http_reader_recomputes_root(tmp_path: Path) -> None:
             assert resp.headers["Cache-Control"] == (tiles.FULL_TILE_CACHE if full else tiles.PARTIAL_TILE_CACHE)
             if "entries" in path:
                 assert resp.headers.get("Content-Encoding") == "gzip"
+                assert resp.headers["Vary"] == "Accept-Encoding"
             fetched[path] = await resp.read()
         assert reader.root() == merkle.root_from_leaf_hashes([_leaf(e) for e in entries])
         reader.check_tiles_agree()
@@ -315,6 +316,11 @@ def test_http_refusals(tmp_path: Path) -> None:
             assert resp.headers["Cache-Control"] == "no-store"
         resp = await client.get("/logs/VN/tile/0/001.p/44")
         assert resp.status == 200 and len(await resp.read()) == 44 * 32
+        resp = await client.get("/logs/VN/tile/entries/001.p/44", headers={"Accept-Encoding": "identity"})
+        assert resp.status == 200 and "Content-Encoding" not in resp.headers
+        assert tiles.parse_entry_bundle(await resp.read(), 44)[0] == _entries(300)[256]
+        resp = await client.head("/logs/VN/tile/0/000")
+        assert resp.status == 200 and resp.headers["Cache-Control"] == tiles.FULL_TILE_CACHE
         resp = await client.post("/logs/VN/tile/0/000")
         assert resp.status == 405 and (await resp.json())["error"] == "method_not_allowed"
         assert "GET" in resp.headers.get("Allow", "")
