@@ -1,0 +1,331 @@
+"""Field codecs and value types shared by the credential profiles (specs/credentials.md section 2).
+
+A profile is a frozen, slotted dataclass whose class attribute ``SCHEMA`` lists
+its fields as :class:`Field` entries: the CBOR map key, the Python attribute,
+a codec that validates (and, for nested records, converts) the value, and
+whether the field is required. :class:`Record` turns that one table into
+``__post_init__`` validation, ``to_map`` and ``from_map``, so the checks made
+when a program builds a profile are exactly those made when one is decoded
+from untrusted bytes.
+
+There are no floats anywhere: money is an integer amount of the currency's
+minor unit (ISO 4217 exponent), quantities are decimal strings with a unit
+code, dates are ``YYYY-MM-DD`` text, times are integer Unix seconds.
+
+Every failure is a :class:`~ledger.errors.DecodeError` naming the field.
+This module leaves map-key order and byte encoding to :mod:`ledger.cbor`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ledger.errors import DecodeError
+
+__all__ = [
+    "Field", "Codec", "Record", "TEXT", "SHORT_TEXT", "COUNTRY", "CURRENCY", "DATE", "DECIMAL",
+    "MINOR_UNITS", "BOOL", "HS_CODE", "LOA", "LOA_ORDER", "UNIT", "KEY32", "BYTES16", "one_of", "tuple_of",
+    "record", "UINT", "Digest", "Party", "Money", "Quantity", "loa_at_least", "HASH_SIZES",
+]
+
+#: Levels of assurance, lowest first (eIDAS Regulation 910/2014 article 8 vocabulary).
+LOA_ORDER: dict[str, int] = {"low": 0, "substantial": 1, "high": 2}
+
+#: Hash algorithms accepted in digests, with their output sizes.
+HASH_SIZES: dict[str, int] = {"sha-256": 32, "sha-384": 48, "sha-512": 64}
+
+_COUNTRY_RE = re.compile(r"[A-Z]{2}")
+_CURRENCY_RE = re.compile(r"[A-Z]{3}")
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_DECIMAL_RE = re.compile(r"(0|[1-9][0-9]{0,30})(\.[0-9]{1,12})?")
+_HS_RE = re.compile(r"[0-9]{6}([0-9]{2}([0-9]{2})?)?")
+_UNIT_RE = re.compile(r"[A-Z0-9]{1,3}")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def loa_at_least(loa: str, minimum: str) -> bool:
+    """Whether level of assurance ``loa`` is at least ``minimum`` (both from :data:`LOA_ORDER`)."""
+    return LOA_ORDER[loa] >= LOA_ORDER[minimum]
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    """How one field is checked, and converted between its Python and CBOR forms.
+
+    ``check(value, where)`` raises :class:`DecodeError` or returns the value as
+    stored on the dataclass; ``decode(cbor_value, where)`` turns the CBOR form
+    into what the constructor takes; ``encode(value)`` is the reverse.
+    """
+
+    name: str
+    check: Callable[[Any, str], Any]
+    decode: Callable[[Any, str], Any] = staticmethod(lambda v, where: v)  # type: ignore[assignment]
+    encode: Callable[[Any], Any] = staticmethod(lambda v: v)  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One entry of a record's schema: the map ``key`` (also the attribute name), ``codec``, ``required``."""
+
+    key: str
+    codec: Codec
+    required: bool = True
+
+def _fail(where: str, what: str) -> DecodeError:
+    return DecodeError(f"{where}: {what}")
+
+
+def _text_check(max_len: int) -> Callable[[Any, str], Any]:
+    def check(v: Any, where: str) -> Any:
+        if type(v) is not str:
+            raise _fail(where, f"expected text, got {type(v).__name__}")
+        if not v or len(v) > max_len:
+            raise _fail(where, f"text must be 1 to {max_len} characters, got {len(v)}")
+        if _CONTROL_RE.search(v):
+            raise _fail(where, "text must not contain control characters")
+        return v
+    return check
+
+
+def _pattern_check(pattern: re.Pattern[str], what: str) -> Callable[[Any, str], Any]:
+    def check(v: Any, where: str) -> Any:
+        if type(v) is not str or not pattern.fullmatch(v):
+            raise _fail(where, f"expected {what}, got {v!r:.60}")
+        return v
+    return check
+
+
+def _date_check(v: Any, where: str) -> Any:
+    if type(v) is not str or not _DATE_RE.fullmatch(v):
+        raise _fail(where, f"expected a date YYYY-MM-DD, got {v!r:.60}")
+    try:
+        datetime.date.fromisoformat(v)
+    except ValueError as e:
+        raise _fail(where, f"not a calendar date: {v}") from e
+    return v
+
+
+def _any_bytes_check(v: Any, where: str) -> Any:
+    if type(v) is not bytes:
+        raise _fail(where, f"expected bytes, got {type(v).__name__}")
+    return v
+
+
+def _uint_check(v: Any, where: str) -> Any:
+    if type(v) is not int or v < 0 or v >= 1 << 63:
+        raise _fail(where, f"expected an unsigned integer below 2**63, got {v!r:.60}")
+    return v
+
+
+def _bool_check(v: Any, where: str) -> Any:
+    if type(v) is not bool:
+        raise _fail(where, f"expected true or false, got {type(v).__name__}")
+    return v
+
+
+def _bytes_check(size: int) -> Callable[[Any, str], Any]:
+    def check(v: Any, where: str) -> Any:
+        if type(v) is not bytes or len(v) != size:
+            got = f"{len(v)} bytes" if isinstance(v, bytes) else type(v).__name__
+            raise _fail(where, f"expected {size} bytes, got {got}")
+        return v
+    return check
+
+
+TEXT = Codec("text", _text_check(512))
+SHORT_TEXT = Codec("short text", _text_check(64))
+COUNTRY = Codec("country", _pattern_check(_COUNTRY_RE, "an ISO 3166-1 alpha-2 code"))
+CURRENCY = Codec("currency", _pattern_check(_CURRENCY_RE, "an ISO 4217 currency code"))
+DATE = Codec("date", _date_check)
+DECIMAL = Codec("decimal", _pattern_check(_DECIMAL_RE, "a non-negative decimal string such as '12.50'"))
+MINOR_UNITS = Codec("minor units", _uint_check)
+UINT = MINOR_UNITS
+BOOL = Codec("bool", _bool_check)
+HS_CODE = Codec("hs code", _pattern_check(_HS_RE, "a 6, 8 or 10 digit HS code"))
+UNIT = Codec("unit", _pattern_check(_UNIT_RE, "a UN/ECE Recommendation 20 unit code"))
+KEY32 = Codec("public key", _bytes_check(32))
+BYTES16 = Codec("16 bytes", _bytes_check(16))
+
+
+def one_of(*choices: str) -> Codec:
+    """A text field restricted to ``choices``."""
+    allowed = frozenset(choices)
+
+    def check(v: Any, where: str) -> Any:
+        if type(v) is not str or v not in allowed:
+            raise _fail(where, f"expected one of {', '.join(choices)}, got {v!r:.60}")
+        return v
+    return Codec("one of " + "|".join(choices), check)
+
+
+LOA = one_of(*LOA_ORDER)
+
+
+def tuple_of(inner: Codec, *, min_len: int = 0, max_len: int = 1000, unique: bool = False) -> Codec:
+    """An array field: a tuple in Python, each element checked by ``inner``."""
+
+    def check(v: Any, where: str) -> Any:
+        if type(v) is not tuple:
+            raise _fail(where, f"expected a sequence, got {type(v).__name__}")
+        if not min_len <= len(v) <= max_len:
+            raise _fail(where, f"expected {min_len} to {max_len} elements, got {len(v)}")
+        for i, x in enumerate(v):
+            inner.check(x, f"{where}[{i}]")
+        if unique and len(set(v)) != len(v):
+            raise _fail(where, "elements must be unique")
+        return v
+
+    def decode(v: Any, where: str) -> Any:
+        if type(v) is not list:
+            raise _fail(where, f"expected an array, got {type(v).__name__}")
+        dec = inner.decode
+        return tuple(dec(x, f"{where}[{i}]") for i, x in enumerate(v))
+
+    def encode(v: Any) -> Any:
+        enc = inner.encode
+        return [enc(x) for x in v]
+
+    return Codec(f"array of {inner.name}", check, decode, encode)
+
+
+def record(cls: type[Record]) -> Codec:
+    """A nested map field holding an instance of ``cls``."""
+
+    def check(v: Any, where: str) -> Any:
+        if type(v) is not cls:
+            raise _fail(where, f"expected {cls.__name__}, got {type(v).__name__}")
+        return v
+
+    return Codec(cls.__name__, check, lambda v, where: cls.from_map(v, where), lambda v: v.to_map())
+
+
+class Record:
+    """Mixin giving a frozen dataclass schema-driven validation and map conversion.
+
+    Subclasses set ``SCHEMA``: a tuple of :class:`Field` in attribute order.
+    Optional fields default to None and are omitted from the map when None.
+    """
+
+    __slots__ = ()
+    SCHEMA: ClassVar[tuple[Field, ...]] = ()
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        for f in self.SCHEMA:
+            v = getattr(self, f.key)
+            if v is None:
+                if f.required:
+                    raise _fail(f"{name}.{f.key}", "is required")
+                continue
+            f.codec.check(v, f"{name}.{f.key}")
+        self._validate()
+
+    def _validate(self) -> None:
+        """Cross-field rules; subclasses override."""
+
+    def to_map(self) -> dict[str, Any]:
+        """The CBOR map form (text keys; None fields omitted)."""
+        out: dict[str, Any] = {}
+        for f in self.SCHEMA:
+            v = getattr(self, f.key)
+            if v is not None:
+                out[f.key] = f.codec.encode(v)
+        return out
+
+    @classmethod
+    def from_map(cls, m: Any, where: str = "") -> Any:
+        """Build an instance from its CBOR map form, refusing unknown and missing keys.
+
+        Raises:
+            DecodeError: not a map, an unknown key, a missing required key,
+                or a value that fails its field's check.
+        """
+        where = where or cls.__name__
+        if type(m) is not dict:
+            raise _fail(where, f"expected a map, got {type(m).__name__}")
+        known = cls._KEYS()
+        for k in m:
+            if k not in known:
+                raise _fail(where, f"unknown field {k!r:.60}")
+        kwargs = {}
+        for f in cls.SCHEMA:
+            if f.key in m:
+                v = m[f.key]
+                if v is None:
+                    raise _fail(f"{where}.{f.key}", "null is not allowed; omit the field instead")
+                kwargs[f.key] = f.codec.decode(v, f"{where}.{f.key}")
+        try:
+            return cls(**kwargs)
+        except TypeError as e:  # a required field is missing
+            missing = [f.key for f in cls.SCHEMA if f.required and f.key not in m]
+            raise _fail(where, f"missing required field(s) {', '.join(missing)}") from e
+
+    @classmethod
+    def _KEYS(cls) -> frozenset[str]:  # noqa: N802 - cached per class below
+        keys = _KEY_CACHE.get(cls)
+        if keys is None:
+            keys = _KEY_CACHE[cls] = frozenset(f.key for f in cls.SCHEMA)
+        return keys
+
+
+_KEY_CACHE: dict[type, frozenset[str]] = {}
+
+
+# --------------------------------------------------------------------------- shared value types
+
+
+@dataclass(frozen=True, slots=True)
+class Digest(Record):
+    """A document digest: hash algorithm name and digest bytes of the matching size."""
+
+    alg: str
+    value: bytes
+
+    SCHEMA: ClassVar[tuple[Field, ...]] = (
+        Field("alg", one_of(*HASH_SIZES)),
+        Field("value", Codec("digest bytes", _any_bytes_check)),
+    )
+
+    def _validate(self) -> None:
+        if len(self.value) != HASH_SIZES[self.alg]:
+            raise _fail("Digest.value", f"{self.alg} digest must be {HASH_SIZES[self.alg]} bytes, "
+                        f"got {len(self.value)}")
+
+
+@dataclass(frozen=True, slots=True)
+class Party(Record):
+    """A trader or body named on a document: name, country and optional identifier and address."""
+
+    name: str
+    country: str
+    id: str | None = None
+    address: str | None = None
+
+    SCHEMA: ClassVar[tuple[Field, ...]] = (
+        Field("name", TEXT), Field("country", COUNTRY),
+        Field("id", SHORT_TEXT, False), Field("address", TEXT, False),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Money(Record):
+    """An amount in integer minor units of ``currency`` (ISO 4217 exponent: 100 = USD 1.00, VND 100)."""
+
+    amount: int
+    currency: str
+
+    SCHEMA: ClassVar[tuple[Field, ...]] = (Field("amount", MINOR_UNITS), Field("currency", CURRENCY))
+
+
+@dataclass(frozen=True, slots=True)
+class Quantity(Record):
+    """A quantity as a decimal string with a UN/ECE Recommendation 20 unit code (``KGM``, ``TNE``)."""
+
+    value: str
+    unit: str
+
+    SCHEMA: ClassVar[tuple[Field, ...]] = (Field("value", DECIMAL), Field("unit", UNIT))

@@ -1,0 +1,264 @@
+"""The checks of verification steps 4, 5, 7 and 8, shared by credentials and document signatures.
+
+Specified in specs/credentials.md section 5.2; each function names the step
+it implements. They append :class:`~credentials.report.Check` values to a
+:class:`Run` and never raise for anything about the input. The flow that
+calls them (steps 1-3, and which steps apply) is :mod:`credentials.verify`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from credentials.cwt import DEFAULT_CREDENTIAL_LIMITS, CredentialLimits
+from credentials.fields import LOA_ORDER
+from credentials.report import INDETERMINATE, TOTAL_FAILED, Check, LogState, failed, passed
+from credentials.view import (
+    GovernanceInfo, IssuerInfo, KeyInfo, LedgerView, ProofOfExistence, StatusEvent, witnessed_time,
+)
+
+__all__ = ["VerificationPolicy", "Run", "chain", "key_at_signing_time", "status", "freshness"]
+
+_WILDCARD = "*"
+_CHAIN = "CHAIN_CONSTRAINTS_FAILURE"
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationPolicy:
+    """What a verifier requires (spec 5.1).
+
+    Attributes:
+        as_member: the member whose recognition policy (``member.policy`` on
+            the ledger) decides which other members' issuers are accepted.
+            Its own issuers are always recognised.
+        min_loa: the lowest issuer (and attested identity) level of assurance accepted.
+        max_age_seconds: how old the newest final checkpoint of a log the
+            answer rests on may be before the answer is INDETERMINATE/TRY_LATER.
+        document_types: document types accepted; None accepts every type.
+        clock_skew_seconds: tolerance when comparing claimed times with ``now``
+            and with witnessed times.
+        limits: size and nesting limits for the input.
+
+    Raises:
+        ValueError: a field out of range.
+    """
+
+    as_member: str
+    min_loa: str = "substantial"
+    max_age_seconds: int = 86400
+    document_types: frozenset[str] | None = None
+    clock_skew_seconds: int = 300
+    limits: CredentialLimits = field(default=DEFAULT_CREDENTIAL_LIMITS, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.as_member, str) or not self.as_member:
+            raise ValueError("as_member must be a member id")
+        if self.min_loa not in LOA_ORDER:
+            raise ValueError(f"min_loa must be one of {', '.join(LOA_ORDER)}")
+        for name in ("max_age_seconds", "clock_skew_seconds"):
+            v = getattr(self, name)
+            if type(v) is not int or v < 0:
+                raise ValueError(f"{name} must be a non-negative integer")
+        if self.document_types is not None and not isinstance(self.document_types, frozenset):
+            raise ValueError("document_types must be a frozenset or None")
+
+    def accepts(self, document_type: str) -> bool:
+        """Whether the policy accepts documents of this type at all."""
+        return self.document_types is None or document_type in self.document_types
+
+
+class Run:
+    """The checks and consulted logs of one verification in progress."""
+
+    __slots__ = ("checks", "logs", "now", "view", "policy", "gov")
+
+    def __init__(self, view: LedgerView, policy: VerificationPolicy, now: int, gov: GovernanceInfo) -> None:
+        self.checks: list[Check] = []
+        self.logs: dict[str, LogState | None] = {}
+        self.view = view
+        self.policy = policy
+        self.now = now
+        self.gov = gov
+
+    def consult(self, log: str) -> None:
+        """Record that the answer rests on ``log``'s newest final checkpoint."""
+        if log in self.logs:
+            return
+        cps = self.view.checkpoints(log)
+        state = None
+        if cps:
+            t = witnessed_time(cps[-1], self.gov.faulty)
+            state = LogState(cps[-1], t, None if t is None else self.now - t)
+        self.logs[log] = state
+
+    def states(self) -> tuple[LogState, ...]:
+        return tuple(s for s in self.logs.values() if s is not None)
+
+
+def chain(run: Run, issuer: IssuerInfo, document_type: str, attested_loa: str | None, check_type: bool) -> None:
+    """Step 4: registered, current member, accredited, level of assurance, policy type, recognised."""
+    add = run.checks.append
+    gov = run.gov
+    policy = run.policy
+    iid = issuer.issuer_id
+    # 4.1
+    if issuer.status == "active":
+        add(passed("4.1", "issuer-registered", "{} registered by {}, active", iid, issuer.member))
+    else:
+        add(failed("4.1", "issuer-registered", INDETERMINATE, _CHAIN, "issuer {} is {}", iid, issuer.status))
+    # 4.2
+    if issuer.member in gov.members:
+        add(passed("4.2", "member-current", "{} is a member of governance root v{}", issuer.member, gov.version))
+    else:
+        add(failed("4.2", "member-current", INDETERMINATE, _CHAIN, "{} is not a member of governance root v{}",
+                   issuer.member, gov.version))
+    # 4.3
+    if document_type in issuer.document_types:
+        add(passed("4.3", "accredited", "accredited for {}", document_type))
+    else:
+        add(failed("4.3", "accredited", INDETERMINATE, _CHAIN, "{} is not accredited for {} (only {})", iid,
+                   document_type, ", ".join(issuer.document_types) or "nothing"))
+    # 4.4
+    need = LOA_ORDER[policy.min_loa]
+    if LOA_ORDER.get(issuer.loa, -1) < need:
+        add(failed("4.4", "level-of-assurance", INDETERMINATE, _CHAIN, "issuer level {} is below the policy "
+                   "minimum {}", issuer.loa, policy.min_loa))
+    elif attested_loa is not None and LOA_ORDER.get(attested_loa, -1) < need:
+        add(failed("4.4", "level-of-assurance", INDETERMINATE, _CHAIN, "attested identity level {} is below "
+                   "the policy minimum {}", attested_loa, policy.min_loa))
+    else:
+        add(passed("4.4", "level-of-assurance", "issuer {} (attested identity {}) >= {}", issuer.loa,
+                   attested_loa or "n/a", policy.min_loa))
+    # 4.5
+    if check_type:
+        add(policy_type(policy, document_type))
+    # 4.6
+    add(_recognition(run, issuer, document_type))
+
+
+def policy_type(policy: VerificationPolicy, document_type: str) -> Check:
+    """Step 4.5: the verifier's policy accepts the document type."""
+    if policy.accepts(document_type):
+        return passed("4.5", "policy-document-type", "policy accepts {}", document_type)
+    return failed("4.5", "policy-document-type", INDETERMINATE, _CHAIN, "policy does not accept {}", document_type)
+
+
+def _recognition(run: Run, issuer: IssuerInfo, document_type: str) -> Check:
+    me = run.policy.as_member
+    if issuer.member == me:
+        return passed("4.6", "recognised", "issuer of {}'s own registry", me)
+    rules = run.view.recognition(me)
+    run.consult(me)
+    if rules is None:
+        return failed("4.6", "recognised", INDETERMINATE, _CHAIN, "{} has published no recognition policy; "
+                      "only its own issuers are recognised", me)
+    loa = LOA_ORDER.get(issuer.loa, -1)
+    for r in rules:
+        if ((r.member == _WILDCARD or r.member == issuer.member)
+                and (_WILDCARD in r.document_types or document_type in r.document_types)
+                and loa >= LOA_ORDER.get(r.min_loa, 99)):
+            return passed("4.6", "recognised", "{} recognises {} issuers for {} at {} or above", me, r.member,
+                          document_type, r.min_loa)
+    return failed("4.6", "recognised", INDETERMINATE, _CHAIN, "{}'s policy does not recognise {} issuers for {} "
+                  "at {}", me, issuer.member, document_type, issuer.loa)
+
+
+_SEVERITY = {None: 0, INDETERMINATE: 1, TOTAL_FAILED: 2}
+
+
+def key_at_signing_time(run: Run, key: KeyInfo, signing_time: int, poe: ProofOfExistence | None) -> None:
+    """Step 5: validity window, revocations judged with proof of existence, and time order."""
+    add = run.checks.append
+    # 5.1
+    if signing_time < key.valid_from:
+        add(failed("5.1", "key-validity", TOTAL_FAILED, "NOT_YET_VALID", "signed at {}, before the key became "
+                   "valid at {}", signing_time, key.valid_from))
+    elif key.valid_until is not None and signing_time >= key.valid_until:
+        add(failed("5.1", "key-validity", TOTAL_FAILED, "EXPIRED", "signed at {}, after the key expired at {}",
+                   signing_time, key.valid_until))
+    else:
+        add(passed("5.1", "key-validity", "signing time {} inside the key's validity [{}, {})", signing_time,
+                   key.valid_from, "open" if key.valid_until is None else key.valid_until))
+    # 5.2
+    worst: Check | None = None
+    for r in key.revocations:
+        if r.effective <= signing_time:
+            c = failed("5.2", "key-revocation", TOTAL_FAILED, "REVOKED", "key {} from {} (log {} entry {}), at or "
+                       "before the signing time {}", r.reason, r.effective, r.log, r.index, signing_time)
+        elif r.reason != "compromised":
+            c = passed("5.2", "key-revocation", "signed at {}, before the key was {} from {} (log {} entry {})",
+                       signing_time, r.reason, r.effective, r.log, r.index)
+        elif poe is not None and poe.time < r.effective:
+            c = passed("5.2", "key-revocation", "key compromised from {} (log {} entry {}), but existence by {} is "
+                       "proven (log {} entry {})", r.effective, r.log, r.index, poe.time, poe.log, poe.index)
+        else:
+            c = failed("5.2", "key-revocation", INDETERMINATE, "REVOKED_NO_POE", "key compromised from {} (log {} "
+                       "entry {}), after the claimed signing time {}, with no proof of existence before {}",
+                       r.effective, r.log, r.index, signing_time, r.effective)
+        if worst is None or _SEVERITY[c.indication] > _SEVERITY[worst.indication]:
+            worst = c
+    add(worst or passed("5.2", "key-revocation", "key not revoked"))
+    # 5.3
+    if poe is None:
+        add(passed("5.3", "proof-of-existence", "no anchor under a final checkpoint (none required)"))
+    elif poe.time + run.policy.clock_skew_seconds < signing_time:
+        add(failed("5.3", "proof-of-existence", INDETERMINATE, "TIMESTAMP_ORDER_FAILURE", "witnessed to exist by "
+                   "{}, before its claimed signing time {}", poe.time, signing_time))
+    else:
+        add(passed("5.3", "proof-of-existence", "existed by {} (log {} entry {})", poe.time, poe.log, poe.index))
+
+
+def status(step: str, name: str, what: str, events: tuple[StatusEvent, ...], at: int | None,
+           doc_poe: ProofOfExistence | None) -> Check:
+    """Step 7: a credential's status now (``at`` None), or at a document's signing time ``at``.
+
+    At a signing time, a revocation or suspension after it is overcome only by
+    the document's proof of existence from before it (spec 5.2 step 7).
+    """
+    if not events:
+        return passed(step, name, "{}: no status entries (active)", what)
+    last = events[-1]
+    if at is None:
+        if last.status == "revoked":
+            return failed(step, name, TOTAL_FAILED, "REVOKED", "{} revoked at {} (log {} entry {}): {}", what,
+                          last.time, last.log, last.index, last.reason)
+        if last.status == "suspended":
+            return failed(step, name, INDETERMINATE, "SUSPENDED", "{} suspended at {} (log {} entry {}): {}", what,
+                          last.time, last.log, last.index, last.reason)
+        return passed(step, name, "{} active (reinstated at {}, log {} entry {})", what, last.time, last.log,
+                      last.index)
+    then = "active"
+    later: StatusEvent | None = None
+    for e in events:
+        if e.time <= at:
+            then = e.status
+        elif later is None and e.status != "active":
+            later = e
+    if then == "revoked":
+        return failed(step, name, TOTAL_FAILED, "REVOKED", "{} was revoked when the document was signed at {}",
+                      what, at)
+    if then == "suspended":
+        return failed(step, name, INDETERMINATE, "SUSPENDED", "{} was suspended when the document was signed at {}",
+                      what, at)
+    if later is None or last.status == "active":
+        return passed(step, name, "{} active at the signing time {} and now", what, at)
+    if doc_poe is not None and doc_poe.time < later.time:
+        return passed(step, name, "{} {} at {}, but the document existed by {}", what, later.status, later.time,
+                      doc_poe.time)
+    return failed(step, name, INDETERMINATE, "REVOKED_NO_POE", "{} {} at {}, after the claimed signing time {}, "
+                  "with no proof the document existed before", what, later.status, later.time, at)
+
+
+def freshness(run: Run) -> None:
+    """Step 8: every log consulted has a final checkpoint no older than the policy allows."""
+    limit = run.policy.max_age_seconds
+    add = run.checks.append
+    for log, state in run.logs.items():
+        if state is None:
+            add(failed("8", "freshness", INDETERMINATE, "TRY_LATER", "no final checkpoint of log {}", log))
+        elif state.age_seconds is None or state.age_seconds > limit:
+            add(failed("8", "freshness", INDETERMINATE, "TRY_LATER", "newest final checkpoint of log {} (size {}) "
+                       "is {} s old, more than {} s", log, state.checkpoint.size, state.age_seconds, limit))
+        else:
+            add(passed("8", "freshness", "log {} final at size {}, {} s old", log, state.checkpoint.size,
+                       state.age_seconds))

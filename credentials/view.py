@@ -1,0 +1,361 @@
+"""What the verifier needs to know about the ledger: the :class:`LedgerView` interface and its records.
+
+Specified in specs/credentials.md section 5. The verification engine never
+talks to a node or a database: it is handed a view of a registry state that
+rests on final checkpoints, and asks it a handful of questions: who an issuer
+is, what a key is and when it was revoked, the status history of a
+credential, where a digest was anchored, which issuers a member recognises,
+the current governance root, and the final checkpoints of each log.
+
+This module defines those records, the proof-of-existence arithmetic of
+GUIDE section 2a (the ``(f+1)``-th smallest cosignature timestamp of the
+first final checkpoint that covers an entry), and :class:`RegistryView`, the
+view over the ledger's own :class:`ledger.registry.RegistryState`.
+Verifying checkpoints and cosignatures is left to whoever builds the view
+(:func:`ledger.checkpoint.open_checkpoint`, :meth:`ledger.memberlog.MemberLog.finality`).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ledger.errors import ConflictError, MekongError
+
+__all__ = [
+    "GovernanceInfo", "IssuerInfo", "KeyRevocation", "KeyInfo", "StatusEvent", "AnchorInfo", "WitnessTime",
+    "FinalCheckpoint", "RecognitionRule", "LedgerView", "ProofOfExistence", "proof_of_existence", "witnessed_time",
+    "RegistryView",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class GovernanceInfo:
+    """The current governance root, as far as the verifier needs it.
+
+    Attributes:
+        network: the network id.
+        version: the root version.
+        members: ids of the current members.
+        faulty: ``f``, the most members that may be faulty.
+        quorum: cosignatures that make a checkpoint final.
+    """
+
+    network: str
+    version: int
+    members: frozenset[str]
+    faulty: int
+    quorum: int
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerInfo:
+    """A registered issuer: its member, accreditations, level of assurance and status."""
+
+    issuer_id: str
+    member: str
+    name: str
+    document_types: tuple[str, ...]
+    loa: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRevocation:
+    """One revocation of an issuer key: ``reason`` is superseded, compromised or ceased.
+
+    ``effective`` is the time from which the key is no longer trusted; ``log``
+    and ``index`` locate the entry that says so.
+    """
+
+    reason: str
+    effective: int
+    log: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """An issuer key: owner, public key, validity window ``[valid_from, valid_until)`` and revocations."""
+
+    kid: bytes
+    issuer: str
+    public_key: bytes
+    valid_from: int
+    valid_until: int | None
+    revocations: tuple[KeyRevocation, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    """One ``credential.status`` entry: status, reason, its author time and place."""
+
+    status: str
+    reason: str
+    time: int
+    log: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorInfo:
+    """A ``credential.anchor`` entry for a digest."""
+
+    log: str
+    index: int
+    issuer: str
+    time: int
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessTime:
+    """A verified cosignature on a checkpoint: the witness (member id or key name) and its timestamp."""
+
+    witness: str
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class FinalCheckpoint:
+    """A final checkpoint of one log: size, root hash and the verified cosignatures on it.
+
+    Build one from what :func:`ledger.checkpoint.open_checkpoint` or
+    :meth:`ledger.memberlog.MemberLog.finality` returns, with :meth:`of`.
+    """
+
+    log: str
+    size: int
+    root_hash: bytes
+    cosignatures: tuple[WitnessTime, ...]
+
+    @classmethod
+    def of(cls, log: str, size: int, root_hash: bytes, cosigners: Mapping[str, int]) -> FinalCheckpoint:
+        """From a mapping of witness (member id or key name) to verified cosignature timestamp."""
+        return cls(log, size, root_hash, tuple(WitnessTime(w, t) for w, t in sorted(cosigners.items())))
+
+
+class RecognitionRule(Protocol):
+    """One rule of a member's recognition policy (``ledger.bodies.PolicyRule`` has this shape)."""
+
+    @property
+    def member(self) -> str: ...
+    @property
+    def document_types(self) -> tuple[str, ...]: ...
+    @property
+    def min_loa(self) -> str: ...
+
+
+class LedgerView(Protocol):
+    """The registry questions the verifier asks (spec section 5.1).
+
+    Every answer must come from registry state that rests on the final
+    checkpoints returned by :meth:`checkpoints`. "Not found" is None or an
+    empty tuple, never an exception.
+    """
+
+    @property
+    def governance(self) -> GovernanceInfo:
+        """The current governance root."""
+        ...
+
+    def issuer(self, issuer_id: str) -> IssuerInfo | None:
+        """The issuer's current registration."""
+        ...
+
+    def key(self, kid: bytes, issuer: str | None = None) -> KeyInfo | None:
+        """The issuer key with ledger key id ``kid`` (of ``issuer``, when the caller knows it).
+
+        None also when ``issuer`` is None and more than one log holds the key id.
+        """
+        ...
+
+    def credential_status(self, issuer_id: str, credential_id: bytes) -> tuple[StatusEvent, ...]:
+        """The status entries of a credential, oldest first (empty: never given a status)."""
+        ...
+
+    def anchors(self, digest: bytes) -> tuple[AnchorInfo, ...]:
+        """The anchor entries of a SHA-256 digest."""
+        ...
+
+    def recognition(self, member: str) -> Sequence[RecognitionRule] | None:
+        """The member's current recognition rules, or None if it published no policy."""
+        ...
+
+    def checkpoints(self, log: str) -> Sequence[FinalCheckpoint]:
+        """The final checkpoints of ``log`` the view rests on, smallest size first."""
+        ...
+
+
+def witnessed_time(checkpoint: FinalCheckpoint, faulty: int) -> int | None:
+    """The ``(f+1)``-th smallest cosignature timestamp: an upper bound no ``f`` liars can move (GUIDE 2a).
+
+    Returns None when the checkpoint has fewer than ``f + 1`` cosignatures.
+    """
+    times = sorted(c.timestamp for c in checkpoint.cosignatures)
+    return times[faulty] if len(times) > faulty else None
+
+
+@dataclass(frozen=True, slots=True)
+class ProofOfExistence:
+    """An anchor covered by a final checkpoint: the anchored bytes existed no later than ``time``."""
+
+    log: str
+    index: int
+    time: int
+    checkpoint_size: int
+
+
+def proof_of_existence(view: LedgerView, digest: bytes, faulty: int) -> ProofOfExistence | None:
+    """The earliest proof of existence of ``digest`` among its anchors (spec section 5.3).
+
+    For an anchor at index ``i`` of a log, the first final checkpoint with
+    ``size > i`` covers it, and its witnessed time bounds the anchored bytes'
+    creation from above. Anchors not yet covered by a final checkpoint give
+    no proof.
+    """
+    best: ProofOfExistence | None = None
+    for anchor in view.anchors(digest):
+        cps = view.checkpoints(anchor.log)
+        sizes = [cp.size for cp in cps]
+        at = bisect_right(sizes, anchor.index)
+        while at < len(cps):
+            t = witnessed_time(cps[at], faulty)
+            if t is not None:
+                if best is None or t < best.time:
+                    best = ProofOfExistence(anchor.log, anchor.index, t, cps[at].size)
+                break
+            at += 1
+    return best
+
+
+# --------------------------------------------------------------------------- over the ledger's registry
+
+
+def _member_of(issuer_id: str) -> str:
+    return issuer_id.partition("/")[0]
+
+
+class RegistryView:
+    """A :class:`LedgerView` over a :class:`ledger.registry.RegistryState` and final checkpoints (spec 5.1.2).
+
+    For each log the view rests on the newest final checkpoint given whose
+    size the state holds, and asks the state every question "as of" that
+    size, so entries beyond it (not yet final) are never seen, and neither
+    is a log with no final checkpoint. Checkpoints with fewer cosignatures
+    than the current root's quorum are ignored. The checkpoints themselves
+    must already be verified (log signature and cosignatures).
+
+    Because the positions are fixed when the view is made, answers about
+    issuers, keys and policies never change and are cached; make a new view
+    to see newer final state.
+
+    Args:
+        state: the registry state (``ledger.registry.RegistryState``).
+        checkpoints: log (member id) -> verified final checkpoints, any order.
+    """
+
+    def __init__(self, state: Any, checkpoints: Mapping[str, Sequence[FinalCheckpoint]]) -> None:
+        self._state = state
+        root = state.chain.current
+        self.governance = GovernanceInfo(root.network, root.version, frozenset(m.id for m in root.members),
+                                         root.faulty, root.quorum)
+        self._cps: dict[str, tuple[FinalCheckpoint, ...]] = {}
+        self._as_of: dict[str, int] = {}
+        for log, cps in checkpoints.items():
+            held = state.size(log)
+            usable = tuple(sorted((cp for cp in cps if cp.log == log and cp.size <= held
+                                   and len(cp.cosignatures) >= root.quorum), key=lambda cp: cp.size))
+            if usable:
+                self._cps[log] = usable
+                self._as_of[log] = usable[-1].size
+        self._issuers: dict[str, IssuerInfo | None] = {}
+        self._keys: dict[tuple[bytes, str | None], KeyInfo | None] = {}
+        self._policies: dict[str, Sequence[RecognitionRule] | None] = {}
+
+    @property
+    def positions(self) -> dict[str, int]:
+        """Log -> the size the view rests on."""
+        return dict(self._as_of)
+
+    def checkpoints(self, log: str) -> Sequence[FinalCheckpoint]:
+        return self._cps.get(log, ())
+
+    def issuer(self, issuer_id: str) -> IssuerInfo | None:
+        try:
+            return self._issuers[issuer_id]
+        except KeyError:
+            pass
+        found = None
+        member = _member_of(issuer_id) if type(issuer_id) is str else ""
+        if member in self._as_of:
+            rec = self._state.issuer(issuer_id, self._as_of[member])
+            if rec is not None:
+                found = IssuerInfo(rec.issuer, rec.member, rec.name, rec.document_types, rec.loa, rec.status)
+        if len(self._issuers) < _CACHE_MAX:
+            self._issuers[issuer_id] = found
+        return found
+
+    def key(self, kid: bytes, issuer: str | None = None) -> KeyInfo | None:
+        cache_key = (kid, issuer)
+        try:
+            return self._keys[cache_key]
+        except KeyError:
+            pass
+        found = self._key(kid, issuer)
+        if len(self._keys) < _CACHE_MAX:
+            self._keys[cache_key] = found
+        return found
+
+    def _key(self, kid: bytes, issuer: str | None) -> KeyInfo | None:
+        state = self._state
+        if issuer is None:
+            owners = state.key_issuers(kid)
+            if len(owners) != 1:
+                return None  # unknown, or ambiguous: the caller must name the issuer
+            issuer = owners[0]
+        member = _member_of(issuer)
+        if member not in self._as_of:
+            return None
+        try:
+            rec = state.key(kid, self._as_of[member], issuer=issuer)
+        except (ConflictError, ValueError):
+            return None
+        if rec is None:
+            return None
+        revocations = tuple(KeyRevocation("superseded" if e.status == "superseded" else e.reason, e.effective,
+                                          rec.member, e.index) for e in rec.history[1:])
+        return KeyInfo(rec.kid, rec.issuer, rec.key, rec.valid_from, rec.valid_until, revocations)
+
+    def credential_status(self, issuer_id: str, credential_id: bytes) -> tuple[StatusEvent, ...]:
+        member = _member_of(issuer_id)
+        if member not in self._as_of:
+            return ()
+        try:
+            rec = self._state.credential(issuer_id, credential_id, self._as_of[member])
+        except (MekongError, ValueError):
+            return ()
+        if rec is None:
+            return ()
+        return tuple(StatusEvent(e.status, e.reason, e.time, member, e.index) for e in rec.history)
+
+    def anchors(self, digest: bytes) -> tuple[AnchorInfo, ...]:
+        return tuple(AnchorInfo(a.log, a.index, a.issuer, a.time)
+                     for a in self._state.anchors(digest, self._as_of))
+
+    def recognition(self, member: str) -> Sequence[RecognitionRule] | None:
+        try:
+            return self._policies[member]
+        except KeyError:
+            pass
+        rules = None
+        if member in self._as_of:
+            rec = self._state.policy(member, self._as_of[member])
+            rules = rec.rules if rec is not None else None
+        self._policies[member] = rules
+        return rules
+
+
+#: Most cached answers a RegistryView keeps per kind (issuer and key ids come from untrusted input).
+_CACHE_MAX = 4096
