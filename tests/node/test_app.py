@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -314,3 +315,28 @@ def test_metrics_endpoint(tmp_path: Path) -> None:
     assert 'mekong_submissions_rejected_total{reason="bad_signature"} 1' in text
     assert "# TYPE mekong_http_requests_total counter" in text
     assert "/items/0" not in text and "/nowhere" not in text  # route templates only
+
+
+def test_garbage_on_the_wire_does_not_hurt_the_node(tmp_path: Path) -> None:
+    app = _app(tmp_path)
+
+    async def raw(client: TestClient[Any, Any], data: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+        writer.write(data)
+        await writer.drain()
+        try:
+            return await asyncio.wait_for(reader.read(4096), 5)
+        finally:
+            writer.close()
+
+    async def scenario(client: TestClient[Any, Any]) -> None:
+        for data in (b"\x00\x01\x02 garbage\r\n\r\n", b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\n\r\n",
+                     b"GET /healthz HTTP/1.1\r\nHost: x\r\nX: " + b"y" * 100_000 + b"\r\n\r\n",
+                     b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+                     b"POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"):
+            answer = await raw(client, data)
+            assert answer == b"" or re.match(rb"HTTP/1\.[01] 4\d\d ", answer), answer[:80]
+        resp = await client.get("/healthz")
+        assert resp.status == 200
+
+    run_with_client(app, scenario)
