@@ -1,0 +1,365 @@
+"""The node's ledger: one database, the governance chain, the registry state and every member log.
+
+:class:`LedgerHost` is synchronous and single-threaded by contract: the node
+runs every call on one dedicated thread (:attr:`LedgerHost.executor`), so the
+SQLite connection, the registry state and the witness records are never
+touched by two threads at once, and the check-then-cosign of a witness is
+atomic (specs/api.md A.8, C2SP tlog-witness). Ed25519 checks of a batch still
+run on the member logs' two-thread verification pool.
+
+What it leaves to others: HTTP, peers and timers (:mod:`node.service`), and
+the formats themselves (:mod:`ledger`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import nacl.signing
+
+from ledger import merkle
+from ledger.checkpoint import Checkpoint, CosignatureSigner, add_signatures, parse_log_origin, witness_name
+from ledger.errors import ConflictError, DecodeError, StorageError, VerificationError
+from ledger.governance import GovernanceChain, Root, SignedRoot
+from ledger.memberlog import MemberLog, ParallelVerifier
+from ledger.note import Note, NoteSignature, NoteVerifier, verify_note
+from ledger.replay import replay
+from ledger.storage import Storage
+
+log = logging.getLogger("mekong.node")
+
+#: C2SP tlog-witness: at most 63 consistency proof lines.
+MAX_PROOF_LINES = 63
+
+
+class WitnessConflict(ConflictError):
+    """The witness has cosigned a different size than the request's ``old`` (C2SP: 409 + its size)."""
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size
+
+
+class UnknownLog(DecodeError):
+    """A checkpoint origin that names no log of this network (C2SP: 404)."""
+
+
+class BadProof(VerificationError):
+    """The consistency proof of an add-checkpoint request does not verify (C2SP: 422)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AddCheckpoint:
+    """A parsed tlog-witness add-checkpoint request body (specs/api.md A.8)."""
+
+    old: int
+    proof: tuple[bytes, ...]
+    note: Note
+    checkpoint: Checkpoint
+    member: str
+
+    @classmethod
+    def parse(cls, body: bytes, network: str) -> AddCheckpoint:
+        """Parse ``old N``, proof lines, a blank line and a checkpoint note.
+
+        Raises:
+            DecodeError: anything malformed.
+            UnknownLog: the origin is not a log of ``network``.
+        """
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DecodeError("add-checkpoint body is not UTF-8") from e
+        head, sep, rest = text.partition("\n\n")
+        if not sep:
+            raise DecodeError("add-checkpoint body has no blank line before the checkpoint")
+        lines = head.split("\n")
+        first = lines[0]
+        if not first.startswith("old ") or not first[4:].isdigit() or (first[4:] != "0" and first[4] == "0"):
+            raise DecodeError("add-checkpoint body must start with 'old N' (decimal, no leading zeros)")
+        if len(lines) - 1 > MAX_PROOF_LINES:
+            raise DecodeError(f"more than {MAX_PROOF_LINES} consistency proof lines")
+        proof = []
+        for line in lines[1:]:
+            try:
+                h = base64.b64decode(line, validate=True)
+            except (binascii.Error, ValueError) as e:
+                raise DecodeError("consistency proof line is not base64") from e
+            if len(h) != merkle.HASH_SIZE:
+                raise DecodeError("consistency proof line is not a 32-byte hash")
+            proof.append(h)
+        note = Note.parse(rest)
+        cp = Checkpoint.parse(note.text)
+        try:
+            net, member = parse_log_origin(cp.origin)
+        except DecodeError as e:
+            raise UnknownLog(f"unknown log origin {cp.origin!r}") from e
+        if net != network:
+            raise UnknownLog(f"origin {cp.origin!r} is not a log of network {network!r}")
+        return cls(int(first[4:]), tuple(proof), note, cp, member)
+
+
+class LedgerHost:
+    """Everything a node stores and believes, behind one thread.
+
+    Args:
+        storage: the node's open database.
+        genesis: the pinned genesis root.
+        pinned_hash: its hash, as configured.
+        member: this node's member id.
+        network: the network id.
+        node_key: this node's Ed25519 key.
+
+    Raises:
+        StorageError: the database does not replay cleanly (every problem is
+            logged with its location); the node refuses to start on it.
+    """
+
+    def __init__(self, storage: Storage, genesis: SignedRoot, pinned_hash: bytes, member: str, network: str,
+                 node_key: nacl.signing.SigningKey) -> None:
+        self.storage = storage
+        self.member = member
+        self.network = network
+        self.node_key = node_key
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
+        self.verifier = ParallelVerifier()
+        if not storage.roots(1):
+            storage.put_root(1, genesis.to_cbor())
+        report = replay(storage, genesis, pinned_hash)
+        if not report.ok:
+            for p in report.problems:
+                log.error("replay: %s", p)
+            raise StorageError(f"the database at {storage.path} does not replay cleanly: "
+                               f"{len(report.problems)} problem(s), first: {report.problems[0]}")
+        self.chain: GovernanceChain = report.chain
+        self.state = report.state
+        if self.chain.current.node_key_of(member) != bytes(node_key.verify_key):
+            raise VerificationError(f"the node key is not the node key of {member} in root version "
+                                    f"{self.chain.current.version}")
+        self.logs: dict[str, MemberLog] = {}
+        self._open_logs()
+        #: log -> (size, note bytes with every counted cosignature) of the newest final checkpoint.
+        self.final: dict[str, tuple[int, bytes]] = {}
+        for m in self.logs:
+            self._refresh_final(m)
+
+    # ------------------------------------------------------------------ basics
+
+    @property
+    def root(self) -> Root:
+        """The current governance root."""
+        return self.chain.current
+
+    @property
+    def own(self) -> MemberLog:
+        """The log this node owns."""
+        return self.logs[self.member]
+
+    def _open_logs(self) -> None:
+        for m in self.root.member_ids:
+            if m not in self.logs:
+                signer = self.node_key if m == self.member else None
+                self.logs[m] = MemberLog(self.storage, m, self.network, self.state, signer, verifier=self.verifier)
+
+    def close(self) -> None:
+        """Release the verification pool (the storage belongs to the caller)."""
+        self.verifier.close()
+
+    def member_log(self, member: str) -> MemberLog:
+        """The log of ``member``.
+
+        Raises:
+            UnknownLog: no member of the current root has that id.
+        """
+        found = self.logs.get(member)
+        if found is None:
+            raise UnknownLog(f"no member {member[:16]!r} in root version {self.root.version}")
+        return found
+
+    def sizes(self) -> dict[str, tuple[int, int | None]]:
+        """log -> (stored size, final size or None)."""
+        return {m: (lg.size, self.final[m][0] if m in self.final else None) for m, lg in self.logs.items()}
+
+    # ------------------------------------------------------------------ governance
+
+    def add_root(self, data: bytes) -> Root:
+        """Verify a successor root against the chain, store it and act on it (spec 5.4.2).
+
+        Returns:
+            The root; if the chain already holds exactly this root, it is returned unchanged.
+
+        Raises:
+            DecodeError, VerificationError: the root is malformed or not valid.
+            EquivocationError: a different valid root of the same version is held.
+        """
+        signed = SignedRoot.from_cbor(data)
+        held = self.chain.roots
+        if signed.root.version <= len(held) and self.chain.signed(signed.root.version).payload == signed.payload:
+            return signed.root
+        root = self.chain.add(signed)
+        self.storage.put_root(root.version, signed.to_cbor())
+        self._open_logs()
+        for m in self.logs:
+            self._refresh_final(m)
+        log.info("adopted governance root version %d", root.version)
+        return root
+
+    # ------------------------------------------------------------------ the owner's log
+
+    def submit(self, raws: list[bytes]) -> list[int]:
+        """Verify and append entries to this node's own log; durable on return (spec 7.3)."""
+        return self.own.append(raws)
+
+    def sign_checkpoint(self, now: int) -> tuple[Note, int]:
+        """Sign (or reuse) the checkpoint of the whole own log, with the owner's cosignature.
+
+        Returns:
+            The note with the log signature only, and its size.
+        """
+        note = self.own.checkpoint(now)
+        cp = Checkpoint.parse(note.text)
+        self._refresh_final(self.member)
+        return note, cp.size
+
+    def add_cosignatures(self, member: str, size: int, lines: list[str]) -> bool:
+        """Store witnesses' cosignatures on a checkpoint; True when it is now final."""
+        self.member_log(member).add_cosignatures(size, lines)
+        self._refresh_final(member)
+        return member in self.final and self.final[member][0] >= size
+
+    def consistency_proof(self, member: str, old: int, new: int) -> list[bytes]:
+        """The proof from ``old`` to ``new``, empty when ``old`` is 0 or equal to ``new``."""
+        if old == 0 or old == new:
+            return []
+        return self.member_log(member).consistency_proof(old, new)
+
+    # ------------------------------------------------------------------ replicas
+
+    def append_replicated(self, member: str, raws: list[bytes], start: int) -> int:
+        """Append a peer-supplied range of ``member``'s log after full verification; the new size."""
+        if member == self.member:
+            raise VerificationError(f"log {member} is this node's own; it is never replicated from peers")
+        self.member_log(member).append_replicated(raws, start)
+        return self.logs[member].size
+
+    def add_final_checkpoint(self, member: str, data: bytes) -> bool:
+        """Store a checkpoint pushed or fetched from a peer, with its cosignatures; True if it is final here.
+
+        The entries it covers must already be replicated (the caller fetches them first).
+        """
+        lg = self.member_log(member)
+        if member == self.member:
+            return False
+        cp = Checkpoint.parse(Note.parse(data).text)
+        if lg.storage.checkpoint(member, cp.size) is None:
+            lg.add_checkpoint(data)
+        else:
+            note = Note.parse(data)
+            cosigs = [s for s in note.signatures if s.name != lg.origin]
+            if cosigs:
+                self._add_known_cosignatures(member, cp.size, cosigs)
+        self._refresh_final(member)
+        return member in self.final and self.final[member][0] >= cp.size
+
+    def _add_known_cosignatures(self, member: str, size: int, sigs: list[NoteSignature]) -> None:
+        # Only lines by current members' witness keys that this node does not hold yet; the member log
+        # verifies each one before storing it.
+        held = {c.witness for c in self.storage.cosignatures(member, size)}
+        names = {witness_name(self.network, m): m for m in self.root.member_ids}
+        fresh = [s for s in sigs if s.name in names and names[s.name] not in held and names[s.name] != member]
+        if fresh:
+            self.logs[member].add_cosignatures(size, fresh)
+
+    # ------------------------------------------------------------------ witnessing (C2SP tlog-witness)
+
+    def witness_check(self, req: AddCheckpoint) -> None:
+        """Steps 1-3 of add-checkpoint: known log, owner signature, ``old`` equals the last cosigned size.
+
+        Raises:
+            UnknownLog: not a log of this network (404).
+            VerificationError: no valid signature by the log's node key (403).
+            DecodeError: ``old`` is larger than the checkpoint size (400).
+            WitnessConflict: ``old`` is not the last cosigned size (409).
+        """
+        lg = self.member_log(req.member)
+        if req.member == self.member:
+            raise UnknownLog(f"this node owns log {req.member}; it does not witness it for others")
+        verify_note(req.note, (NoteVerifier(lg.origin, self.root.node_key_of(req.member)),))
+        if req.old > req.checkpoint.size:
+            raise DecodeError(f"old size {req.old} is larger than the checkpoint size {req.checkpoint.size}")
+        last = self.last_cosigned(req.member)
+        if req.old != last:
+            raise WitnessConflict(f"this witness last cosigned log {req.member} at size {last}, not {req.old}", last)
+
+    def last_cosigned(self, member: str) -> int:
+        """The size of the newest checkpoint of ``member``'s log this node has cosigned (0 if none)."""
+        sizes = [c.size for c in self.storage.cosignatures(member) if c.witness == self.member]
+        return max(sizes, default=0)
+
+    def witness_cosign(self, req: AddCheckpoint, now: int) -> str:
+        """Steps 4-7: entries held and verified, proof, root; store and cosign atomically (on this thread).
+
+        Returns:
+            The cosignature line (with its newline).
+
+        Raises:
+            WitnessConflict: the state moved since :meth:`witness_check` (409).
+            BadProof: the consistency proof does not verify (422).
+            ConflictError: the checkpoint's root differs from the root of the
+                verified entries (kept as evidence; 409).
+        """
+        self.witness_check(req)  # again: the check and the cosignature are one step on this thread
+        lg = self.logs[req.member]
+        cp = req.checkpoint
+        if lg.size < cp.size:
+            raise StorageError(f"log {req.member}: this witness holds {lg.size} entries, the checkpoint needs "
+                               f"{cp.size}; the entries could not be fetched")
+        local_root = lg.root_hash(cp.size)
+        if req.old:
+            old_root = lg.root_hash(req.old)
+            try:
+                if req.old == cp.size:
+                    if req.proof or cp.root_hash != old_root:
+                        raise merkle.ProofError("old size equals the checkpoint size but the roots differ")
+                else:
+                    merkle.verify_consistency(req.old, cp.size, list(req.proof), old_root, cp.root_hash)
+            except merkle.ProofError as e:
+                self.storage.put_evidence(req.member, "bad-consistency-proof", req.note.to_bytes(), str(e), now)
+                raise BadProof(f"log {req.member}: {e}") from e
+        elif req.proof:
+            raise BadProof("the consistency proof must be empty when old is 0")
+        if local_root != cp.root_hash:
+            self.storage.put_evidence(req.member, "root-mismatch", req.note.to_bytes(),
+                                      f"size {cp.size}: checkpoint root differs from the verified entries", now)
+            raise ConflictError(f"log {req.member} at size {cp.size}: the checkpoint's root is not the root of "
+                                f"the entries this witness verified; kept as evidence")
+        if lg.storage.checkpoint(req.member, cp.size) is None:
+            lg.add_checkpoint(Note(req.note.text, tuple(
+                s for s in req.note.signatures if s.name == lg.origin)).to_bytes())
+        sig = CosignatureSigner(witness_name(self.network, self.member), self.node_key).cosign(cp, now)
+        lg.add_cosignatures(cp.size, [sig])
+        self._refresh_final(req.member)
+        return sig.line() + "\n"
+
+    # ------------------------------------------------------------------ finality
+
+    def _refresh_final(self, member: str) -> None:
+        lg = self.logs[member]
+        held = self.final.get(member)
+        for size, _ in reversed(lg.storage.checkpoints(member)):
+            if held is not None and size <= held[0]:
+                break
+            fin = lg.finality(size)
+            if fin is not None and fin.final:
+                self.final[member] = (size, self._note_with_cosignatures(member, size))
+                break
+
+    def _note_with_cosignatures(self, member: str, size: int) -> bytes:
+        stored = self.storage.checkpoint(member, size)
+        assert stored is not None
+        lines = [NoteSignature.parse_line(c.line.decode("utf-8")) for c in self.storage.cosignatures(member, size)]
+        return add_signatures(Note.parse(stored), lines).to_bytes()

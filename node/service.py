@@ -1,0 +1,405 @@
+"""The node's moving parts: batching submissions, collecting cosignatures, witnessing, replicating.
+
+:class:`NodeService` owns a :class:`~node.host.LedgerHost` (every ledger call
+runs on the host's one thread) and an aiohttp client session for peers. Its
+background tasks are the checkpoint publisher (sign, ask every witness,
+collect cosignatures until final, push the final checkpoint to every peer)
+and the sync loop (poll peers for newer final checkpoints and governance
+roots, fetch and verify what is missing). Protocols: specs/api.md A.7-A.10.
+
+What it leaves to others: request parsing and responses (:mod:`node.routes`),
+formats and rules (:mod:`ledger`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import aiohttp
+
+from ledger import cbor
+from ledger.checkpoint import Checkpoint
+from ledger.errors import DecodeError, MekongError, StorageError
+from ledger.note import Note
+from node.config import NodeConfig
+from node.host import AddCheckpoint, LedgerHost
+from node.metrics import NodeMetrics
+from node.peerauth import sign_request
+
+log = logging.getLogger("mekong.node")
+
+T = TypeVar("T")
+#: Entries per replication request (GET /logs/{M}/entries).
+FETCH_BATCH = 1000
+ENTRIES_LIMITS = cbor.CborLimits(max_size=64 << 20, max_depth=2, max_items=FETCH_BATCH + 1)
+
+
+class PeerError(MekongError):
+    """A peer did not answer, or answered something unusable."""
+
+
+class NodeService:
+    """Everything a running node does besides answering reads.
+
+    Args:
+        config: the node configuration.
+        host: the ledger, opened and replayed.
+        metrics: the node's metrics, updated as logs grow and witnesses answer.
+        clock: Unix seconds.
+    """
+
+    def __init__(self, config: NodeConfig, host: LedgerHost, metrics: NodeMetrics, clock: Callable[[], int]) -> None:
+        self.config = config
+        self.host = host
+        self.metrics = metrics
+        self.clock = clock
+        self.limits = config.limits
+        self.session: aiohttp.ClientSession | None = None
+        self._log_locks: dict[str, asyncio.Lock] = {}
+        self._pending: list[tuple[list[bytes], asyncio.Future[list[int]]]] = []
+        self._flush_task: asyncio.Task[None] | None = None
+        self._dirty = asyncio.Event()
+        self._final_changed = asyncio.Condition()
+        self._witness_sizes: dict[str, int] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Open the peer session and start the publisher and the sync loop."""
+        timeout = aiohttp.ClientTimeout(total=self.limits.witness_request_timeout_ms / 1000)
+        self.session = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=64))
+        self._tasks = [asyncio.create_task(self._publisher(), name="publisher"),
+                       asyncio.create_task(self._sync_loop(), name="sync")]
+        self._dirty.set()
+
+    async def stop(self) -> None:
+        """Finish pending submissions, stop the tasks, close the session."""
+        if self._flush_task is not None:
+            await asyncio.shield(self._flush_task)
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.session is not None:
+            await self.session.close()
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the ledger thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.host.executor, fn, *args)
+
+    def witness_size(self, peer: str) -> int | None:
+        """The size of this node's log that ``peer`` last cosigned, as far as this node knows."""
+        return self._witness_sizes.get(peer)
+
+    def lock(self, member: str) -> asyncio.Lock:
+        """The lock serialising replication and witnessing of one log."""
+        return self._log_locks.setdefault(member, asyncio.Lock())
+
+    def peers(self) -> dict[str, str]:
+        """member id -> base URL of every other member: the config's peers, else the root's first endpoint."""
+        configured = {p.member: p.url for p in self.config.peers}
+        out = {}
+        for m in self.host.root.members:
+            if m.id != self.config.member:
+                out[m.id] = configured.get(m.id, m.endpoints[0].rstrip("/"))
+        return out
+
+    # ------------------------------------------------------------------ HTTP to peers
+
+    async def _request(self, method: str, url: str, path: str, body: bytes = b"", *, signed: bool = False,
+                       content_type: str = "application/octet-stream") -> tuple[int, bytes]:
+        assert self.session is not None
+        headers = {"Content-Type": content_type}
+        if signed:
+            headers["Authorization"] = sign_request(self.config.member, self.host.node_key, method, path, body,
+                                                    self.clock())
+        try:
+            async with self.session.request(method, url + path, data=body or None, headers=headers) as resp:
+                return resp.status, await resp.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            raise PeerError(f"{method} {url}{path}: {type(e).__name__}: {e}") from e
+
+    async def fetch_entries(self, member: str, url: str, start: int, end: int) -> None:
+        """Fetch entries ``[start, end)`` of ``member``'s log from ``url`` and append them verified (A.9)."""
+        while start < end:
+            stop = min(end, start + FETCH_BATCH)
+            status, body = await self._request("GET", url, f"/logs/{member}/entries?start={start}&end={stop}")
+            if status != 200:
+                raise PeerError(f"{url} answered {status} for entries {start}-{stop} of log {member}")
+            raws = cbor.decode(body, ENTRIES_LIMITS)
+            if not isinstance(raws, list) or not raws or not all(isinstance(r, bytes) for r in raws):
+                raise DecodeError(f"{url} sent no entries for {start}-{stop} of log {member}")
+            size = await self.call(self.host.append_replicated, member, raws[: stop - start], start)
+            start = size
+
+    # ------------------------------------------------------------------ submissions (A.7)
+
+    async def submit(self, raws: list[bytes]) -> list[int]:
+        """Queue entries for this node's log; returns their indices once they are durable.
+
+        Submissions arriving within ``batch_linger_ms`` are appended as one batch; if that batch
+        fails, each submission is retried alone so one bad request never fails another.
+        """
+        fut: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._pending.append((raws, fut))
+        if self._flush_task is None or self._flush_task.done():
+            self._flush_task = asyncio.create_task(self._flush())
+        return await fut
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(self.limits.batch_linger_ms / 1000)
+        while self._pending:
+            group, total = [], 0
+            while self._pending and (not group or total + len(self._pending[0][0]) <= self.limits.max_batch_entries):
+                raws, fut = self._pending.pop(0)
+                group.append((raws, fut))
+                total += len(raws)
+            combined = [r for raws, _ in group for r in raws]
+            try:
+                indices = await self.call(self.host.submit, combined)
+            except MekongError:
+                if len(group) == 1:
+                    await self._submit_alone(*group[0])
+                else:
+                    for raws, fut in group:
+                        await self._submit_alone(raws, fut)
+                continue
+            pos = 0
+            for raws, fut in group:
+                if not fut.done():
+                    fut.set_result(indices[pos: pos + len(raws)])
+                pos += len(raws)
+            self._dirty.set()
+
+    async def _submit_alone(self, raws: list[bytes], fut: asyncio.Future[list[int]]) -> None:
+        try:
+            result = await self.call(self.host.submit, raws)
+        except MekongError as e:
+            if not fut.done():
+                fut.set_exception(e)
+            return
+        if not fut.done():
+            fut.set_result(result)
+        self._dirty.set()
+
+    async def wait_final(self, size: int, timeout: float) -> tuple[int, bytes] | None:
+        """Wait until this node's own log has a final checkpoint of at least ``size``."""
+        async def reached() -> tuple[int, bytes]:
+            async with self._final_changed:
+                while True:
+                    fin = self.host.final.get(self.config.member)
+                    if fin is not None and fin[0] >= size:
+                        return fin
+                    await self._final_changed.wait()
+        try:
+            return await asyncio.wait_for(reached(), timeout)
+        except TimeoutError:
+            return None
+
+    # ------------------------------------------------------------------ publishing checkpoints (A.8)
+
+    async def _publisher(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            try:
+                await self._publish_round()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # keep publishing: the next round retries
+                log.exception("checkpoint round failed")
+                await asyncio.sleep(self.limits.checkpoint_interval_ms / 1000)
+                self._dirty.set()
+
+    async def _publish_round(self) -> None:
+        member = self.config.member
+        note, size = await self.call(self.host.sign_checkpoint, self.clock())
+        if size == 0:
+            return
+        fin = self.host.final.get(member)
+        if fin is None or fin[0] < size:
+            peers = self.peers()
+            deadline = self.limits.witness_quorum_timeout_ms / 1000
+            tasks = [asyncio.create_task(self._ask_witness(p, url, note, size)) for p, url in peers.items()]
+            try:
+                for done in asyncio.as_completed(tasks, timeout=deadline):
+                    lines = await done
+                    if lines:
+                        await self.call(self.host.add_cosignatures, member, size, lines)
+                    if member in self.host.final and self.host.final[member][0] >= size:
+                        break
+            except TimeoutError:
+                log.warning("log %s size %d: no quorum of cosignatures within %.1f s", member, size, deadline)
+            finally:
+                # Late answers still count: let them finish in the background.
+                for t in tasks:
+                    if not t.done():
+                        t.add_done_callback(self._late_cosignature(size))
+        await self._announce_final()
+
+    def _late_cosignature(self, size: int) -> Callable[[asyncio.Task[list[str]]], None]:
+        def done(task: asyncio.Task[list[str]]) -> None:
+            if task.cancelled() or task.exception() is not None or not task.result():
+                return
+            asyncio.create_task(self.call(self.host.add_cosignatures, self.config.member, size, task.result()))
+        return done
+
+    async def _ask_witness(self, peer: str, url: str, note: Note, size: int) -> list[str]:
+        member = self.config.member
+        for _ in range(3):
+            old = min(self._witness_sizes.get(peer, 0), size)
+            proof = await self.call(self.host.consistency_proof, member, old, size)
+            body = (f"old {old}\n" + "".join(base64.b64encode(h).decode() + "\n" for h in proof) + "\n").encode()
+            body += note.to_bytes()
+            try:
+                status, answer = await self._request("POST", url, "/witness/add-checkpoint", body, signed=True,
+                                                     content_type="text/plain; charset=utf-8")
+            except PeerError as e:
+                log.info("witness %s: %s", peer, e)
+                return []
+            if status == 200:
+                self._witness_sizes[peer] = size
+                self.metrics.witness_lag_entries.set(0, log=member, witness=peer)
+                return [line for line in answer.decode("utf-8", "replace").split("\n") if line]
+            if status == 409 and answer.strip().isdigit():
+                self._witness_sizes[peer] = int(answer.strip())
+                if self._witness_sizes[peer] > size:
+                    log.error("witness %s has cosigned log %s at %s, beyond its size %d", peer, member,
+                              answer.strip(), size)
+                    return []
+                continue
+            log.warning("witness %s refused log %s size %d: %d %s", peer, member, size, status, answer[:300])
+            return []
+        return []
+
+    async def _announce_final(self) -> None:
+        member = self.config.member
+        fin = self.host.final.get(member)
+        async with self._final_changed:
+            self._final_changed.notify_all()
+        if fin is None:
+            return
+        self.metrics.final_size.set(fin[0], log=member)
+        path = f"/logs/{member}/checkpoint"
+        for url in self.peers().values():
+            asyncio.create_task(self._push(url, path, fin[1]))
+
+    async def _push(self, url: str, path: str, body: bytes) -> None:
+        try:
+            await self._request("POST", url, path, body, signed=True, content_type="text/plain; charset=utf-8")
+        except PeerError as e:
+            log.debug("push to %s: %s", url, e)
+
+    # ------------------------------------------------------------------ witnessing (A.8)
+
+    async def witness(self, body: bytes, sender: str | None) -> str:
+        """Handle add-checkpoint: verify, fetch and verify the entries it covers, cosign (C2SP tlog-witness)."""
+        req = AddCheckpoint.parse(body, self.config.network)
+        async with self.lock(req.member):
+            await self.call(self.host.witness_check, req)
+            held = await self.call(lambda: self.host.member_log(req.member).size)
+            if held < req.checkpoint.size:
+                urls = self._sources(req.member, sender)
+                await self._fetch_from_any(req.member, urls, held, req.checkpoint.size)
+            return await self.call(self.host.witness_cosign, req, self.clock())
+
+    def _sources(self, member: str, sender: str | None) -> list[str]:
+        peers = self.peers()
+        order = [m for m in (member, sender) if m and m in peers]
+        order += [m for m in peers if m not in order]
+        return [peers[m] for m in order]
+
+    async def _fetch_from_any(self, member: str, urls: list[str], start: int, end: int) -> None:
+        problems = []
+        for url in urls:
+            try:
+                await self.fetch_entries(member, url, start, end)
+                return
+            except PeerError as e:
+                problems.append(str(e))
+                start = await self.call(lambda: self.host.member_log(member).size)
+                if start >= end:
+                    return
+        raise StorageError(f"log {member}: could not fetch entries {start}-{end}: {'; '.join(problems)}")
+
+    async def accept_final(self, member: str, body: bytes, sender: str | None) -> bool:
+        """A final checkpoint pushed by a peer, or fetched by the sync loop: fetch its entries, verify, store."""
+        cp = Checkpoint.parse(Note.parse(body).text)
+        async with self.lock(member):
+            fin = self.host.final.get(member)
+            if fin is not None and fin[0] >= cp.size:
+                return True
+            held = await self.call(lambda: self.host.member_log(member).size)
+            if held < cp.size:
+                await self._fetch_from_any(member, self._sources(member, sender), held, cp.size)
+            final = await self.call(self.host.add_final_checkpoint, member, body)
+        if final:
+            self.metrics.final_size.set(cp.size, log=member)
+        return final
+
+    # ------------------------------------------------------------------ catching up (A.10)
+
+    async def _sync_loop(self) -> None:
+        while True:
+            try:
+                await self.sync_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sync round failed")
+            await asyncio.sleep(self.limits.sync_interval_ms / 1000)
+
+    async def sync_once(self) -> None:
+        """Ask every peer for governance roots and final checkpoints newer than this node's."""
+        for peer, url in self.peers().items():
+            try:
+                await self._sync_roots(url)
+                for member in list(self.host.logs):
+                    if member == self.config.member:
+                        continue
+                    status, body = await self._request("GET", url, f"/logs/{member}/checkpoint")
+                    if status != 200:
+                        continue
+                    size = Checkpoint.parse(Note.parse(body).text).size
+                    fin = self.host.final.get(member)
+                    if fin is None or fin[0] < size:
+                        await self.accept_final(member, body, peer)
+            except PeerError as e:
+                log.debug("sync with %s: %s", peer, e)
+            except MekongError as e:
+                log.warning("sync with %s: %s", peer, e)
+        own = self.host.own.size
+        fin = self.host.final.get(self.config.member)
+        if own and (fin is None or fin[0] < own):
+            self._dirty.set()  # witnesses may be back: try again for finality
+
+    async def _sync_roots(self, url: str) -> None:
+        status, body = await self._request("GET", url, "/governance/roots")
+        if status != 200:
+            return
+        versions = json.loads(body).get("versions", [])
+        have = len(self.host.chain.roots)
+        for v in sorted(v for v in versions if isinstance(v, int) and v > have):
+            status, data = await self._request("GET", url, f"/governance/roots/{v}")
+            if status != 200:
+                return
+            await self.adopt_root(data)
+
+    async def adopt_root(self, data: bytes, forward: bool = False) -> int:
+        """Verify and adopt a governance root; optionally forward it to every peer."""
+        root = await self.call(self.host.add_root, data)
+        if forward:
+            for url in self.peers().values():
+                asyncio.create_task(self._push(url, "/governance/roots", data))
+        return root.version
+
+
+def unix_now() -> int:
+    """The wall clock in Unix seconds."""
+    return int(time.time())
