@@ -78,6 +78,14 @@ CREATE TABLE roots (
     signed  BLOB NOT NULL,
     PRIMARY KEY (version, digest)
 ) WITHOUT ROWID;
+CREATE TABLE evidence (
+    id       INTEGER PRIMARY KEY,
+    log      TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    received INTEGER NOT NULL,
+    reason   TEXT NOT NULL,
+    data     BLOB NOT NULL
+);
 """
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -96,6 +104,17 @@ class StoredRoot:
     version: int
     digest: bytes
     signed: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvidence:
+    """A signed object refused by a check, kept as evidence (spec 7.1.8)."""
+
+    log: str
+    kind: str
+    received: int
+    reason: str
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -483,3 +502,23 @@ class Storage:
                 rows = self._conn.execute(
                     "SELECT version, digest, signed FROM roots WHERE version = ? ORDER BY digest", (version,))
             return [StoredRoot(int(v), bytes(d), bytes(s)) for v, d, s in rows]
+
+    # ------------------------------------------------------------------ evidence (spec 7.1.8)
+
+    def put_evidence(self, log: str, kind: str, data: bytes, reason: str, received: int) -> None:
+        """Keep a refused signed object (a checkpoint a witness would not cosign) as evidence.
+
+        Raises:
+            StorageError: SQLite failed.
+        """
+        with self._wrap(f"store evidence for log {log}"), self._transaction():
+            self._conn.execute("INSERT INTO evidence (log, kind, received, reason, data) VALUES (?, ?, ?, ?, ?)",
+                               (log, kind, received, reason, bytes(data)))
+
+    def evidence(self, log: str | None = None) -> list[StoredEvidence]:
+        """Stored evidence, oldest first (of one log, or all)."""
+        with self._wrap("read evidence"):
+            query = "SELECT log, kind, received, reason, data FROM evidence"
+            rows = (self._conn.execute(query + " ORDER BY id") if log is None
+                    else self._conn.execute(query + " WHERE log = ? ORDER BY id", (log,)))
+            return [StoredEvidence(lg, k, int(t), r, bytes(d)) for lg, k, t, r, d in rows]

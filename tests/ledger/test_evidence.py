@@ -1,0 +1,21 @@
+"""Evidence rows: refused signed objects are kept as received (spec 7.1.8)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ledger.storage import Storage
+
+
+def test_evidence_is_kept_in_order_and_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    with Storage.open(path) as s:
+        s.put_evidence("VN", "root-mismatch", b"note one\n", "size 3: root differs", 100)
+        s.put_evidence("TH", "bad-consistency-proof", b"note two\n", "proof too short", 101)
+        s.put_evidence("VN", "root-mismatch", b"note three\n", "size 4: root differs", 102)
+    with Storage.open(path) as s:
+        assert [e.data for e in s.evidence()] == [b"note one\n", b"note two\n", b"note three\n"]
+        vn = s.evidence("VN")
+        assert [(e.kind, e.received, e.reason) for e in vn] == [
+            ("root-mismatch", 100, "size 3: root differs"), ("root-mismatch", 102, "size 4: root differs")]
+        assert s.evidence("LA") == []
