@@ -1,0 +1,440 @@
+"""Registry state: what the member logs say, as a pure function of the root chain and log prefixes.
+
+Specified in specs/06-entries.md section 6.4. :class:`RegistryState` holds,
+in memory, the issuers, issuer keys, credential anchors and status, and
+member policies that the applied entries establish, each with the indices of
+the entries it rests on. It is fed one log batch at a time by
+:meth:`RegistryState.apply_batch`, which checks the rules of
+:mod:`ledger.rules` entry by entry, verifies every signature, and then
+commits the whole batch, or nothing.
+
+Every query can be asked "as of" a position of the owning log (the first
+``as_of`` entries) and answers None when the thing is not known at that
+position. Mapping witnessed times to positions, storing entries and proving
+them are left to ``ledger.storage``, ``ledger.memberlog`` and the checkpoint
+code; this module does no I/O and reads no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import Any
+
+from ledger.bodies import (
+    CredentialAnchor,
+    CredentialStatus,
+    IssuerKeyAdd,
+    IssuerKeyRevoke,
+    IssuerKeyRotate,
+    IssuerRegister,
+    IssuerUpdate,
+    MemberPolicy,
+    check_member_id,
+    member_of,
+)
+from ledger.cose import Sign1
+from ledger.entries import Entry, UnverifiedEntry
+from ledger.errors import ConflictError, DecodeError, VerificationError
+from ledger.keys import key_id
+from ledger.records import (
+    AnchorRecord,
+    CredentialEvent,
+    CredentialRecord,
+    IssuerRecord,
+    IssuerState,
+    KeyEvent,
+    KeyRecord,
+    KeyStatus,
+    LiveCredential,
+    LiveIssuer,
+    LiveKey,
+    PolicyRecord,
+    key_status,
+)
+from ledger.rules import SignatureJob, SignatureVerifier, authorize, first_failure, verify_sequential, where
+
+__all__ = ["RegistryState"]
+
+_Undo = list[Callable[[], Any]]
+
+
+class RegistryState:
+    """The registry built from the governance chain and member log prefixes (spec 6.4).
+
+    Not safe for two writers at once. While :meth:`apply_batch` runs, the
+    batch's effects are held at indices at or above the log's size, so
+    queries (which read only below the size) see committed entries only.
+
+    Attributes:
+        chain: the governance chain; entries may name any root version it
+            holds. Adding roots to it later is fine; replacing it is not.
+    """
+
+    def __init__(self, chain: Any) -> None:
+        """Start an empty state over ``chain`` (a ``ledger.governance.GovernanceChain``)."""
+        self.chain = chain
+        self._logs: dict[str, tuple[int, int, int]] = {}  # log -> (size, last author time, last root)
+        self._issuers: dict[str, LiveIssuer] = {}
+        self._keys: dict[str, dict[bytes, LiveKey]] = {}  # log -> kid -> key
+        self._credentials: dict[tuple[str, bytes], LiveCredential] = {}
+        self._anchors: dict[bytes, list[AnchorRecord]] = {}
+        self._policies: dict[str, list[PolicyRecord]] = {}
+        self._admins: dict[tuple[int, str], dict[bytes, bytes] | None] = {}
+
+    # ----------------------------------------------------------------------- what the rules read
+
+    def live_issuer(self, issuer: str) -> LiveIssuer | None:
+        """The issuer's live record, including uncommitted effects (for the rules)."""
+        return self._issuers.get(issuer)
+
+    def live_key(self, log: str, kid: bytes) -> LiveKey | None:
+        """The key with id ``kid`` on ``log``, including uncommitted effects (for the rules)."""
+        keys = self._keys.get(log)
+        return keys.get(kid) if keys is not None else None
+
+    def live_credential(self, issuer: str, credential_id: bytes) -> LiveCredential | None:
+        """The credential's live record, including uncommitted effects (for the rules)."""
+        return self._credentials.get((issuer, credential_id))
+
+    def admin_keys(self, version: int, member: str) -> Mapping[bytes, bytes] | None:
+        """Key id -> admin public key of ``member`` in root ``version``; None if not a member.
+
+        ``version`` must be at most the chain's current version.
+        """
+        cache_key = (version, member)
+        found = self._admins.get(cache_key, False)
+        if found is False:
+            found = None
+            for m in self.chain.root_at(version).members:
+                if m.id == member:
+                    found = {key_id(pub): pub for pub in m.admin_keys}
+            self._admins[cache_key] = found
+        return found  # type: ignore[return-value]
+
+    # ----------------------------------------------------------------------- applying entries
+
+    def apply_batch(self, log: str, start: int, entries: Sequence[UnverifiedEntry | bytes],
+                    verify_signatures: SignatureVerifier = verify_sequential) -> list[Entry]:
+        """Apply a batch of entries to the end of one log, atomically (spec 6.3.16).
+
+        The rules are checked entry by entry, each against the state the
+        earlier entries (of this batch too) left; the signature checks are
+        collected and handed to ``verify_signatures`` in one call, which may
+        spread them over threads (:func:`ledger.rules.pool_verifier`). Only
+        when every check passed does the state change.
+
+        Args:
+            log: the member id of the log.
+            start: the index of the first entry; must equal :meth:`size`.
+            entries: decoded entries (from :meth:`UnverifiedEntry.decode`),
+                or entry bytes, which are decoded here.
+            verify_signatures: called once with every (public key,
+                Sig_structure, signature) job of the batch, in entry order;
+                returns only if all verify.
+
+        Returns:
+            The verified entries, in order, with their indices.
+
+        Raises:
+            DecodeError: an entry is malformed (message names log and index).
+            AuthorizationError: an entry breaks a rule of spec 6.3.
+            VerificationError: a signature does not verify (spec 6.3.15).
+            ConflictError: ``start`` is not the log's current size.
+            ValueError: ``log`` is not a member id.
+            Whatever ``verify_signatures`` raises; the state is unchanged
+            after any exception.
+        """
+        try:
+            check_member_id("log", log)
+        except DecodeError as err:
+            raise ValueError(str(err)) from err
+        size, prev_time, prev_root = self._logs.get(log, (0, 0, 1))
+        if start != size:
+            raise ConflictError(f"log {log}: the registry holds {size} entries; a batch cannot start at {start}")
+        if not entries:
+            return []
+        latest = self.chain.current.version
+        undo: _Undo = []
+        decoded: list[UnverifiedEntry] = []
+        jobs: list[SignatureJob] = []
+        try:
+            for i, item in enumerate(entries):
+                index = start + i
+                if isinstance(item, UnverifiedEntry):
+                    e = item
+                else:
+                    try:
+                        e = UnverifiedEntry.decode(item)
+                    except DecodeError as err:
+                        raise DecodeError(f"{where(log, index)}: {err}") from err
+                pub = authorize(self, log, index, e, prev_time, prev_root, latest)
+                _APPLY[e.type](self, log, index, e, undo)
+                prev_time, prev_root = e.time, e.root
+                jobs.append((pub, e.to_be_signed(), e.sign1.signature))
+                decoded.append(e)
+            verified = [_verified(e, start + i) for i, e in enumerate(decoded)]
+            try:
+                verify_signatures(jobs)
+            except VerificationError as err:
+                bad = first_failure(jobs)
+                if bad is None:
+                    raise
+                raise VerificationError(f"{where(log, start + bad)}: spec 6.3.15: the signature does not verify "
+                                        f"under key {decoded[bad].kid.hex()}") from err
+        except BaseException:
+            for step in reversed(undo):
+                step()
+            raise
+        self._logs[log] = (start + len(decoded), prev_time, prev_root)
+        return verified
+
+    def _put_key(self, log: str, key: LiveKey, issuer: LiveIssuer, index: int, undo: _Undo) -> None:
+        keys = self._keys.get(log)
+        if keys is None:
+            keys = self._keys[log] = {}
+            undo.append(partial(self._keys.pop, log))
+        keys[key.kid] = key
+        undo.append(partial(keys.pop, key.kid))
+        issuer.kids.append((index, key.kid))
+        undo.append(issuer.kids.pop)
+
+    def _credential(self, issuer: str, credential_id: bytes, undo: _Undo) -> LiveCredential:
+        k = (issuer, credential_id)
+        cred = self._credentials.get(k)
+        if cred is None:
+            cred = self._credentials[k] = LiveCredential(issuer, credential_id)
+            undo.append(partial(self._credentials.pop, k))
+        return cred
+
+    def _apply_register(self, log: str, index: int, e: UnverifiedEntry, undo: _Undo) -> None:
+        b = e.body
+        assert isinstance(b, IssuerRegister)
+        state = IssuerState(index, e.time, b.document_types, b.loa, "active", "")
+        self._issuers[b.issuer] = LiveIssuer(b.issuer, log, b.name, b.jurisdiction, state)
+        undo.append(partial(self._issuers.pop, b.issuer))
+
+    def _apply_update(self, log: str, index: int, e: UnverifiedEntry, undo: _Undo) -> None:
+        b = e.body
+        assert isinstance(b, IssuerUpdate)
+        live = self._issuers[b.issuer]
+        cur = live.current
+        live.states.append(IssuerState(index, e.time, cur.document_types if b.document_types is None
+                                       else b.document_types, b.loa or cur.loa, b.status or cur.status, b.reason))
+        undo.append(live.states.pop)
+
+    def _apply_key_add(self, log: str, index: int, e: UnverifiedEntry, undo: _Undo) -> None:
+        b = e.body
+        assert isinstance(b, IssuerKeyAdd)
+        added = KeyEvent("added", "registered", b.valid_from, index)
+        key = LiveKey(key_id(b.key), b.key, b.issuer, log, b.valid_from, b.valid_until, b.next_key_digest, added)
+        self._put_key(log, key, self._issuers[b.issuer], index, undo)
+
+    def _apply_key_rotate(self, log: str, index: int, e: UnverifiedEntry, undo: _Undo) -> None:
+        b = e.body
+        assert isinstance(b, IssuerKeyRotate)
+        kid = key_id(b.key)
+        old = self._keys[log][b.old_kid]
+        old.events.append(KeyEvent("superseded", "rotation", e.time, index, kid))
+        undo.append(old.events.pop)
+        added = KeyEvent("added", "rotation", e.time, index)
+        key = LiveKey(kid, b.key, b.issuer, log, e.time, b.valid_until, b.next_key_digest, added)
+        self._put_key(log, key, self._issuers[b.issuer], index, undo)
+
+    def _apply_key_revoke(self, log: str, index: int, e: UnverifiedEntry, undo: _Undo) -> None:
+        b = e.body
+        assert isinstance(b, IssuerKeyRevoke)
+        target = self._keys[log][b.kid]
+        target.events.append(KeyEvent("revoked", b.reason, b.effective, index))
+        undo.append(target.events.pop)
+
+    def _apply_anchor(self, log: str, index: int, e: UnverifiedEntry, undo: _Undo) -> None:
+        b = e.body
+        assert isinstance(b, CredentialAnchor)
+        rec = AnchorRecord(log, index, b.issuer, e.time, b.digest, b.credential_id)
+        found = self._anchors.get(b.digest)
+        if found is None:
+            self._anchors[b.digest] = [rec]
+            undo.append(partial(self._anchors.pop, b.digest))
+        else:
+            found.append(rec)
+            undo.append(found.pop)
+        if b.credential_id is not None:
+            cred = self._credential(b.issuer, b.credential_id, undo)
+            cred.anchors.append(rec)
+            undo.append(cred.anchors.pop)
+
+    def _apply_status(self, log: str, index: int, e: UnverifiedEntry, undo: _Undo) -> None:
+        b = e.body
+        assert isinstance(b, CredentialStatus)
+        cred = self._credential(b.issuer, b.credential_id, undo)
+        cred.events.append(CredentialEvent(b.status, b.reason, e.time, index))
+        undo.append(cred.events.pop)
+
+    def _apply_policy(self, log: str, index: int, e: UnverifiedEntry, undo: _Undo) -> None:
+        b = e.body
+        assert isinstance(b, MemberPolicy)
+        rec = PolicyRecord(log, b.rules, e.time, (index,))
+        found = self._policies.get(log)
+        if found is None:
+            self._policies[log] = [rec]
+            undo.append(partial(self._policies.pop, log))
+        else:
+            found.append(rec)
+            undo.append(found.pop)
+
+    # ----------------------------------------------------------------------- queries (spec 6.4)
+
+    def size(self, log: str) -> int:
+        """How many entries of ``log`` the state holds (0 for a log it has not seen)."""
+        return self._logs.get(log, (0, 0, 1))[0]
+
+    def sizes(self) -> dict[str, int]:
+        """The size of every log the state holds entries of."""
+        return {log: meta[0] for log, meta in list(self._logs.items())}
+
+    def _limit(self, log: str, as_of: int | None) -> int:
+        size = self.size(log)
+        if as_of is None:
+            return size
+        if type(as_of) is not int or not 0 <= as_of <= size:
+            raise ValueError(f"as_of must be a position from 0 to {size} of log {log}, got {as_of!r}")
+        return as_of
+
+    def issuer(self, issuer: str, as_of: int | None = None) -> IssuerRecord | None:
+        """The issuer as of position ``as_of`` of its member's log (spec 6.4.1).
+
+        Returns:
+            The record, or None if the issuer is not registered by then.
+
+        Raises:
+            ValueError: ``as_of`` is negative or beyond the log's size.
+        """
+        limit = self._limit(member_of(issuer), as_of)
+        live = self._issuers.get(issuer)
+        return live.record(limit) if live is not None else None
+
+    def key_issuers(self, kid: bytes) -> tuple[str, ...]:
+        """Every issuer, across logs, that has a key with id ``kid`` (normally one or none)."""
+        found = []
+        for log, keys in list(self._keys.items()):
+            key = keys.get(kid)
+            if key is not None and key.added.index < self.size(log):
+                found.append(key.issuer)
+        return tuple(sorted(found))
+
+    def key(self, kid: bytes, as_of: int | None = None, *, issuer: str | None = None) -> KeyRecord | None:
+        """An issuer key as of position ``as_of`` of the log holding it (spec 6.4.2).
+
+        Args:
+            kid: the ledger key id (a credential's ``kid``).
+            as_of: a position in the log of the key's member; None for all.
+            issuer: the issuer the key must belong to (a credential's
+                ``iss``). Needed only if two members' logs both hold the key id.
+
+        Returns:
+            The record, or None if no such key is known by then.
+
+        Raises:
+            ConflictError: ``issuer`` is None and more than one log holds
+                the key id (``evidence`` lists the issuers).
+            ValueError: ``as_of`` is negative or beyond the log's size.
+        """
+        if issuer is not None:
+            live = self.live_key(member_of(issuer), kid)
+            if live is None or live.issuer != issuer:
+                return None
+        else:
+            owners = self.key_issuers(kid)
+            if len(owners) > 1:
+                raise ConflictError(f"key {kid.hex()} is held by {', '.join(owners)}; name the issuer", owners)
+            if not owners:
+                return None
+            live = self.live_key(member_of(owners[0]), kid)
+            assert live is not None
+        return live.record(self._limit(live.member, as_of))
+
+    def key_status_at(self, kid: bytes, time: int, as_of: int | None = None, *,
+                      issuer: str | None = None) -> KeyStatus | None:
+        """Whether the key was valid at ``time``, as the log knew it at ``as_of`` (spec 6.4.3).
+
+        Returns:
+            ``(status, reason, effective)`` as a :class:`KeyStatus`, or None
+            if the key is not known by then.
+
+        Raises:
+            ConflictError: as for :meth:`key`.
+            ValueError: ``as_of`` is negative or beyond the log's size.
+        """
+        rec = self.key(kid, as_of, issuer=issuer)
+        if rec is None:
+            return None
+        return key_status(rec.valid_from, rec.valid_until, rec.history[0].index, rec.history[1:], time)
+
+    def credential(self, issuer: str, credential_id: bytes, as_of: int | None = None) -> CredentialRecord | None:
+        """A credential's status and anchors as of ``as_of`` of its issuer's log (spec 6.4.5).
+
+        Returns:
+            The record, or None if no entry named the credential by then
+            (a credential the ledger never heard of has no recorded status).
+
+        Raises:
+            ValueError: ``as_of`` is negative or beyond the log's size.
+        """
+        limit = self._limit(member_of(issuer), as_of)
+        live = self._credentials.get((issuer, credential_id))
+        return live.record(limit) if live is not None else None
+
+    def anchors(self, digest: bytes, as_of: Mapping[str, int] | None = None) -> tuple[AnchorRecord, ...]:
+        """Every anchor of ``digest``, across logs, in (log, index) order (spec 6.4.4).
+
+        Args:
+            digest: the SHA-256 digest.
+            as_of: log -> position; only anchors below those positions count,
+                and logs missing from the mapping count not at all. None
+                means every committed entry of every log.
+
+        Raises:
+            ValueError: a position is negative or beyond its log's size.
+        """
+        limits = {} if as_of is None else {log: self._limit(log, pos) for log, pos in as_of.items()}
+        found = [a for a in list(self._anchors.get(digest, ()))
+                 if a.index < (self.size(a.log) if as_of is None else limits.get(a.log, 0))]
+        return tuple(sorted(found, key=lambda a: (a.log, a.index)))
+
+    def policy(self, member: str, as_of: int | None = None) -> PolicyRecord | None:
+        """The member's recognition policy as of ``as_of`` of its log (spec 6.4.6).
+
+        Returns:
+            The last policy below the position, or None if there is none.
+
+        Raises:
+            ValueError: ``as_of`` is negative or beyond the log's size.
+        """
+        limit = self._limit(member, as_of)
+        found = None
+        for rec in self._policies.get(member, ()):
+            if rec.entries[0] >= limit:
+                break
+            found = rec
+        return found
+
+
+def _verified(e: UnverifiedEntry, index: int) -> Entry:
+    # Only called once the batch's signatures are all checked (or about to be,
+    # with the Entry discarded if they are not).
+    s = e.sign1
+    return Entry(e.raw, Sign1(s.protected, s.unprotected, s.payload, s.signature, s.headers, s.raw),
+                 e.log, e.type, e.time, e.root, e.body, e.kid, index)
+
+
+_APPLY: dict[str, Callable[[RegistryState, str, int, UnverifiedEntry, _Undo], None]] = {
+    "issuer.register": RegistryState._apply_register,
+    "issuer.update": RegistryState._apply_update,
+    "issuer.key.add": RegistryState._apply_key_add,
+    "issuer.key.rotate": RegistryState._apply_key_rotate,
+    "issuer.key.revoke": RegistryState._apply_key_revoke,
+    "credential.anchor": RegistryState._apply_anchor,
+    "credential.status": RegistryState._apply_status,
+    "member.policy": RegistryState._apply_policy,
+}
