@@ -150,6 +150,16 @@ class Sandbox:
         return self.append(member, "member.policy", time, MemberPolicy(tuple(
             PolicyRule(m, tuple(types), loa) for m, types, loa in rules)))
 
+    def next_root(self, members: Sequence[str], issued_at: int, *, quorum: int | None = None,
+                  faulty: int | None = None) -> None:
+        """Add a governance root listing only ``members`` (a subset), signed by every current member."""
+        prev = self.chain.current
+        root = Root(self.network, prev.version + 1, self.chain.signed(prev.version).root_hash,
+                    tuple(m for m in prev.members if m.id in set(members)),
+                    prev.quorum if quorum is None else quorum, prev.quorum if quorum is None else quorum,
+                    prev.faulty if faulty is None else faulty, issued_at)
+        self.chain.add(SignedRoot.create(root, [self.admin_keys[m.id] for m in prev.members]))
+
     # ------------------------------------------------------------------ checkpoints
 
     def finalize(self, log: str, times: Mapping[str, int] | int) -> FinalCheckpoint:
