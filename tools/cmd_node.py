@@ -1,0 +1,134 @@
+"""``mekong node``: set up, run and inspect a member node (for node operators)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import click
+
+from ledger.governance import SignedRoot, root_hash
+from node.config import DATABASE_NAME, Limits, NodeConfig, Peer, load_config, write_config
+from node.keystore import read_public_key
+
+EXIT_TOOL = 4
+
+
+@click.group("node")
+def node_group() -> None:
+    """Set up, run and inspect a member node."""
+
+
+@node_group.command("init")
+@click.option("--member", required=True, help="This member's id, for example VN.")
+@click.option("--network", default="gms", show_default=True, help="The network id named in the genesis root.")
+@click.option("--data-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for the node's SQLite database (created if missing).")
+@click.option("--listen", default="127.0.0.1:7101", show_default=True, help="HOST:PORT to serve on.")
+@click.option("--node-key", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The node's encrypted key file (mekong keys generate).")
+@click.option("--passphrase-env", default="MEKONG_NODE_PASSPHRASE", show_default=True,
+              help="Environment variable that will hold the key file's passphrase when the node starts.")
+@click.option("--genesis", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The assembled genesis root (mekong genesis assemble).")
+@click.option("--pin", default=None, help="The genesis root hash agreed at the ceremony (hex); checked here.")
+@click.option("--peer", "peers", multiple=True, metavar="XX=URL",
+              help="A peer's base URL (repeatable); default: the endpoints in the genesis root.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Config file to write.")
+def init(member: str, network: str, data_dir: Path, listen: str, node_key: Path, passphrase_env: str,
+         genesis: Path, pin: str | None, peers: tuple[str, ...], out: Path) -> None:
+    """Write a node configuration and create its data directory.
+
+    The genesis root is checked against --pin, and this member's node key
+    must be the one the genesis lists for it.
+    """
+    signed = SignedRoot.from_cbor(genesis.read_bytes())
+    digest = root_hash(signed.payload)
+    if pin is not None and pin.lower() != digest.hex():
+        raise click.ClickException(f"{genesis} has root hash {digest.hex()}, not the pinned {pin}")
+    root = signed.root
+    if member not in root.member_ids:
+        raise click.ClickException(f"member {member} is not in the genesis root (members: {', '.join(root.member_ids)})")
+    if read_public_key(node_key) != root.node_key_of(member):
+        raise click.ClickException(f"{node_key} is not the node key the genesis lists for {member}")
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter("expected HOST:PORT", param_hint="--listen")
+    peer_list = []
+    for item in peers:
+        pid, sep, url = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not XX=URL", param_hint="--peer")
+        peer_list.append(Peer(pid, url.rstrip("/")))
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cfg = NodeConfig(member=member, network=network, data_dir=data_dir.absolute(), listen_host=host,
+                     listen_port=int(port), node_key_file=node_key.absolute(), passphrase_env=passphrase_env,
+                     genesis_file=genesis.absolute(), genesis_hash=digest,
+                     peers=tuple(sorted(peer_list, key=lambda p: p.member)), limits=Limits())
+    write_config(out, cfg)
+    click.echo(f"wrote {out}; database will be {data_dir / DATABASE_NAME}")
+    click.echo(f"start it with: {passphrase_env}=... mekong node start --config {out}")
+
+
+@node_group.command("start")
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The node's configuration file.")
+def start(config_path: Path) -> None:
+    """Run the node in the foreground until Ctrl-C or SIGTERM.
+
+    The key file's passphrase is read from the environment variable the
+    configuration names. A database that does not replay cleanly, a wrong
+    passphrase or a genesis that does not match the pin stop the start-up
+    with a message (exit status 4).
+    """
+    from node.server import serve  # aiohttp is only needed here
+
+    cfg = load_config(config_path)
+    click.echo(f"node {cfg.member} of network {cfg.network} on http://{cfg.listen_host}:{cfg.listen_port}")
+    serve(cfg)
+
+
+def fetch_status(url: str, timeout: float = 5.0) -> dict[str, object]:
+    """``GET /status`` of a node.
+
+    Raises:
+        click.ClickException: the node is unreachable or answers an error.
+    """
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/status", timeout=timeout) as resp:
+            return dict(json.loads(resp.read()))
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        err = click.ClickException(f"node {url} unreachable: {e}")
+        err.exit_code = EXIT_TOOL
+        raise err from e
+
+
+def render_status(status: dict[str, object]) -> str:
+    """The text form of a node's status, for people."""
+    logs = status["logs"]
+    assert isinstance(logs, dict)
+    lines = [f"node {status['member']} of network {status['network']}, governance root version "
+             f"{status['root_version']}", f"{'log':<5} {'stored':>8} {'final':>8}"]
+    for m, v in logs.items():
+        final = v["final_size"] if v["final_size"] is not None else "-"
+        mark = "  (own)" if m == status["member"] else ""
+        lines.append(f"{m:<5} {v['size']:>8} {final!s:>8}{mark}")
+    witnesses = status.get("witnesses") or {}
+    assert isinstance(witnesses, dict)
+    own = logs.get(status["member"], {}).get("size", 0)
+    if witnesses:
+        lines.append("witness lag on the own log (entries not yet cosigned by each peer):")
+        for peer, size in witnesses.items():
+            lines.append(f"  {peer}: {'never answered' if size is None else own - size}")
+    return "\n".join(lines)
+
+
+@node_group.command("status")
+@click.option("--node", "url", default="http://127.0.0.1:7101", show_default=True, help="The node's base URL.")
+@click.option("--json", "as_json", is_flag=True, help="Print the node's /status document as JSON.")
+def status(url: str, as_json: bool) -> None:
+    """Show a node's logs, final sizes and witness lag per peer."""
+    st = fetch_status(url)
+    click.echo(json.dumps(st, indent=2, sort_keys=True) if as_json else render_status(st))
