@@ -109,8 +109,8 @@ def render_status(status: dict[str, object]) -> str:
     """The text form of a node's status, for people."""
     logs = status["logs"]
     assert isinstance(logs, dict)
-    lines = [f"node {status['member']} of network {status['network']}, governance root version "
-             f"{status['root_version']}", f"{'log':<5} {'stored':>8} {'final':>8}"]
+    title = f"node {status['member']} of network {status['network']}, governance root version {status['root_version']}"
+    lines = [title, f"{'log':<5} {'stored':>8} {'final':>8}"]
     for m, v in logs.items():
         final = v["final_size"] if v["final_size"] is not None else "-"
         mark = "  (own)" if m == status["member"] else ""
