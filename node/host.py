@@ -270,7 +270,7 @@ class LedgerHost:
         # verifies each one before storing it.
         held = {c.witness for c in self.storage.cosignatures(member, size)}
         names = {witness_name(self.network, m): m for m in self.root.member_ids}
-        fresh = [s for s in sigs if s.name in names and names[s.name] not in held and names[s.name] != member]
+        fresh = [s for s in sigs if s.name in names and names[s.name] not in held]
         if fresh:
             self.logs[member].add_cosignatures(size, fresh)
 
