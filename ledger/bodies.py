@@ -45,7 +45,7 @@ __all__ = [
     "member_of",
 ]
 
-#: Levels of assurance, weakest first (eIDAS article 8 names; spec 6.2.1).
+#: Levels of assurance, weakest first (eIDAS article 8 names; spec 6.2).
 LOAS = ("low", "substantial", "high")
 #: Rank of each level of assurance, for "at least" comparisons.
 LOA_ORDER = {name: rank for rank, name in enumerate(LOAS)}
@@ -95,7 +95,7 @@ def check_member_id(name: str, value: object) -> str:
 
 
 def check_issuer_id(value: object) -> str:
-    """Check an issuer id ``"<member>/<name>"`` and return it (spec 6.2.1).
+    """Check an issuer id ``"<member>/<name>"`` and return it (spec 6.2).
 
     Raises:
         DecodeError: not of the form ``VN/customs-coo``.
