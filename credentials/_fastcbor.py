@@ -117,7 +117,7 @@ def _item(data: bytes, pos: int, depth: int, ordered: bool, tags: frozenset[int]
     if major == 4:
         if depth >= max_depth:
             raise _Slow
-        out = []
+        out: list[Any] = []
         append = out.append
         for _ in range(arg):
             v, pos = _item(data, pos, depth + 1, ordered, tags, max_depth)

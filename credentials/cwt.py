@@ -25,8 +25,18 @@ from ledger import cbor, cose
 from ledger.errors import DecodeError
 
 __all__ = [
-    "CLAIM_ISS", "CLAIM_SUB", "CLAIM_EXP", "CLAIM_NBF", "CLAIM_IAT", "CLAIM_CTI", "CLAIM_ATTESTATION",
-    "CWT_TAG", "CredentialLimits", "DEFAULT_CREDENTIAL_LIMITS", "Claims", "UnverifiedCredential",
+    "CLAIM_ATTESTATION",
+    "CLAIM_CTI",
+    "CLAIM_EXP",
+    "CLAIM_IAT",
+    "CLAIM_ISS",
+    "CLAIM_NBF",
+    "CLAIM_SUB",
+    "CWT_TAG",
+    "DEFAULT_CREDENTIAL_LIMITS",
+    "Claims",
+    "CredentialLimits",
+    "UnverifiedCredential",
     "credential_digest",
 ]
 

@@ -27,9 +27,33 @@ from typing import Any, ClassVar
 from ledger.errors import DecodeError
 
 __all__ = [
-    "Field", "Codec", "Record", "TEXT", "SHORT_TEXT", "COUNTRY", "CURRENCY", "DATE", "DECIMAL",
-    "MINOR_UNITS", "BOOL", "HS_CODE", "LOA", "LOA_ORDER", "UNIT", "KEY32", "BYTES16", "one_of", "tuple_of",
-    "record", "UINT", "Digest", "Party", "Money", "Quantity", "loa_at_least", "HASH_SIZES",
+    "BOOL",
+    "BYTES16",
+    "COUNTRY",
+    "CURRENCY",
+    "DATE",
+    "DECIMAL",
+    "HASH_SIZES",
+    "HS_CODE",
+    "KEY32",
+    "LOA",
+    "LOA_ORDER",
+    "MINOR_UNITS",
+    "SHORT_TEXT",
+    "TEXT",
+    "UINT",
+    "UNIT",
+    "Codec",
+    "Digest",
+    "Field",
+    "Money",
+    "Party",
+    "Quantity",
+    "Record",
+    "loa_at_least",
+    "one_of",
+    "record",
+    "tuple_of",
 ]
 
 #: Levels of assurance, lowest first (eIDAS Regulation 910/2014 article 8 vocabulary).
@@ -52,6 +76,14 @@ def loa_at_least(loa: str, minimum: str) -> bool:
     return LOA_ORDER[loa] >= LOA_ORDER[minimum]
 
 
+def _same_decoded(value: Any, where: str) -> Any:
+    return value
+
+
+def _same_encoded(value: Any) -> Any:
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Codec:
     """How one field is checked, and converted between its Python and CBOR forms.
@@ -63,8 +95,8 @@ class Codec:
 
     name: str
     check: Callable[[Any, str], Any]
-    decode: Callable[[Any, str], Any] = staticmethod(lambda v, where: v)  # type: ignore[assignment]
-    encode: Callable[[Any], Any] = staticmethod(lambda v: v)  # type: ignore[assignment]
+    decode: Callable[[Any, str], Any] = _same_decoded
+    encode: Callable[[Any], Any] = _same_encoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,7 +297,7 @@ class Record:
             raise _fail(where, f"missing required field(s) {', '.join(missing)}") from e
 
     @classmethod
-    def _KEYS(cls) -> frozenset[str]:  # noqa: N802 - cached per class below
+    def _KEYS(cls) -> frozenset[str]:
         keys = _KEY_CACHE.get(cls)
         if keys is None:
             keys = _KEY_CACHE[cls] = frozenset(f.key for f in cls.SCHEMA)

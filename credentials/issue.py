@@ -17,7 +17,7 @@ from credentials.profiles import Profile
 from ledger import cbor, cose
 from ledger.keys import key_id, public_key_of
 
-__all__ = ["issue_credential", "credential_digest", "new_credential_id"]
+__all__ = ["credential_digest", "issue_credential", "new_credential_id"]
 
 
 def new_credential_id() -> bytes:

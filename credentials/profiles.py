@@ -17,18 +17,49 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 from credentials.fields import (
-    BOOL, COUNTRY, CURRENCY, DATE, DECIMAL, HS_CODE, KEY32, LOA, MINOR_UNITS, SHORT_TEXT, TEXT, Codec, Digest,
-    Field, Money, Party, Quantity, Record, one_of, record, tuple_of,
+    BOOL,
+    COUNTRY,
+    CURRENCY,
+    DATE,
+    DECIMAL,
+    HS_CODE,
+    KEY32,
+    LOA,
+    MINOR_UNITS,
+    SHORT_TEXT,
+    TEXT,
+    Codec,
+    Digest,
+    Field,
+    Money,
+    Party,
+    Quantity,
+    Record,
+    one_of,
+    record,
+    tuple_of,
 )
 from ledger.errors import DecodeError
 
 __all__ = [
-    "LegalEntity", "CredentialRef", "AuthorisedSignatory", "CooItem", "CertificateOfOrigin",
-    "PhytosanitaryCertificate", "EInvoice", "AeoStatus", "DeclarationItem", "CustomsDeclarationSummary",
-    "Profile", "PROFILES", "DOCUMENT_TYPE", "attestation_to_map", "attestation_from_map",
+    "DOCUMENT_TYPE",
+    "PROFILES",
+    "AeoStatus",
+    "AuthorisedSignatory",
+    "CertificateOfOrigin",
+    "CooItem",
+    "CredentialRef",
+    "CustomsDeclarationSummary",
+    "DeclarationItem",
+    "EInvoice",
+    "LegalEntity",
+    "PhytosanitaryCertificate",
+    "Profile",
+    "attestation_from_map",
+    "attestation_to_map",
 ]
 
 _LEI_RE = re.compile(r"[A-Z0-9]{18}[0-9]{2}")
@@ -317,8 +348,8 @@ class CustomsDeclarationSummary(Record):
     )
 
 
-Profile = Union[LegalEntity, AuthorisedSignatory, CertificateOfOrigin, PhytosanitaryCertificate, EInvoice,
-                AeoStatus, CustomsDeclarationSummary]
+Profile = (LegalEntity | AuthorisedSignatory | CertificateOfOrigin | PhytosanitaryCertificate | EInvoice | AeoStatus
+           | CustomsDeclarationSummary)
 
 #: Profile name (document type) -> class. The one dispatch table; no import-time registration.
 PROFILES: dict[str, type[Any]] = {

@@ -20,8 +20,18 @@ from credentials.cwt import Claims
 from credentials.view import FinalCheckpoint, GovernanceInfo, ProofOfExistence
 
 __all__ = [
-    "TOTAL_PASSED", "TOTAL_FAILED", "INDETERMINATE", "SUB_INDICATIONS", "Check", "passed", "failed", "LogState",
-    "VerificationReport", "conclude", "json_value", "REPORT_VERSION",
+    "INDETERMINATE",
+    "REPORT_VERSION",
+    "SUB_INDICATIONS",
+    "TOTAL_FAILED",
+    "TOTAL_PASSED",
+    "Check",
+    "LogState",
+    "VerificationReport",
+    "conclude",
+    "failed",
+    "json_value",
+    "passed",
 ]
 
 TOTAL_PASSED = "TOTAL-PASSED"
@@ -283,6 +293,6 @@ class VerificationReport:
 
 def _when(t: int) -> str:
     try:
-        return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") + f" ({t})"
+        return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") + f" ({t})"
     except (OverflowError, OSError, ValueError):
         return str(t)

@@ -23,11 +23,24 @@ import nacl.signing
 from credentials.cwt import credential_digest
 from credentials.view import FinalCheckpoint, RegistryView
 from ledger.bodies import (
-    CredentialAnchor, CredentialStatus, IssuerKeyAdd, IssuerKeyRevoke, IssuerKeyRotate, IssuerRegister,
-    IssuerUpdate, MemberPolicy, PolicyRule,
+    CredentialAnchor,
+    CredentialStatus,
+    IssuerKeyAdd,
+    IssuerKeyRevoke,
+    IssuerKeyRotate,
+    IssuerRegister,
+    IssuerUpdate,
+    MemberPolicy,
+    PolicyRule,
 )
 from ledger.checkpoint import (
-    Checkpoint, CosignatureSigner, add_signatures, log_origin, open_checkpoint, sign_checkpoint, witness_name,
+    Checkpoint,
+    CosignatureSigner,
+    add_signatures,
+    log_origin,
+    open_checkpoint,
+    sign_checkpoint,
+    witness_name,
 )
 from ledger.entries import make_entry
 from ledger.governance import GovernanceChain, Member, Root, SignedRoot
@@ -36,7 +49,7 @@ from ledger.merkle import MemoryTree, leaf_hash
 from ledger.note import NoteSigner
 from ledger.registry import RegistryState
 
-__all__ = ["Sandbox", "GMS_MEMBERS"]
+__all__ = ["GMS_MEMBERS", "Sandbox"]
 
 GMS_MEMBERS = ("CN", "KH", "LA", "MM", "TH", "VN")
 

@@ -14,10 +14,16 @@ from credentials.cwt import DEFAULT_CREDENTIAL_LIMITS, CredentialLimits
 from credentials.fields import LOA_ORDER
 from credentials.report import INDETERMINATE, TOTAL_FAILED, Check, LogState, failed, passed
 from credentials.view import (
-    GovernanceInfo, IssuerInfo, KeyInfo, LedgerView, ProofOfExistence, StatusEvent, witnessed_time,
+    GovernanceInfo,
+    IssuerInfo,
+    KeyInfo,
+    LedgerView,
+    ProofOfExistence,
+    StatusEvent,
+    witnessed_time,
 )
 
-__all__ = ["VerificationPolicy", "Run", "chain", "key_at_signing_time", "status", "freshness"]
+__all__ = ["Run", "VerificationPolicy", "chain", "freshness", "key_at_signing_time", "status"]
 
 _WILDCARD = "*"
 _CHAIN = "CHAIN_CONSTRAINTS_FAILURE"
@@ -70,7 +76,7 @@ class VerificationPolicy:
 class Run:
     """The checks and consulted logs of one verification in progress."""
 
-    __slots__ = ("checks", "logs", "now", "view", "policy", "gov")
+    __slots__ = ("checks", "gov", "logs", "now", "policy", "view")
 
     def __init__(self, view: LedgerView, policy: VerificationPolicy, now: int, gov: GovernanceInfo) -> None:
         self.checks: list[Check] = []

@@ -24,26 +24,32 @@ here reads a clock or the network: ``now`` and the view are passed in.
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 from credentials import steps
 from credentials.cwt import UnverifiedCredential
 from credentials.docsig import SignedDocument, UnverifiedDocumentSignature, hash_document
 from credentials.profiles import AuthorisedSignatory
 from credentials.report import (
-    INDETERMINATE, TOTAL_FAILED, TOTAL_PASSED, VerificationReport, conclude, failed, passed,
+    INDETERMINATE,
+    TOTAL_FAILED,
+    TOTAL_PASSED,
+    VerificationReport,
+    conclude,
+    failed,
+    passed,
 )
 from credentials.steps import Run, VerificationPolicy
 from credentials.view import GovernanceInfo, LedgerView, ProofOfExistence, proof_of_existence
 from ledger.errors import DecodeError, VerificationError
 from ledger.keys import key_id, verify_ed25519
 
-__all__ = ["VerificationPolicy", "verify", "require_passed"]
+__all__ = ["VerificationPolicy", "require_passed", "verify"]
 
 _SIG1_PREFIX = b"\x84\x6aSignature1"
 
 
-def verify(subject: Union[bytes, SignedDocument], view: LedgerView, policy: VerificationPolicy,
+def verify(subject: bytes | SignedDocument, view: LedgerView, policy: VerificationPolicy,
            now: int) -> VerificationReport:
     """Verify a credential (bytes) or a signed document against a ledger view (spec 5.2).
 

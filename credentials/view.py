@@ -25,9 +25,20 @@ from typing import Any, Protocol
 from ledger.errors import ConflictError, MekongError
 
 __all__ = [
-    "GovernanceInfo", "IssuerInfo", "KeyRevocation", "KeyInfo", "StatusEvent", "AnchorInfo", "WitnessTime",
-    "FinalCheckpoint", "RecognitionRule", "LedgerView", "ProofOfExistence", "proof_of_existence", "witnessed_time",
+    "AnchorInfo",
+    "FinalCheckpoint",
+    "GovernanceInfo",
+    "IssuerInfo",
+    "KeyInfo",
+    "KeyRevocation",
+    "LedgerView",
+    "ProofOfExistence",
+    "RecognitionRule",
     "RegistryView",
+    "StatusEvent",
+    "WitnessTime",
+    "proof_of_existence",
+    "witnessed_time",
 ]
 
 

@@ -25,8 +25,8 @@ def verdict(report: VerificationReport) -> tuple[str, str | None]:
 
 
 def sign(key: nacl.signing.SigningKey, doc: bytes = DOC, signed_at: int = T0 + 300, **kw: object) -> bytes:
-    args: dict[str, object] = dict(media_type="application/xml", file_name="invoice-0000123.xml",
-                                   document_type="e-invoice", signed_at=signed_at)
+    args: dict[str, object] = {"media_type": "application/xml", "file_name": "invoice-0000123.xml",
+                                   "document_type": "e-invoice", "signed_at": signed_at}
     args.update(kw)
     return sign_document(doc, key, **args)  # type: ignore[arg-type]
 
