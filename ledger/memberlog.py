@@ -83,9 +83,10 @@ class ParallelVerifier:
             verify_ed25519(pub, msg, sig)
 
     def start(self, jobs: Sequence[SignatureJob]) -> list[Future[None]]:
-        """Submit ``jobs`` split into one chunk per worker."""
+        """Submit ``jobs`` in a few chunks per worker, so that a worker slowed by other
+        load does not hold the batch up."""
         jobs = list(jobs)
-        step = max(1, -(-len(jobs) // self._workers))
+        step = max(32, -(-len(jobs) // (4 * self._workers)))
         return [self._executor.submit(self._check, jobs[i:i + step]) for i in range(0, len(jobs), step)]
 
     @staticmethod
@@ -266,16 +267,17 @@ class MemberLog:
             if u.log != log:
                 raise VerificationError(f"log {log} entry {start + i} names log {u.log}")
             unverified.append(u)
+        # Step 3: leaf hashes and the complete subtrees the batch finishes (before the
+        # rules, so that no Python work competes with the signature threads for the GIL).
+        leaves = [merkle.leaf_hash(r) for r in raws]
+        nodes = merkle.stored_hashes_for_batch(start, leaves, self._get)
         stored = False
 
         def verify_and_store(jobs: Sequence[SignatureJob]) -> None:
             nonlocal stored
-            # Step 5: signatures verify on the pool while this thread hashes and writes.
+            # Step 5: signatures verify on the pool while this thread writes.
             futures = self._verify.start(jobs)
             try:
-                # Step 4: leaf hashes and the complete subtrees the batch finishes.
-                leaves = [merkle.leaf_hash(r) for r in raws]
-                nodes = merkle.stored_hashes_for_batch(start, leaves, self._get)
                 # Step 6: write, and commit only once every signature verified.
                 self.storage.append_entries(log, start, raws, leaves, nodes,
                                             before_commit=lambda: self._verify.wait(futures))
@@ -286,7 +288,7 @@ class MemberLog:
                 raise
             stored = True
 
-        # Step 3: the rules, in order, then (through verify_and_store) steps 4-6;
+        # Step 4: the rules, in order, then (through verify_and_store) steps 5 and 6;
         # step 7: the state changes only after verify_and_store returned.
         entries: list[Entry] = self.state.apply_batch(log, start, unverified, verify_signatures=verify_and_store)
         if not stored:  # the state never asked for signatures: nothing may be stored unverified

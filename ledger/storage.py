@@ -283,22 +283,17 @@ class Storage:
         if not raws:
             raise StorageError("empty batch")
         end = start + len(raws)
-        entry_rows = []
-        for i, (raw, lh) in enumerate(zip(raws, leaf_hashes)):
-            if len(lh) != _HASH_SIZE:
-                raise StorageError(f"leaf hash {start + i} is {len(lh)} bytes, not {_HASH_SIZE}")
-            entry_rows.append((log, start + i, bytes(raw), bytes(lh)))
-        node_rows = []
+        if any(len(lh) != _HASH_SIZE for lh in leaf_hashes):
+            raise StorageError(f"a leaf hash of the batch at {start} is not {_HASH_SIZE} bytes")
+        entry_rows = [(log, i, raw, lh) for i, raw, lh in zip(range(start, end), raws, leaf_hashes)]
+        node_rows = [(log, level, idx, h) for level, idx, h in nodes if level]
         for level, idx, h in nodes:
-            if len(h) != _HASH_SIZE:
-                raise StorageError(f"tree node ({level}, {idx}) is {len(h)} bytes, not {_HASH_SIZE}")
             if level == 0:
-                if not start <= idx < end or bytes(h) != bytes(leaf_hashes[idx - start]):
+                if not start <= idx < end or h != leaf_hashes[idx - start]:
                     raise StorageError(f"level-0 node {idx} does not match the batch's leaf hashes")
-                continue
-            if level < 0 or (idx + 1) << level > end:
-                raise StorageError(f"tree node ({level}, {idx}) is not a complete subtree of {end} leaves")
-            node_rows.append((log, level, idx, bytes(h)))
+            elif len(h) != _HASH_SIZE or level < 0 or (idx + 1) << level > end:
+                raise StorageError(f"tree node ({level}, {idx}) is not a {_HASH_SIZE}-byte complete subtree"
+                                   f" of {end} leaves")
         with self._wrap(f"append {len(raws)} entries to log {log}"), self._transaction():
             row = self._conn.execute("SELECT size FROM logs WHERE log = ?", (log,)).fetchone()
             size = 0 if row is None else int(row[0])
