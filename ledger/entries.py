@@ -237,6 +237,9 @@ _SIGNATURE_HEAD = b"\x58\x40"
 _SIG1_CONTEXT = b"\x84\x6aSignature1"
 _FAST_PAYLOAD_MAX = 4096  # larger payloads take ledger.cbor.decode
 _FAST_MAX_DEPTH = PAYLOAD_LIMITS.max_depth - 1
+# The encoded map keys of every payload and body, and their text (saves decoding them each time).
+_KEY_NAMES = {cbor.encode(k): k for k in
+              {*_PAYLOAD_KEYS, *PolicyRule._KEYS, *(k for c in ENTRY_TYPES.values() for k in c._KEYS)}}
 
 
 def _bstr_head(n: int) -> bytes:
@@ -345,7 +348,8 @@ def _item(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
             if not 0x60 <= kb[0] <= 0x77 or kb <= prev:
                 raise _Defer
             prev = kb
-            m[kb[1:].decode("utf-8")], pos = _item(data, kend, depth + 1)
+            key = _KEY_NAMES.get(kb)
+            m[kb[1:].decode("utf-8") if key is None else key], pos = _item(data, kend, depth + 1)
         return m, pos
     if ib == 0xF6:
         return None, pos + 1

@@ -36,6 +36,7 @@ from ledger.bodies import (
 from ledger.cose import Sign1
 from ledger.entries import Entry, UnverifiedEntry
 from ledger.errors import ConflictError, DecodeError, VerificationError
+from ledger.governance import GovernanceChain
 from ledger.keys import key_id
 from ledger.records import (
     AnchorRecord,
@@ -71,8 +72,8 @@ class RegistryState:
             holds. Adding roots to it later is fine; replacing it is not.
     """
 
-    def __init__(self, chain: Any) -> None:
-        """Start an empty state over ``chain`` (a ``ledger.governance.GovernanceChain``)."""
+    def __init__(self, chain: GovernanceChain) -> None:
+        """Start an empty state over ``chain``."""
         self.chain = chain
         self._logs: dict[str, tuple[int, int, int]] = {}  # log -> (size, last author time, last root)
         self._issuers: dict[str, LiveIssuer] = {}
@@ -156,23 +157,16 @@ class RegistryState:
             return []
         latest = self.chain.current.version
         undo: _Undo = []
-        decoded: list[UnverifiedEntry] = []
         jobs: list[SignatureJob] = []
+        # Decode every entry first: the same work, but in one tight loop, runs faster.
+        decoded = [item if isinstance(item, UnverifiedEntry) else _decode(log, start + i, item)
+                   for i, item in enumerate(entries)]
         try:
-            for i, item in enumerate(entries):
-                index = start + i
-                if isinstance(item, UnverifiedEntry):
-                    e = item
-                else:
-                    try:
-                        e = UnverifiedEntry.decode(item)
-                    except DecodeError as err:
-                        raise DecodeError(f"{where(log, index)}: {err}") from err
+            for index, e in enumerate(decoded, start):
                 pub = authorize(self, log, index, e, prev_time, prev_root, latest)
                 _APPLY[e.type](self, log, index, e, undo)
                 prev_time, prev_root = e.time, e.root
                 jobs.append((pub, e.to_be_signed(), e.sign1.signature))
-                decoded.append(e)
             verified = [_verified(e, start + i) for i, e in enumerate(decoded)]
             try:
                 verify_signatures(jobs)
@@ -418,6 +412,13 @@ class RegistryState:
                 break
             found = rec
         return found
+
+
+def _decode(log: str, index: int, raw: bytes) -> UnverifiedEntry:
+    try:
+        return UnverifiedEntry.decode(raw)
+    except DecodeError as err:
+        raise DecodeError(f"{where(log, index)}: {err}") from err
 
 
 def _verified(e: UnverifiedEntry, index: int) -> Entry:
