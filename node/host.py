@@ -228,7 +228,7 @@ class LedgerHost:
     def add_cosignatures(self, member: str, size: int, lines: list[str]) -> bool:
         """Store witnesses' cosignatures on a checkpoint; True when it is now final."""
         self.member_log(member).add_cosignatures(size, lines)
-        self._refresh_final(member)
+        self._refresh_final(member, size)
         return member in self.final and self.final[member][0] >= size
 
     def consistency_proof(self, member: str, old: int, new: int) -> list[bytes]:
@@ -262,7 +262,7 @@ class LedgerHost:
             cosigs = [s for s in note.signatures if s.name != lg.origin]
             if cosigs:
                 self._add_known_cosignatures(member, cp.size, cosigs)
-        self._refresh_final(member)
+        self._refresh_final(member, cp.size)
         return member in self.final and self.final[member][0] >= cp.size
 
     def _add_known_cosignatures(self, member: str, size: int, sigs: list[NoteSignature]) -> None:
@@ -342,14 +342,18 @@ class LedgerHost:
                 s for s in req.note.signatures if s.name == lg.origin)).to_bytes())
         sig = CosignatureSigner(witness_name(self.network, self.member), self.node_key).cosign(cp, now)
         lg.add_cosignatures(cp.size, [sig])
-        self._refresh_final(req.member)
+        self._refresh_final(req.member, cp.size)
         return sig.line() + "\n"
 
     # ------------------------------------------------------------------ finality
 
-    def _refresh_final(self, member: str) -> None:
+    def _refresh_final(self, member: str, cosigned: int | None = None) -> None:
+        # ``cosigned``: the size of a checkpoint that just gained cosignatures. If it is the final
+        # one held, the served note is rebuilt so that it keeps carrying every cosignature line.
         lg = self.logs[member]
         held = self.final.get(member)
+        if held is not None and cosigned == held[0]:
+            self.final[member] = (held[0], self._note_with_cosignatures(member, held[0]))
         for size, _ in reversed(lg.storage.checkpoints(member)):
             if held is not None and size <= held[0]:
                 break
