@@ -1,22 +1,15 @@
-"""Member logs: verified appends, signed checkpoints, cosignatures, finality and proofs.
+"""Member logs: verified appends, signed checkpoints, cosignatures, finality and proofs (specs/07-storage.md 7.3, 7.4).
 
-Specified in specs/07-storage.md sections 7.3 and 7.4. A :class:`MemberLog`
-joins three things that must never disagree: the entries and tree hashes in
-:class:`~ledger.storage.Storage`, the in-memory
-:class:`~ledger.registry.RegistryState`, and the checkpoints the log's node
-key signs. A batch of entries is either stored and applied everywhere, or
-nowhere.
+A :class:`MemberLog` keeps three things in step: the entries and tree hashes in
+:class:`~ledger.storage.Storage`, the in-memory :class:`~ledger.registry.RegistryState`,
+and the checkpoints the node key signs. A batch is stored and applied everywhere, or nowhere.
+One class serves the log a node owns (with the node key; :meth:`MemberLog.append`) and the
+replicas of other members' logs (:meth:`MemberLog.append_replicated`,
+:meth:`MemberLog.add_checkpoint`); both check every entry the same way.
 
-The same class serves the log a node owns (it has the node's signing key and
-appends with :meth:`MemberLog.append`) and the replicas of other members'
-logs (no signing key; entries arrive from peers through
-:meth:`MemberLog.append_replicated`, checkpoints through
-:meth:`MemberLog.add_checkpoint`). Both paths check every entry the same way.
-
-Left to others: the rules (:mod:`ledger.rules`), the Merkle arithmetic
-(:mod:`ledger.merkle`), the formats of notes and cosignatures
-(:mod:`ledger.note`, :mod:`ledger.checkpoint`), fetching from peers and
-cosigning as a witness (the node).
+Left to others: the rules (:mod:`ledger.rules`), Merkle arithmetic (:mod:`ledger.merkle`),
+note and cosignature formats (:mod:`ledger.note`, :mod:`ledger.checkpoint`), fetching from
+peers and cosigning other logs as a witness (the node).
 """
 
 from __future__ import annotations
@@ -39,23 +32,14 @@ from ledger.checkpoint import (
     witness_name,
 )
 from ledger.entries import Entry, UnverifiedEntry
-from ledger.errors import (
-    AuthorizationError,
-    ConflictError,
-    DecodeError,
-    StorageError,
-    VerificationError,
-)
+from ledger.errors import AuthorizationError, ConflictError, DecodeError, StorageError, VerificationError
 from ledger.governance import Root
-from ledger.keys import verify_ed25519
 from ledger.note import Note, NoteSignature, NoteSigner, NoteVerifier, verify_note
 from ledger.registry import RegistryState
+from ledger.rules import SignatureJob, verify_sequential
 from ledger.storage import Storage
 
-__all__ = ["Finality", "MemberLog", "ParallelVerifier", "SignatureJob"]
-
-#: One Ed25519 check: (public key, signed bytes, signature).
-SignatureJob = tuple[bytes, bytes, bytes]
+__all__ = ["Finality", "MemberLog", "ParallelVerifier"]
 
 
 class ParallelVerifier:
@@ -77,17 +61,12 @@ class ParallelVerifier:
         if self._own:
             self._executor.shutdown(wait=True)
 
-    @staticmethod
-    def _check(jobs: Sequence[SignatureJob]) -> None:
-        for pub, msg, sig in jobs:
-            verify_ed25519(pub, msg, sig)
-
     def start(self, jobs: Sequence[SignatureJob]) -> list[Future[None]]:
         """Submit ``jobs`` in a few chunks per worker, so that a worker slowed by other
         load does not hold the batch up."""
         jobs = list(jobs)
         step = max(32, -(-len(jobs) // (4 * self._workers)))
-        return [self._executor.submit(self._check, jobs[i:i + step]) for i in range(0, len(jobs), step)]
+        return [self._executor.submit(verify_sequential, jobs[i:i + step]) for i in range(0, len(jobs), step)]
 
     @staticmethod
     def wait(futures: Iterable[Future[None]]) -> None:
@@ -420,16 +399,31 @@ class MemberLog:
             raise ConflictError(f"log {self.member_id} checkpoint of size {cp.size} has a root this node does"
                                 " not compute", evidence=(cp.size, bytes(data)))
         self.storage.put_checkpoint(self.member_id, cp.size, Note(note.text, (log_sig,)).to_bytes())
-        others = [s for s in note.signatures if s is not log_sig]
+        witnesses = self._witnesses()  # spec 4.1.4: lines by other keys are ignored
+        others = [s for s in note.signatures if (s.name, s.key_id) in witnesses]
         if others:
             self.add_cosignatures(cp.size, others)
         return cp
 
     def _witnesses(self) -> dict[tuple[str, bytes], tuple[str, CosignatureVerifier]]:
-        out = {}
-        for m in self.root.members:
-            v = CosignatureVerifier(witness_name(self.network, m.id), m.node_key)
-            out[(v.name, v.key_id)] = (m.id, v)
+        # spec 7.4.2: (cosigner name, key id) -> (member id, verifier), for every member of the current root.
+        return {(v.name, v.key_id): (m.id, v) for m in self.root.members
+                for v in (CosignatureVerifier(witness_name(self.network, m.id), m.node_key),)}
+
+    def _stored(self, size: int | None) -> tuple[int, Note] | None:
+        if size is None:
+            latest = self.storage.latest_checkpoint(self.member_id)
+            return None if latest is None else (latest[0], Note.parse(latest[1]))
+        note = self.storage.checkpoint(self.member_id, size)
+        return None if note is None else (size, Note.parse(note))
+
+    def _stored_lines(self, size: int) -> list[tuple[str, NoteSignature]]:
+        out = []
+        for c in self.storage.cosignatures(self.member_id, size):
+            try:
+                out.append((c.witness, NoteSignature.parse_line(c.line.decode("utf-8"))))
+            except (UnicodeDecodeError, DecodeError):
+                continue  # damaged: replay reports it
         return out
 
     def add_cosignatures(self, size: int, lines: Iterable[NoteSignature | str | bytes]) -> dict[str, int]:
@@ -449,10 +443,10 @@ class MemberLog:
             AuthorizationError: a line is by an unknown key or a non-member.
             VerificationError: a cosignature does not verify.
         """
-        stored = self.storage.checkpoint(self.member_id, size)
+        stored = self._stored(size)
         if stored is None:
             raise StorageError(f"log {self.member_id} has no checkpoint at size {size}")
-        cp = Checkpoint.parse(Note.parse(stored).text)
+        cp = Checkpoint.parse(stored[1].text)
         witnesses = self._witnesses()
         verified: dict[str, int] = {}
         rows: list[tuple[str, bytes]] = []
@@ -478,32 +472,23 @@ class MemberLog:
         Raises:
             StorageError: the database failed.
         """
-        if size is None:
-            latest = self.storage.latest_checkpoint(self.member_id)
-            if latest is None:
-                return None
-            size, stored = latest
-        else:
-            found = self.storage.checkpoint(self.member_id, size)
-            if found is None:
-                return None
-            stored = found
-        cp = Checkpoint.parse(Note.parse(stored).text)
+        stored = self._stored(size)
+        if stored is None:
+            return None
+        size, note = stored
+        cp = Checkpoint.parse(note.text)
         witnesses = self._witnesses()
         times: dict[str, int] = {}
-        for c in self.storage.cosignatures(self.member_id, size):
-            try:
-                sig = NoteSignature.parse_line(c.line.decode("utf-8"))
-                member, verifier = witnesses[(sig.name, sig.key_id)]
-                if member != c.witness:
-                    continue
-                times[member] = verifier.verify(cp, sig)
-            except (KeyError, UnicodeDecodeError, DecodeError, VerificationError):
-                continue  # not current, or damaged: replay reports the latter
+        for witness, sig in self._stored_lines(size):
+            member, verifier = witnesses.get((sig.name, sig.key_id), (None, None))
+            if member == witness and verifier is not None:
+                try:
+                    times[member] = verifier.verify(cp, sig)
+                except VerificationError:
+                    continue  # damaged: replay reports it
         root = self.root
         final = len(times) >= root.quorum
-        ordered = sorted(times.values())
-        witnessed = ordered[root.faulty] if final and len(ordered) > root.faulty else None
+        witnessed = sorted(times.values())[root.faulty] if final and len(times) > root.faulty else None
         return Finality(self.member_id, size, times, root.quorum, final, witnessed)
 
     def latest_checkpoint(self) -> bytes | None:
@@ -512,15 +497,7 @@ class MemberLog:
         This is what a node serves: a client checks the log signature and
         counts the cosignatures it trusts.
         """
-        latest = self.storage.latest_checkpoint(self.member_id)
-        if latest is None:
+        stored = self._stored(None)
+        if stored is None:
             return None
-        size, stored = latest
-        note = Note.parse(stored)
-        sigs = []
-        for c in self.storage.cosignatures(self.member_id, size):
-            try:
-                sigs.append(NoteSignature.parse_line(c.line.decode("utf-8")))
-            except (UnicodeDecodeError, DecodeError):
-                continue
-        return add_signatures(note, sigs).to_bytes()
+        return add_signatures(stored[1], (sig for _, sig in self._stored_lines(stored[0]))).to_bytes()

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from ledger.errors import StorageError
 
@@ -356,24 +356,15 @@ class Storage:
             return bytes(row[0])
 
     def iter_nodes(self, log: str, batch: int = 10000) -> Iterator[tuple[int, int, bytes]]:
-        """Every stored node above the leaves of ``log``, ordered by (level, index).
+        """Every stored node above the leaves of ``log`` as ``(level, index, hash)``, in that order.
 
-        Reads in pages of ``batch`` rows so a large log is not loaded at once.
+        Reads pages of ``batch`` rows, so a large log is never loaded at once.
 
         Raises:
             StorageError: SQLite failed.
         """
-        after = (0, -1)
-        while True:
-            with self._wrap(f"read tree nodes of log {log}"):
-                rows = self._conn.execute(
-                    "SELECT level, idx, hash FROM nodes WHERE log = ? AND (level, idx) > (?, ?) "
-                    "ORDER BY level, idx LIMIT ?", (log, after[0], after[1], batch)).fetchall()
-            for level, idx, h in rows:
-                yield int(level), int(idx), bytes(h)
-            if len(rows) < batch:
-                return
-            after = (rows[-1][0], rows[-1][1])
+        return self._pages(log, batch, "SELECT level, idx, hash FROM nodes WHERE log = ? AND (level, idx) > (?, ?)"
+                           " ORDER BY level, idx LIMIT ?", (0, -1))
 
     def iter_entries(self, log: str, batch: int = 10000) -> Iterator[tuple[int, bytes, bytes]]:
         """Every stored entry of ``log`` as ``(index, raw, leaf_hash)``, in index order, read in pages.
@@ -381,17 +372,17 @@ class Storage:
         Raises:
             StorageError: SQLite failed.
         """
-        after = -1
+        return self._pages(log, batch, "SELECT idx, raw, leaf_hash FROM entries WHERE log = ? AND idx > ?"
+                           " ORDER BY idx LIMIT ?", (-1,))
+
+    def _pages(self, log: str, batch: int, sql: str, after: tuple[int, ...]) -> Iterator[Any]:
         while True:
-            with self._wrap(f"read entries of log {log}"):
-                rows = self._conn.execute(
-                    "SELECT idx, raw, leaf_hash FROM entries WHERE log = ? AND idx > ? ORDER BY idx LIMIT ?",
-                    (log, after, batch)).fetchall()
-            for idx, raw, lh in rows:
-                yield int(idx), bytes(raw), bytes(lh)
+            with self._wrap(f"read log {log}"):
+                rows = self._conn.execute(sql, (log, *after, batch)).fetchall()
+            yield from rows
             if len(rows) < batch:
                 return
-            after = rows[-1][0]
+            after = tuple(rows[-1][:len(after)])
 
     # ------------------------------------------------------------------ checkpoints
 
