@@ -373,27 +373,56 @@ def _decode_payload(payload: bytes) -> Any:
 class Entry:
     """An entry whose signer the rules allowed and whose signature verified.
 
-    Only :meth:`ledger.registry.RegistryState.apply_batch` makes these.
+    Only :meth:`ledger.registry.RegistryState.apply_batch` makes these. The
+    fields of the decoded entry are read through properties, so that making
+    the verified twin copies nothing.
 
     Attributes:
-        raw: the entry bytes exactly as received (the Merkle leaf data).
-        sign1: the verified COSE_Sign1 envelope.
-        log: the member id of the log holding the entry.
-        type: the entry type name.
-        time: the author time.
-        root: the governance root version the signer acted under.
-        body: the type-specific body.
+        entry: the decoded entry it was made from.
         signer_kid: the key id of the key that signed it.
         index: the entry's position in its log.
     """
 
-    raw: bytes = field(repr=False)
-    sign1: Sign1 = field(repr=False)
-    log: str
-    type: str
-    time: int
-    root: int
-    body: Body
+    entry: UnverifiedEntry = field(repr=False)
     signer_kid: bytes
     index: int
 
+    @property
+    def raw(self) -> bytes:
+        """The entry bytes exactly as received (the Merkle leaf data)."""
+        return self.entry.raw
+
+    @property
+    def sign1(self) -> Sign1:
+        """The verified COSE_Sign1 envelope."""
+        s = self.entry.sign1
+        return Sign1(s.protected, s.unprotected, s.payload, s.signature, s.headers, s.raw)
+
+    @property
+    def log(self) -> str:
+        """The member id of the log holding the entry."""
+        return self.entry.log
+
+    @property
+    def type(self) -> str:
+        """The entry type name."""
+        return self.entry.type
+
+    @property
+    def time(self) -> int:
+        """The author time (spec 6.5)."""
+        return self.entry.time
+
+    @property
+    def root(self) -> int:
+        """The governance root version the signer acted under."""
+        return self.entry.root
+
+    @property
+    def body(self) -> Body:
+        """The type-specific body."""
+        return self.entry.body
+
+    def __repr__(self) -> str:
+        return (f"Entry(log={self.log!r}, index={self.index}, type={self.type!r}, time={self.time}, "
+                f"root={self.root}, signer_kid={self.signer_kid.hex()!r}, body={self.body!r})")

@@ -33,7 +33,6 @@ from ledger.bodies import (
     check_member_id,
     member_of,
 )
-from ledger.cose import Sign1
 from ledger.entries import Entry, UnverifiedEntry
 from ledger.errors import ConflictError, DecodeError, VerificationError
 from ledger.governance import GovernanceChain
@@ -422,11 +421,9 @@ def _decode(log: str, index: int, raw: bytes) -> UnverifiedEntry:
 
 
 def _verified(e: UnverifiedEntry, index: int) -> Entry:
-    # Only called once the batch's signatures are all checked (or about to be,
-    # with the Entry discarded if they are not).
-    s = e.sign1
-    return Entry(e.raw, Sign1(s.protected, s.unprotected, s.payload, s.signature, s.headers, s.raw),
-                 e.log, e.type, e.time, e.root, e.body, e.kid, index)
+    # Only called once the batch's rules passed; the Entry is returned only if
+    # every signature then verifies.
+    return Entry(e, e.kid, index)
 
 
 _APPLY: dict[str, Callable[[RegistryState, str, int, UnverifiedEntry, _Undo], None]] = {
