@@ -245,7 +245,9 @@ def test_replica_add_checkpoint(net: Net, tmp_path: Path) -> None:
         replica.append_replicated(raws[3:], 3)
         # A cosignature on the note travels with it.
         cosig = net.cosigner("KH").cosign(Checkpoint.parse(note.text), T0 + 5)
-        with_cosig = Note(note.text, (*note.signatures, cosig)).to_bytes()
+        outsider = CosignatureSigner("witness.example/outsider", _key("outsider")).cosign(
+            Checkpoint.parse(note.text), T0 + 6)  # a line by a key no root lists is ignored (spec 4.1.4)
+        with_cosig = Note(note.text, (*note.signatures, cosig, outsider)).to_bytes()
         assert replica.add_checkpoint(with_cosig).size == 6
         assert th_db.checkpoint("VN", 6) == note.to_bytes()
         assert [c.witness for c in th_db.cosignatures("VN", 6)] == ["KH"]
