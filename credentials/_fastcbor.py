@@ -102,15 +102,27 @@ def _item(data: bytes, pos: int, depth: int, ordered: bool, tags: frozenset[int]
             elif key in d:
                 raise _Slow
             vb = data[pos]
-            if 0x60 <= vb < 0x78:
+            if vb < 0x18:
+                d[key] = vb
+                pos += 1
+            elif 0x60 <= vb < 0x78:
                 end = pos + vb - 0x5F
                 if end > len(data):
                     raise _Slow
                 d[key] = data[pos + 1:end].decode("utf-8")
                 pos = end
-            elif vb < 24:
-                d[key] = vb
-                pos += 1
+            elif 0x40 <= vb < 0x58:
+                end = pos + vb - 0x3F
+                if end > len(data):
+                    raise _Slow
+                d[key] = data[pos + 1:end]
+                pos = end
+            elif vb == 0x1A:
+                v = _from_bytes(data[pos + 1:pos + 5], "big")
+                if v < 0x10000 or pos + 5 > len(data):
+                    raise _Slow
+                d[key] = v
+                pos += 5
             else:
                 d[key], pos = _item(data, pos, depth + 1, ordered, tags, max_depth)
         return d, pos
@@ -120,8 +132,19 @@ def _item(data: bytes, pos: int, depth: int, ordered: bool, tags: frozenset[int]
         out: list[Any] = []
         append = out.append
         for _ in range(arg):
-            v, pos = _item(data, pos, depth + 1, ordered, tags, max_depth)
-            append(v)
+            vb = data[pos]
+            if vb < 0x18:
+                append(vb)
+                pos += 1
+            elif 0x60 <= vb < 0x78:
+                end = pos + vb - 0x5F
+                if end > len(data):
+                    raise _Slow
+                append(data[pos + 1:end].decode("utf-8"))
+                pos = end
+            else:
+                v, pos = _item(data, pos, depth + 1, ordered, tags, max_depth)
+                append(v)
         return out, pos
     if major == 6:
         if depth >= max_depth or arg not in tags:

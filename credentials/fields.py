@@ -240,20 +240,31 @@ class Record:
 
     Subclasses set ``SCHEMA``: a tuple of :class:`Field` in attribute order.
     Optional fields default to None and are omitted from the map when None.
+    When a subclass is created, its schema is compiled into ``_PLAN``:
+    per field the key, check, decoder (None when the CBOR value is the Python
+    value) and the ``Class.field`` name errors use, so the success path
+    formats no strings.
     """
 
     __slots__ = ()
     SCHEMA: ClassVar[tuple[Field, ...]] = ()
+    _PLAN: ClassVar[tuple[tuple[str, Callable[[Any, str], Any], Callable[[Any, str], Any] | None, bool, str], ...]]
+    _KEYSET: ClassVar[frozenset[str]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._PLAN = tuple((f.key, f.codec.check, None if f.codec.decode is _same_decoded else f.codec.decode,
+                           f.required, f"{cls.__name__}.{f.key}") for f in cls.SCHEMA)
+        cls._KEYSET = frozenset(f.key for f in cls.SCHEMA)
 
     def __post_init__(self) -> None:
-        name = type(self).__name__
-        for f in self.SCHEMA:
-            v = getattr(self, f.key)
+        for key, check, _, required, where in self._PLAN:
+            v = getattr(self, key)
             if v is None:
-                if f.required:
-                    raise _fail(f"{name}.{f.key}", "is required")
-                continue
-            f.codec.check(v, f"{name}.{f.key}")
+                if required:
+                    raise _fail(where, "is required")
+            else:
+                check(v, where)
         self._validate()
 
     def _validate(self) -> None:
@@ -276,35 +287,27 @@ class Record:
             DecodeError: not a map, an unknown key, a missing required key,
                 or a value that fails its field's check.
         """
-        where = where or cls.__name__
         if type(m) is not dict:
-            raise _fail(where, f"expected a map, got {type(m).__name__}")
-        known = cls._KEYS()
-        for k in m:
-            if k not in known:
-                raise _fail(where, f"unknown field {k!r:.60}")
+            raise _fail(where or cls.__name__, f"expected a map, got {type(m).__name__}")
+        if not m.keys() <= cls._KEYSET:
+            unknown = sorted(map(repr, m.keys() - cls._KEYSET))
+            raise _fail(where or cls.__name__, f"unknown field {unknown[0]:.60}")
         kwargs = {}
-        for f in cls.SCHEMA:
-            if f.key in m:
-                v = m[f.key]
-                if v is None:
-                    raise _fail(f"{where}.{f.key}", "null is not allowed; omit the field instead")
-                kwargs[f.key] = f.codec.decode(v, f"{where}.{f.key}")
+        for key, _, decode, _, field_where in cls._PLAN:
+            v = m.get(key, _ABSENT)
+            if v is _ABSENT:
+                continue
+            if v is None:
+                raise _fail(field_where, "null is not allowed; omit the field instead")
+            kwargs[key] = v if decode is None else decode(v, field_where)
         try:
             return cls(**kwargs)
         except TypeError as e:  # a required field is missing
             missing = [f.key for f in cls.SCHEMA if f.required and f.key not in m]
-            raise _fail(where, f"missing required field(s) {', '.join(missing)}") from e
-
-    @classmethod
-    def _KEYS(cls) -> frozenset[str]:
-        keys = _KEY_CACHE.get(cls)
-        if keys is None:
-            keys = _KEY_CACHE[cls] = frozenset(f.key for f in cls.SCHEMA)
-        return keys
+            raise _fail(where or cls.__name__, f"missing required field(s) {', '.join(missing)}") from e
 
 
-_KEY_CACHE: dict[type, frozenset[str]] = {}
+_ABSENT = object()
 
 
 # --------------------------------------------------------------------------- shared value types

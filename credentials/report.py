@@ -96,14 +96,17 @@ class Check(NamedTuple):
                 "indication": self.indication, "sub_indication": self.sub_indication}
 
 
+_new_check = tuple.__new__
+
+
 def passed(step: str, name: str, template: str, *args: Any) -> Check:
     """A passed check."""
-    return Check(step, name, None, None, template, args)
+    return _new_check(Check, (step, name, None, None, template, args))  # type: ignore[type-var]
 
 
 def failed(step: str, name: str, indication: str, sub_indication: str, template: str, *args: Any) -> Check:
     """A failed check with the indication and sub-indication it implies."""
-    return Check(step, name, indication, sub_indication, template, args)
+    return _new_check(Check, (step, name, indication, sub_indication, template, args))  # type: ignore[type-var]
 
 
 @dataclass(frozen=True, slots=True)

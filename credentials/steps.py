@@ -90,11 +90,11 @@ class Run:
         """Record that the answer rests on ``log``'s newest final checkpoint."""
         if log in self.logs:
             return
-        cps = self.view.checkpoints(log)
+        cp = self.view.latest_checkpoint(log)
         state = None
-        if cps:
-            t = witnessed_time(cps[-1], self.gov.faulty)
-            state = LogState(cps[-1], t, None if t is None else self.now - t)
+        if cp is not None:
+            t = witnessed_time(cp, self.gov.faulty)
+            state = LogState(cp, t, None if t is None else self.now - t)
         self.logs[log] = state
 
     def states(self) -> tuple[LogState, ...]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ledger.errors import ConflictError, MekongError
@@ -134,12 +134,17 @@ class FinalCheckpoint:
 
     Build one from what :func:`ledger.checkpoint.open_checkpoint` or
     :meth:`ledger.memberlog.MemberLog.finality` returns, with :meth:`of`.
+    ``times`` (derived) holds the cosignature timestamps in ascending order.
     """
 
     log: str
     size: int
     root_hash: bytes
     cosignatures: tuple[WitnessTime, ...]
+    times: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "times", tuple(sorted(c.timestamp for c in self.cosignatures)))
 
     @classmethod
     def of(cls, log: str, size: int, root_hash: bytes, cosigners: Mapping[str, int]) -> FinalCheckpoint:
@@ -162,7 +167,7 @@ class LedgerView(Protocol):
     """The registry questions the verifier asks (spec section 5.1).
 
     Every answer must come from registry state that rests on the final
-    checkpoints returned by :meth:`checkpoints`. "Not found" is None or an
+    checkpoints of :meth:`latest_checkpoint`. "Not found" is None or an
     empty tuple, never an exception.
     """
 
@@ -194,8 +199,12 @@ class LedgerView(Protocol):
         """The member's current recognition rules, or None if it published no policy."""
         ...
 
-    def checkpoints(self, log: str) -> Sequence[FinalCheckpoint]:
-        """The final checkpoints of ``log`` the view rests on, smallest size first."""
+    def latest_checkpoint(self, log: str) -> FinalCheckpoint | None:
+        """The newest final checkpoint of ``log`` the view rests on; None if it rests on none."""
+        ...
+
+    def covering_checkpoint(self, log: str, index: int) -> FinalCheckpoint | None:
+        """The first final checkpoint of ``log`` whose size exceeds ``index`` (so covers entry ``index``)."""
         ...
 
 
@@ -204,7 +213,7 @@ def witnessed_time(checkpoint: FinalCheckpoint, faulty: int) -> int | None:
 
     Returns None when the checkpoint has fewer than ``f + 1`` cosignatures.
     """
-    times = sorted(c.timestamp for c in checkpoint.cosignatures)
+    times = checkpoint.times
     return times[faulty] if len(times) > faulty else None
 
 
@@ -228,16 +237,10 @@ def proof_of_existence(view: LedgerView, digest: bytes, faulty: int) -> ProofOfE
     """
     best: ProofOfExistence | None = None
     for anchor in view.anchors(digest):
-        cps = view.checkpoints(anchor.log)
-        sizes = [cp.size for cp in cps]
-        at = bisect_right(sizes, anchor.index)
-        while at < len(cps):
-            t = witnessed_time(cps[at], faulty)
-            if t is not None:
-                if best is None or t < best.time:
-                    best = ProofOfExistence(anchor.log, anchor.index, t, cps[at].size)
-                break
-            at += 1
+        cp = view.covering_checkpoint(anchor.log, anchor.index)
+        t = None if cp is None else witnessed_time(cp, faulty)
+        if cp is not None and t is not None and (best is None or t < best.time):
+            best = ProofOfExistence(anchor.log, anchor.index, t, cp.size)
     return best
 
 
@@ -273,13 +276,15 @@ class RegistryView:
         self.governance = GovernanceInfo(root.network, root.version, frozenset(m.id for m in root.members),
                                          root.faulty, root.quorum)
         self._cps: dict[str, tuple[FinalCheckpoint, ...]] = {}
+        self._sizes: dict[str, list[int]] = {}
         self._as_of: dict[str, int] = {}
         for log, cps in checkpoints.items():
             held = state.size(log)
-            usable = tuple(sorted((cp for cp in cps if cp.log == log and cp.size <= held
-                                   and len(cp.cosignatures) >= root.quorum), key=lambda cp: cp.size))
+            usable = sorted((cp for cp in cps if cp.log == log and cp.size <= held
+                             and len(cp.cosignatures) >= root.quorum), key=lambda cp: cp.size)
             if usable:
-                self._cps[log] = usable
+                self._cps[log] = tuple(usable)
+                self._sizes[log] = [cp.size for cp in usable]
                 self._as_of[log] = usable[-1].size
         self._issuers: dict[str, IssuerInfo | None] = {}
         self._keys: dict[tuple[bytes, str | None], KeyInfo | None] = {}
@@ -290,8 +295,16 @@ class RegistryView:
         """Log -> the size the view rests on."""
         return dict(self._as_of)
 
-    def checkpoints(self, log: str) -> Sequence[FinalCheckpoint]:
-        return self._cps.get(log, ())
+    def latest_checkpoint(self, log: str) -> FinalCheckpoint | None:
+        cps = self._cps.get(log)
+        return cps[-1] if cps else None
+
+    def covering_checkpoint(self, log: str, index: int) -> FinalCheckpoint | None:
+        sizes = self._sizes.get(log)
+        if sizes is None:
+            return None
+        at = bisect_right(sizes, index)
+        return self._cps[log][at] if at < len(sizes) else None
 
     def issuer(self, issuer_id: str) -> IssuerInfo | None:
         try:
