@@ -358,12 +358,35 @@ def _item(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
     raise _Defer  # anything else: ledger.cbor.decode decides
 
 
+def _fast_value(data: bytes) -> Any:
+    """The short path on its own: the value, or _Defer if it does not take ``data``."""
+    try:
+        value, end = _item(data, 0, 0)
+    except (IndexError, UnicodeDecodeError) as e:
+        raise _Defer from e
+    if end != len(data):
+        raise _Defer
+    return value
+
+
+# Every well-formed payload starts with these bytes: a map of six pairs, "v" => 1, then "log".
+_PAYLOAD_START = b"\xa6" + cbor.encode("v") + cbor.encode(ENTRY_VERSION) + cbor.encode("log")
+_PAYLOAD_NEXT = tuple(cbor.encode(k) for k in ("body", "root", "time", "type"))  # then these, in this order
+
+
 def _decode_payload(payload: bytes) -> Any:
-    if len(payload) <= _FAST_PAYLOAD_MAX:
+    if len(payload) <= _FAST_PAYLOAD_MAX and payload.startswith(_PAYLOAD_START):
         try:
-            value, end = _item(payload, 0, 0)
-            if end == len(payload):
-                return value
+            log, pos = _item(payload, len(_PAYLOAD_START), 1)
+            values = []
+            for key in _PAYLOAD_NEXT:
+                if not payload.startswith(key, pos):
+                    raise _Defer
+                value, pos = _item(payload, pos + len(key), 1)
+                values.append(value)
+            if pos == len(payload):
+                return {"v": 1, "log": log, "body": values[0], "root": values[1], "time": values[2],
+                        "type": values[3]}
         except (_Defer, IndexError, UnicodeDecodeError):
             pass
     return cbor.decode(payload, PAYLOAD_LIMITS)
