@@ -638,7 +638,7 @@ SPOILERS = ["bad-signature", "wrong-log", "time-backwards", "unknown-issuer", "m
             "root-too-new"]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(st.data())
 def test_failed_batch_leaves_every_answer_identical(data: st.DataObject) -> None:
