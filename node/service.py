@@ -26,6 +26,7 @@ import aiohttp
 from ledger import cbor
 from ledger.checkpoint import Checkpoint
 from ledger.errors import DecodeError, MekongError, StorageError
+from ledger.governance import Root
 from ledger.note import Note
 from node.config import NodeConfig
 from node.host import AddCheckpoint, LedgerHost
@@ -392,9 +393,18 @@ class NodeService:
             await self.adopt_root(data)
 
     async def adopt_root(self, data: bytes, forward: bool = False) -> int:
-        """Verify and adopt a governance root; optionally forward it to every peer."""
-        root = await self.call(self.host.add_root, data)
-        if forward:
+        """Verify and adopt a governance root; optionally forward it to every peer.
+
+        Only a root this node did not hold yet is forwarded: peers forward what they receive too,
+        so forwarding a root already held would flood the network with it forever.
+        """
+        def add() -> tuple[Root, bool]:
+            held = len(self.host.chain.roots)
+            root = self.host.add_root(data)
+            return root, len(self.host.chain.roots) > held
+
+        root, new = await self.call(add)
+        if forward and new:
             for url in self.peers().values():
                 asyncio.create_task(self._push(url, "/governance/roots", data))
         return root.version
