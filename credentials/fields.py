@@ -18,6 +18,7 @@ This module leaves map-key order and byte encoding to :mod:`ledger.cbor`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import re
 from collections.abc import Callable
@@ -250,12 +251,16 @@ class Record:
     SCHEMA: ClassVar[tuple[Field, ...]] = ()
     _PLAN: ClassVar[tuple[tuple[str, Callable[[Any, str], Any], Callable[[Any, str], Any] | None, bool, str], ...]]
     _KEYSET: ClassVar[frozenset[str]]
+    _DEFAULTS: ClassVar[dict[str, Any]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._PLAN = tuple((f.key, f.codec.check, None if f.codec.decode is _same_decoded else f.codec.decode,
                            f.required, f"{cls.__name__}.{f.key}") for f in cls.SCHEMA)
         cls._KEYSET = frozenset(f.key for f in cls.SCHEMA)
+        # dataclass(slots=True) re-creates the class with __dataclass_fields__ set; this runs again then.
+        fields = dataclasses.fields(cls) if "__dataclass_fields__" in cls.__dict__ else ()  # type: ignore[arg-type]
+        cls._DEFAULTS = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
 
     def __post_init__(self) -> None:
         for key, check, _, required, where in self._PLAN:
@@ -283,6 +288,10 @@ class Record:
     def from_map(cls, m: Any, where: str = "") -> Any:
         """Build an instance from its CBOR map form, refusing unknown and missing keys.
 
+        Each field is checked once, as it is read, with the same checks as
+        construction; the instance is then filled in directly rather than
+        through ``__init__`` and ``__post_init__``, which would check again.
+
         Raises:
             DecodeError: not a map, an unknown key, a missing required key,
                 or a value that fails its field's check.
@@ -292,19 +301,28 @@ class Record:
         if not m.keys() <= cls._KEYSET:
             unknown = sorted(map(repr, m.keys() - cls._KEYSET))
             raise _fail(where or cls.__name__, f"unknown field {unknown[0]:.60}")
-        kwargs = {}
-        for key, _, decode, _, field_where in cls._PLAN:
+        obj = _new(cls)
+        defaults = cls._DEFAULTS
+        for key, check, decode, _, field_where in cls._PLAN:
             v = m.get(key, _ABSENT)
             if v is _ABSENT:
-                continue
-            if v is None:
+                v = defaults.get(key, _ABSENT)
+                if v is _ABSENT:
+                    missing = [f.key for f in cls.SCHEMA if f.key not in m and f.key not in defaults]
+                    raise _fail(where or cls.__name__, f"missing required field(s) {', '.join(missing)}")
+            elif v is None:
                 raise _fail(field_where, "null is not allowed; omit the field instead")
-            kwargs[key] = v if decode is None else decode(v, field_where)
-        try:
-            return cls(**kwargs)
-        except TypeError as e:  # a required field is missing
-            missing = [f.key for f in cls.SCHEMA if f.required and f.key not in m]
-            raise _fail(where or cls.__name__, f"missing required field(s) {', '.join(missing)}") from e
+            else:
+                if decode is not None:
+                    v = decode(v, field_where)
+                check(v, field_where)
+            _set(obj, key, v)
+        obj._validate()
+        return obj
+
+
+_new = object.__new__
+_set = object.__setattr__
 
 
 _ABSENT = object()
