@@ -204,14 +204,17 @@ def key_at_signing_time(run: Run, key: KeyInfo, signing_time: int, poe: ProofOfE
         if worst is None or _SEVERITY[c.indication] > _SEVERITY[worst.indication]:
             worst = c
     add(worst or passed("5.2", "key-revocation", "key not revoked"))
-    # 5.3
+    add(existence_order(run, signing_time, poe))
+
+
+def existence_order(run: Run, signing_time: int, poe: ProofOfExistence | None) -> Check:
+    """Step 5.3: a proof of existence may not be earlier than the claimed signing time (less the skew)."""
     if poe is None:
-        add(passed("5.3", "proof-of-existence", "no anchor under a final checkpoint (none required)"))
-    elif poe.time + run.policy.clock_skew_seconds < signing_time:
-        add(failed("5.3", "proof-of-existence", INDETERMINATE, "TIMESTAMP_ORDER_FAILURE", "witnessed to exist by "
-                   "{}, before its claimed signing time {}", poe.time, signing_time))
-    else:
-        add(passed("5.3", "proof-of-existence", "existed by {} (log {} entry {})", poe.time, poe.log, poe.index))
+        return passed("5.3", "proof-of-existence", "no anchor under a final checkpoint (none required)")
+    if poe.time + run.policy.clock_skew_seconds < signing_time:
+        return failed("5.3", "proof-of-existence", INDETERMINATE, "TIMESTAMP_ORDER_FAILURE", "witnessed to exist "
+                      "by {}, before its claimed signing time {}", poe.time, signing_time)
+    return passed("5.3", "proof-of-existence", "existed by {} (log {} entry {})", poe.time, poe.log, poe.index)
 
 
 def status(step: str, name: str, what: str, events: tuple[StatusEvent, ...], at: int | None,
