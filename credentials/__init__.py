@@ -2,7 +2,10 @@
 
 The names most callers need are re-exported here::
 
-    from credentials import issue_credential, sign_document, verify, VerificationPolicy, RegistryView
+    from credentials import issue_credential, sign_document, VerificationPolicy, RegistryView
+    from credentials.verify import verify
+
+(``verify`` itself is not re-exported, so that ``credentials.verify`` stays the module.)
 
 Modules: :mod:`~credentials.profiles` (the seven attestation profiles), :mod:`~credentials.cwt`
 (claims, decoding), :mod:`~credentials.issue`, :mod:`~credentials.docsig` (document signatures),
@@ -16,7 +19,7 @@ from credentials.docsig import SignedDocument, UnverifiedDocumentSignature, sign
 from credentials.issue import issue_credential
 from credentials.profiles import PROFILES
 from credentials.report import VerificationReport
-from credentials.verify import VerificationPolicy, require_passed, verify
+from credentials.verify import VerificationPolicy, require_passed
 from credentials.view import FinalCheckpoint, LedgerView, RegistryView
 
 __all__ = [
@@ -34,5 +37,4 @@ __all__ = [
     "issue_credential",
     "require_passed",
     "sign_document",
-    "verify",
 ]

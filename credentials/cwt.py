@@ -86,17 +86,6 @@ def credential_digest(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def _time(m: dict[Any, Any], key: int, name: str, required: bool) -> int | None:
-    v = m.get(key)
-    if v is None:
-        if required:
-            raise DecodeError(f"claims: {name} ({key}) is required")
-        return None
-    if type(v) is not int or not 0 <= v <= _MAX_TIME:
-        raise DecodeError(f"claims: {name} ({key}) must be an integer NumericDate, got {type(v).__name__}")
-    return v
-
-
 @dataclass(frozen=True, slots=True)
 class Claims:
     """A credential's claims set (spec 3.1).
@@ -128,9 +117,12 @@ class Claims:
             raise DecodeError("claims: iss (1) must be text of 1 to 256 characters")
         if self.sub is not None and (type(self.sub) is not str or not 0 < len(self.sub) <= 256):
             raise DecodeError("claims: sub (2) must be text of 1 to 256 characters")
-        for name, v in (("iat", self.iat), ("nbf", self.nbf), ("exp", self.exp)):
-            if v is not None and (type(v) is not int or not 0 <= v <= _MAX_TIME):
-                raise DecodeError(f"claims: {name} must be an integer NumericDate")
+        if type(self.iat) is not int or not 0 <= self.iat <= _MAX_TIME:
+            raise DecodeError("claims: iat (6) must be an integer NumericDate")
+        if self.nbf is not None and (type(self.nbf) is not int or not 0 <= self.nbf <= _MAX_TIME):
+            raise DecodeError("claims: nbf (5) must be an integer NumericDate")
+        if self.exp is not None and (type(self.exp) is not int or not 0 <= self.exp <= _MAX_TIME):
+            raise DecodeError("claims: exp (4) must be an integer NumericDate")
         if type(self.cti) is not bytes or not 1 <= len(self.cti) <= 64:
             raise DecodeError("claims: cti (7) must be 1 to 64 bytes")
         if self.exp is not None and self.exp <= self.iat:
@@ -164,21 +156,16 @@ class Claims:
         """
         if type(m) is not dict:
             raise DecodeError(f"claims: the payload must be a map, got {type(m).__name__}")
-        iss = m.get(CLAIM_ISS)
-        if type(iss) is not str:
-            raise DecodeError("claims: iss (1) is required and must be text")
-        sub = m.get(CLAIM_SUB)
-        if sub is not None and type(sub) is not str:
-            raise DecodeError("claims: sub (2) must be text")
-        cti = m.get(CLAIM_CTI)
-        if type(cti) is not bytes:
-            raise DecodeError("claims: cti (7) is required and must be a byte string")
-        if CLAIM_ATTESTATION not in m:
-            raise DecodeError(f"claims: the attestation claim ({CLAIM_ATTESTATION}) is required")
-        iat = _time(m, CLAIM_IAT, "iat", True)
-        assert iat is not None
-        return cls(iss, iat, cti, attestation_from_map(m[CLAIM_ATTESTATION]), sub,
-                   _time(m, CLAIM_NBF, "nbf", False), _time(m, CLAIM_EXP, "exp", False))
+        for key, name in _REQUIRED_CLAIMS:
+            if key not in m:
+                raise DecodeError(f"claims: {name} is required")
+        # Types and ranges are checked once, by __post_init__.
+        return cls(m[CLAIM_ISS], m[CLAIM_IAT], m[CLAIM_CTI], attestation_from_map(m[CLAIM_ATTESTATION]),
+                   m.get(CLAIM_SUB), m.get(CLAIM_NBF), m.get(CLAIM_EXP))
+
+
+_REQUIRED_CLAIMS = ((CLAIM_ISS, "iss (1)"), (CLAIM_IAT, "iat (6)"), (CLAIM_CTI, "cti (7)"),
+                    (CLAIM_ATTESTATION, f"the attestation claim ({CLAIM_ATTESTATION})"))
 
 
 def strip_cwt_tag(data: bytes) -> bytes:

@@ -365,8 +365,9 @@ class RegistryView:
         return tuple(StatusEvent(e.status, e.reason, e.time, member, e.index) for e in rec.history)
 
     def anchors(self, digest: bytes) -> tuple[AnchorInfo, ...]:
-        return tuple(AnchorInfo(a.log, a.index, a.issuer, a.time)
-                     for a in self._state.anchors(digest, self._as_of))
+        as_of = self._as_of
+        return tuple(AnchorInfo(a.log, a.index, a.issuer, a.time) for a in self._state.anchors(digest)
+                     if a.index < as_of.get(a.log, 0))
 
     def recognition(self, member: str) -> Sequence[RecognitionRule] | None:
         try:
