@@ -209,8 +209,13 @@ async def inclusion_proof(request: web.Request) -> web.Response:
     member = _member(request)
     svc = _svc(request)
     fin = svc.host.final.get(member)
-    size = _int_param(request, "size", fin[0] if fin else svc.host.logs[member].size)
+    held = svc.host.logs[member].size
+    size = _int_param(request, "size", fin[0] if fin else held)
     index = _int_param(request, "index")
+    if size > held:
+        raise NotFoundError(f"log {member} holds {held} entries here; there is no tree of size {size}")
+    if index >= size:
+        raise DecodeError(f"index {index} is not below the tree size {size}")
     proof = await svc.call(svc.host.logs[member].inclusion_proof, index, size)
     return web.json_response({"index": index, "size": size, "proof": [base64.b64encode(h).decode() for h in proof]})
 
@@ -220,6 +225,11 @@ async def consistency_proof(request: web.Request) -> web.Response:
     member = _member(request)
     svc = _svc(request)
     first, second = _int_param(request, "from"), _int_param(request, "to")
+    held = svc.host.logs[member].size
+    if second > held:
+        raise NotFoundError(f"log {member} holds {held} entries here; there is no tree of size {second}")
+    if not 0 < first <= second:
+        raise DecodeError(f"a consistency proof needs 0 < from <= to, got from={first}, to={second}")
     proof = await svc.call(svc.host.logs[member].consistency_proof, first, second)
     return web.json_response({"from": first, "to": second, "proof": [base64.b64encode(h).decode() for h in proof]})
 
