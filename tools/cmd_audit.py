@@ -1,0 +1,281 @@
+"""``mekong audit``: replay a whole ledger from its genesis, and compare what different nodes show.
+
+``audit replay`` re-verifies every root, entry, tree hash, checkpoint and
+cosignature of a database (:func:`ledger.replay.replay`): a node's database
+(``--db``), or a fresh replica synced from nodes (``--node``). ``audit compare``
+fetches every log's final checkpoint from several nodes, verifies each, and
+looks for split views: two roots at one size, or checkpoints that no
+consistency proof joins (:func:`ledger.merkle.verify_consistency`).
+Exit codes: 0 nothing wrong, 1 problems found, 3 usage, 4 could not check.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ledger import merkle
+from ledger.checkpoint import Checkpoint, CosignatureVerifier, log_origin, open_checkpoint, witness_name
+from ledger.errors import ConflictError, DecodeError, VerificationError
+from ledger.governance import GovernanceChain, SignedRoot, walk
+from ledger.note import NoteVerifier
+from ledger.replay import replay
+from ledger.storage import Storage
+from tools.client import ClientError, NodeClient
+from tools.cliutil import EXIT_FAILED, EXIT_OK, EXIT_TOOL, ClickProgress, HashParam, ToolError, emit, json_option, now
+from tools.cmd_genesis import load_signed_root
+from tools.cmd_governance import fetch_chain
+from tools.cmd_verify import replica_options
+from tools.replica import DB_FILE, Replica
+
+__all__ = ["audit"]
+
+_EPILOG = ("\b\nExit codes:\n  0  nothing wrong found\n  1  problems found (tampering, split views, invalid data)\n"
+           "  3  usage error\n  4  could not check (node unreachable, unreadable database)")
+
+
+@click.group()
+def audit() -> None:
+    """Check a ledger end to end (auditors)."""
+
+
+def _report_doc(report: Any) -> dict[str, Any]:
+    return {"ok": report.ok, "logs": {m: {"size": report.sizes[m], "verified": report.verified.get(m, 0),
+                                          "root": report.roots[m].hex() if m in report.roots else None}
+                                      for m in report.logs},
+            "root_version": report.chain.current.version, "entries_checked": report.entries_checked,
+            "nodes_checked": report.nodes_checked, "checkpoints_checked": report.checkpoints_checked,
+            "cosignatures_checked": report.cosignatures_checked,
+            "problems": [{"location": p.location, "message": str(p)} for p in report.problems]}
+
+
+def _report_lines(doc: dict[str, Any], source: str) -> list[str]:
+    lines = [f"replayed {source} from the pinned genesis: governance root version {doc['root_version']}"]
+    for m, lg in sorted(doc["logs"].items()):
+        lines.append(f"  log {m}: {lg['verified']} of {lg['size']} entries verified, root {lg['root'] or '-'}")
+    lines.append(f"  checked {doc['entries_checked']} entries, {doc['nodes_checked']} tree hashes, "
+                 f"{doc['checkpoints_checked']} checkpoints, {doc['cosignatures_checked']} cosignatures")
+    if doc["problems"]:
+        lines.append(f"PROBLEMS ({len(doc['problems'])}):")
+        lines += [f"  {p['message']}" for p in doc["problems"]]
+    else:
+        lines.append("OK: every stored byte checks out")
+    return lines
+
+
+@audit.command("replay", epilog=_EPILOG)
+@click.option("--db", "db", type=click.Path(dir_okay=False, path_type=Path),
+              help="A node's database file (audit a copy; the node should not be writing to it).")
+@replica_options
+@json_option
+@click.pass_context
+def replay_command(ctx: click.Context, db: Path | None, nodes: tuple[str, ...], replica_dir: Path | None,
+                   genesis_file: Path | None, pin: bytes | None, as_json: bool) -> None:
+    """Re-verify a whole ledger from its genesis: every root, entry, hash, checkpoint, cosignature.
+
+    With --db, the genesis is --genesis FILE (checked against --pin if given) or the
+    database's own version 1, which must then hash to --pin. With --node, a fresh
+    replica is synced from the nodes first (in a temporary directory unless --replica)
+    and replayed.
+    """
+    if (db is None) == (not nodes):
+        raise click.UsageError("give --db FILE or --node URL (one of them)")
+    if db is not None:
+        if not db.is_file():
+            raise ToolError(f"no database file {db}")
+        storage = Storage.open(db)
+        try:
+            genesis = _db_genesis(storage, genesis_file, pin)
+            if not as_json:
+                click.echo(f"replaying {db} ...", err=True)
+            report = replay(storage, genesis, pin)
+        finally:
+            storage.close()
+        doc = _report_doc(report)
+        emit(as_json, doc, _report_lines(doc, str(db)))
+        ctx.exit(EXIT_OK if report.ok else EXIT_FAILED)
+    trusted = load_signed_root(genesis_file, "genesis") if genesis_file else None
+    clients = [NodeClient(u) for u in nodes]
+    with tempfile.TemporaryDirectory(prefix="mekong-audit-") as tmp:
+        directory = replica_dir or Path(tmp) / "replica"
+        with Replica.bootstrap(directory, clients, pin, trusted) as replica:
+            sync = replica.sync(clients, now(), ClickProgress(as_json))
+        storage = Storage.open(directory / DB_FILE)
+        try:
+            if not as_json:
+                click.echo("replaying the replica ...", err=True)
+            report = replay(storage, replica.genesis, replica.pin)
+        finally:
+            storage.close()
+    doc = _report_doc(report)
+    doc["sync"] = sync.to_dict()
+    lines = _report_lines(doc, "a replica synced from " + ", ".join(sync.answered))
+    lines += [f"warning: {p}" for p in sync.problems] + [f"EVIDENCE: {e}" for e in sync.evidence]
+    emit(as_json, doc, lines)
+    ctx.exit(EXIT_OK if report.ok and not sync.evidence and not sync.problems else EXIT_FAILED)
+
+
+def _db_genesis(storage: Storage, genesis_file: Path | None, pin: bytes | None) -> SignedRoot:
+    if genesis_file is not None:
+        return load_signed_root(genesis_file, "genesis")
+    if pin is None:
+        raise click.UsageError("say which genesis you trust: --genesis FILE or --pin HASH")
+    for row in storage.roots(1):
+        try:
+            signed = SignedRoot.from_cbor(row.signed)
+        except DecodeError:
+            continue
+        if signed.root_hash == pin:
+            return signed
+    raise ToolError(f"the database holds no genesis with the pinned hash {pin.hex()}")
+
+
+# ---------------------------------------------------------------------------- compare
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    node: str
+    checkpoint: Checkpoint
+    cosigners: tuple[str, ...]
+    final: bool
+
+
+def _chain_of(clients: list[NodeClient], genesis: SignedRoot | None, pin: bytes | None,
+              problems: list[str], unreachable: dict[str, str]) -> tuple[GovernanceChain, list[NodeClient]]:
+    fetched: list[SignedRoot] = []
+    live = []
+    genesis_seen: SignedRoot | None = genesis
+    for c in clients:
+        try:
+            first, rest = fetch_chain(c)
+        except (ClientError, ToolError) as e:
+            unreachable[c.url] = str(e.message if isinstance(e, ToolError) else e)
+            continue
+        live.append(c)
+        if pin is not None and first.root_hash != pin:
+            problems.append(f"node {c.url} serves genesis {first.root_hash.hex()}, not the pinned {pin.hex()}")
+            continue
+        if genesis_seen is None:
+            genesis_seen = first
+        elif first.payload != genesis_seen.payload:
+            problems.append(f"node {c.url} serves genesis {first.root_hash.hex()}, others "
+                            f"{genesis_seen.root_hash.hex()}")
+            continue
+        fetched += rest
+    if genesis_seen is None:
+        raise ToolError("no node served a usable genesis: " + "; ".join([*unreachable.values(), *problems]))
+    try:
+        chain = walk(genesis_seen, fetched, pin)
+    except ConflictError as e:
+        problems.append(f"GOVERNANCE EQUIVOCATION: {e}")
+        chain = GovernanceChain(genesis_seen, pin)
+    except VerificationError as e:
+        problems.append(f"a governance root served does not verify: {e}")
+        chain = GovernanceChain(genesis_seen, pin)
+    return chain, live
+
+
+@audit.command("compare", epilog=_EPILOG)
+@click.option("--node", "nodes", multiple=True, required=True, metavar="URL", help="A node to ask (repeat).")
+@click.option("--genesis", "genesis_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The genesis file you trust.")
+@click.option("--pin", type=HashParam(32, "genesis hash"), envvar="MEKONG_PIN", help="The genesis hash you trust.")
+@json_option
+@click.pass_context
+def compare(ctx: click.Context, nodes: tuple[str, ...], genesis_file: Path | None, pin: bytes | None,
+            as_json: bool) -> None:
+    """Ask several nodes for every log's final checkpoint and look for split views.
+
+    Each checkpoint is verified (owner signature, member cosignatures, quorum). Two
+    different roots at one size, or two sizes whose roots no consistency proof joins,
+    are evidence that the log showed different histories to different nodes.
+    """
+    if len(nodes) < 2:
+        raise click.UsageError("give at least two --node URLs to compare")
+    clients = [NodeClient(u) for u in nodes]
+    problems: list[str] = []
+    evidence: list[str] = []
+    unreachable: dict[str, str] = {}
+    genesis = load_signed_root(genesis_file, "genesis") if genesis_file else None
+    chain, live = _chain_of(clients, genesis, pin, problems, unreachable)
+    root = chain.current
+    network = chain.roots[0].network
+    names = {witness_name(network, m.id): m.id for m in root.members}
+    cosigners = [CosignatureVerifier(witness_name(network, m.id), m.node_key) for m in root.members]
+    logs: dict[str, list[_Seen]] = {}
+    for m in root.member_ids:
+        owner = NoteVerifier(log_origin(network, m), root.node_key_of(m))
+        seen = logs[m] = []
+        for c in live:
+            try:
+                data = c.checkpoint(m)
+            except ClientError as e:
+                problems.append(f"log {m}: {e}")
+                continue
+            if data is None:
+                continue
+            try:
+                cp, times = open_checkpoint(data, owner, cosigners)
+            except (DecodeError, VerificationError, ValueError) as e:
+                problems.append(f"node {c.url} serves an invalid checkpoint of log {m}: {e}")
+                continue
+            who = tuple(sorted(names[n] for n in times if n in names))
+            seen.append(_Seen(c.url, cp, who, len(who) >= root.quorum))
+            if len(who) < root.quorum:
+                problems.append(f"node {c.url} serves a checkpoint of log {m} (size {cp.size}) with {len(who)} "
+                                f"member cosignatures; quorum is {root.quorum}")
+        evidence += _split_views(m, seen, live)
+    doc = {"nodes": [c.url for c in live], "unreachable": unreachable, "root_version": root.version,
+           "logs": {m: [{"node": s.node, "size": s.checkpoint.size, "root": s.checkpoint.root_hash.hex(),
+                         "cosigners": list(s.cosigners), "final": s.final} for s in seen]
+                    for m, seen in logs.items()},
+           "split_views": evidence, "problems": problems}
+    lines = [f"compared {len(live)} node(s) under governance root version {root.version}"]
+    for m, seen in sorted(logs.items()):
+        sizes = ", ".join(f"{s.checkpoint.size}@{s.node}" for s in seen) or "no final checkpoint anywhere"
+        lines.append(f"  log {m}: {sizes}")
+    lines += [f"unreachable: {u}: {e}" for u, e in unreachable.items()]
+    lines += [f"problem: {p}" for p in problems] + [f"SPLIT VIEW: {e}" for e in evidence]
+    if not evidence and not problems:
+        lines.append("OK: every node shows one consistent history of every log")
+    emit(as_json, doc, lines)
+    if evidence or problems:
+        ctx.exit(EXIT_FAILED)
+    ctx.exit(EXIT_TOOL if unreachable else EXIT_OK)
+
+
+def _split_views(log: str, seen: list[_Seen], live: list[NodeClient]) -> list[str]:
+    """Evidence that the checkpoints of ``log`` in ``seen`` are not all one history."""
+    out = []
+    ordered = sorted(seen, key=lambda s: s.checkpoint.size)
+    for i, a in enumerate(ordered):
+        for b in ordered[i + 1:]:
+            ca, cb = a.checkpoint, b.checkpoint
+            if ca.size == cb.size:
+                if ca.root_hash != cb.root_hash:
+                    out.append(f"log {log} at size {ca.size}: {a.node} shows root {ca.root_hash.hex()}, "
+                               f"{b.node} shows {cb.root_hash.hex()}")
+                continue
+            if ca.size == 0:
+                continue
+            if not _consistent(log, ca, cb, [c for c in live if c.url == b.node] + live):
+                out.append(f"log {log}: the checkpoint of size {ca.size} at {a.node} and of size {cb.size} at "
+                           f"{b.node} are not consistent (no valid consistency proof)")
+    return out
+
+
+def _consistent(log: str, small: Checkpoint, large: Checkpoint, sources: list[NodeClient]) -> bool:
+    """Whether some node gives a consistency proof from ``small`` to ``large`` that verifies."""
+    for c in sources:
+        try:
+            proof = c.consistency_proof(log, small.size, large.size)
+            merkle.verify_consistency(small.size, large.size, proof, small.root_hash, large.root_hash)
+            return True
+        except (ClientError, VerificationError):
+            continue
+    return False

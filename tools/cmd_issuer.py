@@ -1,0 +1,314 @@
+"""``mekong issuer`` and ``mekong policy``: member administrators' entries on their own log.
+
+Each command builds one entry body (:mod:`ledger.bodies`), signs it with
+:func:`ledger.entries.make_entry` under the key the rules require (spec 6.3),
+and submits it to the member's own node (``POST /logs/{M}/entries``), by
+default waiting until a final checkpoint covers it. The node checks every rule
+again; its refusal names the rule. :func:`submit_entry` and
+:func:`entry_options` are shared with :mod:`tools.cmd_credential`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import nacl.signing
+
+from ledger.bodies import (
+    LOAS,
+    REVOCATION_REASONS,
+    WILDCARD,
+    Body,
+    IssuerKeyAdd,
+    IssuerKeyRevoke,
+    IssuerKeyRotate,
+    IssuerRegister,
+    IssuerUpdate,
+    MemberPolicy,
+    PolicyRule,
+    member_of,
+)
+from ledger.entries import make_entry
+from ledger.errors import DecodeError
+from ledger.keys import key_id, next_key_digest, public_key_of
+from ledger.merkle import leaf_hash
+from tools.client import NodeClient
+from tools.cliutil import (
+    HashParam,
+    IssuerParam,
+    MemberParam,
+    TimeParam,
+    ToolError,
+    emit,
+    json_option,
+    load_key,
+    now,
+    passphrase_options,
+    public_key_arg,
+    read_bytes,
+)
+
+__all__ = ["entry_options", "issuer", "policy", "submit_entry"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+_KID = HashParam(16, "key id")
+
+
+def entry_options(key_help: str) -> Callable[[F], F]:
+    """The options of every command that signs and submits an entry: node, key, root version, waiting."""
+
+    def deco(f: F) -> F:
+        f = json_option(f)
+        f = click.option("--wait-final/--no-wait-final", default=True, show_default=True,
+                         help="Wait until a final (quorum-cosigned) checkpoint covers the entry.")(f)
+        f = click.option("--root-version", type=click.IntRange(min=1),
+                         help="Governance root version you act under (default: the node's current one).")(f)
+        f = passphrase_options(f)
+        f = click.option("--key", required=True, type=click.Path(dir_okay=False, path_type=Path),
+                         help=key_help)(f)
+        f = click.option("--node", required=True, metavar="URL",
+                         help="The member's own node, such as http://127.0.0.1:7101.")(f)
+        return f
+
+    return deco
+
+
+def _check_member(member: str | None, issuer_id: str) -> str:
+    log = member_of(issuer_id)
+    if member is not None and member != log:
+        raise click.BadParameter(f"issuer {issuer_id} belongs to member {log}, not {member}", param_hint="--member")
+    return log
+
+
+def submit_entry(node: str, log: str, body: Body, signing_key: nacl.signing.SigningKey, *,
+                 root_version: int | None, wait_final: bool, as_json: bool, time: int | None = None,
+                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Sign ``body`` as an entry of ``log``, submit it to ``node``, and report the result.
+
+    Returns:
+        The JSON document printed (also printed as text unless ``as_json``).
+
+    Raises:
+        ClientError: the node is unreachable or refused the entry (its message names the rule).
+        DecodeError: a field of the entry is malformed.
+    """
+    client = NodeClient(node)
+    version = root_version or client.current_root_version()
+    raw = make_entry(log, body.TYPE, now() if time is None else time, body, signing_key, root=version)
+    answer = client.submit_entries(log, [raw], wait_final=wait_final)
+    index = answer["indices"][0] if answer.get("indices") else None
+    doc: dict[str, Any] = {
+        "node": client.url, "log": log, "type": body.TYPE, "index": index, "size": answer.get("size"),
+        "root_version": version, "signer_key_id": key_id(public_key_of(signing_key)).hex(),
+        "leaf_hash": leaf_hash(raw).hex(), "entry_sha256": hashlib.sha256(raw).hexdigest(),
+        "final_size": answer.get("final_size"), "final": bool(answer.get("final_size")),
+        **(extra or {}),
+    }
+    lines = [f"{body.TYPE} stored in log {log} at index {index} by node {client.url}"]
+    lines += [f"{k}: {v}" for k, v in (extra or {}).items()]
+    if wait_final:
+        lines.append(f"final: a checkpoint of size {doc['final_size']} covers it" if doc["final"] else
+                     "not final yet: the witness quorum did not answer in time; it will become final later")
+    emit(as_json, doc, lines)
+    return doc
+
+
+# ---------------------------------------------------------------------------- issuer
+
+
+@click.group()
+def issuer() -> None:
+    """Register issuers and manage their keys (member administrators).
+
+    Entries are signed with the member's admin key (issuer rotate-key: with the new
+    issuer key; revoke-key: admin or issuer key) and submitted to the member's own node.
+    """
+
+
+@issuer.command("register")
+@click.argument("issuer_id", metavar="ISSUER", type=IssuerParam())
+@click.option("--name", required=True, help="The issuer's name, such as 'VN Customs CO office'.")
+@click.option("--document-type", "document_types", multiple=True, required=True,
+              help="A document type it is accredited for, such as certificate-of-origin (repeat).")
+@click.option("--loa", type=click.Choice(LOAS), default="high", show_default=True, help="Level of assurance.")
+@click.option("--jurisdiction", required=True, help="Where it operates, such as VN or VN-SG.")
+@click.option("--member", type=MemberParam(), help="Your member id (default: the issuer id's prefix).")
+@entry_options("Your member's admin key file.")
+def register(issuer_id: str, name: str, document_types: tuple[str, ...], loa: str, jurisdiction: str,
+             member: str | None, node: str, key: Path, passphrase_env: str | None, passphrase_fd: int | None,
+             root_version: int | None, wait_final: bool, as_json: bool) -> None:
+    """Register ISSUER (such as VN/customs-coo) on your member's log."""
+    log = _check_member(member, issuer_id)
+    body = _body(lambda: IssuerRegister(issuer_id, name, tuple(document_types), loa, jurisdiction))
+    submit_entry(node, log, body, load_key(key, passphrase_env, passphrase_fd), root_version=root_version,
+                 wait_final=wait_final, as_json=as_json, extra={"issuer": issuer_id})
+
+
+@issuer.command("update")
+@click.argument("issuer_id", metavar="ISSUER", type=IssuerParam())
+@click.option("--document-type", "document_types", multiple=True, help="Replace the accredited document types.")
+@click.option("--loa", type=click.Choice(LOAS), help="New level of assurance.")
+@click.option("--status", type=click.Choice(["active", "suspended"]), help="Suspend or reactivate the issuer.")
+@click.option("--reason", default="", help="Why (recorded on the ledger).")
+@click.option("--member", type=MemberParam(), help="Your member id (default: the issuer id's prefix).")
+@entry_options("Your member's admin key file.")
+def update(issuer_id: str, document_types: tuple[str, ...], loa: str | None, status: str | None, reason: str,
+           member: str | None, node: str, key: Path, passphrase_env: str | None, passphrase_fd: int | None,
+           root_version: int | None, wait_final: bool, as_json: bool) -> None:
+    """Change an issuer's accreditation, level of assurance or status."""
+    log = _check_member(member, issuer_id)
+    if not document_types and loa is None and status is None:
+        raise click.UsageError("nothing to change: give --document-type, --loa or --status")
+    body = _body(lambda: IssuerUpdate(issuer_id, tuple(document_types) or None, loa, status, reason))
+    submit_entry(node, log, body, load_key(key, passphrase_env, passphrase_fd), root_version=root_version,
+                 wait_final=wait_final, as_json=as_json, extra={"issuer": issuer_id})
+
+
+@issuer.command("add-key")
+@click.argument("issuer_id", metavar="ISSUER", type=IssuerParam())
+@click.option("--issuer-key", required=True, metavar="FILE",
+              help="The issuer's new signing key: its key file, .pub file or hex (public half only).")
+@click.option("--valid-from", type=TimeParam(), help="Start of validity (default: now).")
+@click.option("--valid-until", type=TimeParam(), help="End of validity (default: none).")
+@click.option("--next-key", metavar="FILE",
+              help="Pre-rotation: commit now to the key that may later replace this one (key file, .pub or hex).")
+@click.option("--member", type=MemberParam(), help="Your member id (default: the issuer id's prefix).")
+@entry_options("Your member's admin key file.")
+def add_key(issuer_id: str, issuer_key: str, valid_from: int | None, valid_until: int | None,
+            next_key: str | None, member: str | None, node: str, key: Path, passphrase_env: str | None,
+            passphrase_fd: int | None, root_version: int | None, wait_final: bool, as_json: bool) -> None:
+    """Give ISSUER a signing key, optionally committing to its successor (pre-rotation)."""
+    log = _check_member(member, issuer_id)
+    pub = public_key_arg(issuer_key)
+    digest = next_key_digest(public_key_arg(next_key)) if next_key else None
+    body = _body(lambda: IssuerKeyAdd(issuer_id, pub, now() if valid_from is None else valid_from, valid_until,
+                                      digest))
+    submit_entry(node, log, body, load_key(key, passphrase_env, passphrase_fd), root_version=root_version,
+                 wait_final=wait_final, as_json=as_json, extra={"issuer": issuer_id, "kid": key_id(pub).hex()})
+
+
+@issuer.command("rotate-key")
+@click.argument("issuer_id", metavar="ISSUER", type=IssuerParam())
+@click.option("--old-kid", type=_KID, help="Key id of the key being replaced.")
+@click.option("--old-key", metavar="FILE", help="Or the key being replaced (key file, .pub or hex).")
+@click.option("--valid-until", type=TimeParam(), help="End of validity of the new key.")
+@click.option("--next-key", metavar="FILE", help="Commit to the key that may replace the new one.")
+@click.option("--member", type=MemberParam(), help="Your member id (default: the issuer id's prefix).")
+@entry_options("The NEW issuer key file, the one the old key committed to: a rotation is signed by it.")
+def rotate_key(issuer_id: str, old_kid: bytes | None, old_key: str | None, valid_until: int | None,
+               next_key: str | None, member: str | None, node: str, key: Path, passphrase_env: str | None,
+               passphrase_fd: int | None, root_version: int | None, wait_final: bool, as_json: bool) -> None:
+    """Replace an issuer key by the key it committed to (pre-rotation), signed by the new key.
+
+    Works even when the old key is lost or stolen: the new key was committed to when
+    the old one was added, so only its holder can rotate.
+    """
+    log = _check_member(member, issuer_id)
+    if (old_kid is None) == (old_key is None):
+        raise click.UsageError("give the key being replaced: --old-kid HEX or --old-key FILE")
+    old = old_kid if old_kid is not None else key_id(public_key_arg(old_key or ""))
+    signing_key = load_key(key, passphrase_env, passphrase_fd)
+    new_pub = public_key_of(signing_key)
+    digest = next_key_digest(public_key_arg(next_key)) if next_key else None
+    body = _body(lambda: IssuerKeyRotate(issuer_id, old, new_pub, valid_until, digest))
+    submit_entry(node, log, body, signing_key, root_version=root_version, wait_final=wait_final, as_json=as_json,
+                 extra={"issuer": issuer_id, "old_kid": old.hex(), "kid": key_id(new_pub).hex()})
+
+
+@issuer.command("revoke-key")
+@click.argument("issuer_id", metavar="ISSUER", type=IssuerParam())
+@click.option("--kid", type=_KID, help="Key id of the key to revoke.")
+@click.option("--issuer-key", metavar="FILE", help="Or the key to revoke (key file, .pub or hex).")
+@click.option("--reason", type=click.Choice(REVOCATION_REASONS), required=True,
+              help="compromised allows a revocation from a past time; superseded and ceased do not.")
+@click.option("--effective", type=TimeParam(), help="From when the key is revoked (default: now).")
+@click.option("--member", type=MemberParam(), help="Your member id (default: the issuer id's prefix).")
+@entry_options("Your member's admin key file, or a usable key of the issuer.")
+def revoke_key(issuer_id: str, kid: bytes | None, issuer_key: str | None, reason: str, effective: int | None,
+               member: str | None, node: str, key: Path, passphrase_env: str | None, passphrase_fd: int | None,
+               root_version: int | None, wait_final: bool, as_json: bool) -> None:
+    """Stop trusting an issuer key from --effective on.
+
+    Credentials signed before that time stay valid when the ledger proves they existed
+    before it (their anchors); without such proof they become INDETERMINATE.
+    """
+    log = _check_member(member, issuer_id)
+    if (kid is None) == (issuer_key is None):
+        raise click.UsageError("give the key to revoke: --kid HEX or --issuer-key FILE")
+    target = kid if kid is not None else key_id(public_key_arg(issuer_key or ""))
+    t = now()
+    body = _body(lambda: IssuerKeyRevoke(issuer_id, target, reason, t if effective is None else effective))
+    submit_entry(node, log, body, load_key(key, passphrase_env, passphrase_fd), root_version=root_version,
+                 wait_final=wait_final, as_json=as_json, time=t, extra={"issuer": issuer_id, "kid": target.hex()})
+
+
+def _body(make: Callable[[], Body]) -> Body:
+    try:
+        return make()
+    except DecodeError as e:
+        raise click.UsageError(str(e)) from None
+
+
+# ---------------------------------------------------------------------------- policy
+
+
+def parse_rule(text: str) -> PolicyRule:
+    """``MEMBER:TYPES:MIN_LOA`` (``TYPES`` comma-separated; ``*`` for any) as a policy rule.
+
+    Raises:
+        click.BadParameter: malformed.
+    """
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise click.BadParameter(f"{text!r}: expected MEMBER:TYPES:MIN_LOA such as "
+                                 "TH:certificate-of-origin,phytosanitary-certificate:substantial or *:*:high",
+                                 param_hint="--recognise")
+    member, types, loa = (p.strip() for p in parts)
+    try:
+        return PolicyRule(member, tuple(t.strip() for t in types.split(",")) if types != WILDCARD else (WILDCARD,),
+                          loa)
+    except DecodeError as e:
+        raise click.BadParameter(f"{text!r}: {e}", param_hint="--recognise") from None
+
+
+def _rules_from_file(path: Path) -> list[PolicyRule]:
+    try:
+        doc = json.loads(read_bytes(path, "policy rules file", 1 << 20))
+        items = doc["rules"] if isinstance(doc, dict) else doc
+        return [PolicyRule(r["member"], tuple(r["document_types"]), r["min_loa"]) for r in items]
+    except (ValueError, KeyError, TypeError, DecodeError) as e:
+        raise ToolError(f"{path}: expected [{{\"member\", \"document_types\": [...], \"min_loa\"}}, ...]: "
+                        f"{e}") from None
+
+
+@click.group()
+def policy() -> None:
+    """Say which other members' issuers your member recognises (member administrators)."""
+
+
+@policy.command("set")
+@click.option("--member", required=True, type=MemberParam(), help="Your member id.")
+@click.option("--recognise", "rules", multiple=True, metavar="MEMBER:TYPES:MIN_LOA",
+              help="A rule, such as TH:certificate-of-origin:substantial or *:*:high (repeat).")
+@click.option("--rules", "rules_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON list of rules {member, document_types, min_loa}.")
+@entry_options("Your member's admin key file.")
+def set_policy(member: str, rules: tuple[str, ...], rules_file: Path | None, node: str, key: Path,
+               passphrase_env: str | None, passphrase_fd: int | None, root_version: int | None, wait_final: bool,
+               as_json: bool) -> None:
+    """Replace your member's recognition policy.
+
+    Your own issuers are always recognised. With no rule at all, no other member's
+    issuer is recognised. Verifiers acting as your member (mekong verify --as-member)
+    apply this policy.
+    """
+    parsed = [parse_rule(r) for r in rules] + (_rules_from_file(rules_file) if rules_file else [])
+    body = _body(lambda: MemberPolicy(tuple(parsed)))
+    submit_entry(node, member, body, load_key(key, passphrase_env, passphrase_fd), root_version=root_version,
+                 wait_final=wait_final, as_json=as_json,
+                 extra={"rules": [f"{r.member}:{','.join(r.document_types)}:{r.min_loa}" for r in parsed]})
