@@ -2,8 +2,8 @@
 
 The issuer's key must already be on the ledger (``issuer.key.add``) for a
 verifier to trust what it signs; this module only builds and signs bytes.
-Anchoring the result (``credential.anchor`` with :func:`credential_digest`)
-and publishing its status are ledger entries, made by the issuer's node.
+Anchoring the result (``credential.anchor``, whose body :func:`anchor_body`
+builds) and publishing its status are ledger entries, made by the issuer's node.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ import os
 
 import nacl.signing
 
-from credentials.cwt import Claims, credential_digest
+from credentials.cwt import Claims, UnverifiedCredential, credential_digest
 from credentials.profiles import Profile
 from ledger import cbor, cose
+from ledger.bodies import CredentialAnchor
 from ledger.keys import key_id, public_key_of
 
-__all__ = ["credential_digest", "issue_credential", "new_credential_id"]
+__all__ = ["anchor_body", "credential_digest", "issue_credential", "new_credential_id"]
 
 
 def new_credential_id() -> bytes:
@@ -49,3 +50,21 @@ def issue_credential(profile: Profile, issuer_id: str, signing_key: nacl.signing
     claims = Claims(issuer_id, iat, new_credential_id() if cti is None else cti, profile, sub, nbf, exp)
     kid = key_id(public_key_of(signing_key))
     return cose.sign1(cbor.encode(claims.to_map()), signing_key, kid=kid)
+
+
+def anchor_body(data: bytes, issuer: str | None = None) -> CredentialAnchor:
+    """The ``credential.anchor`` body for a credential or a document signature (spec 3.5, 4.4).
+
+    For a credential, the issuer and credential id come from its ``iss`` and
+    ``cti``; for anything else (a document signature) ``issuer`` must be given
+    and no credential id is recorded. Nothing is verified here.
+
+    Raises:
+        DecodeError: ``data`` is not a credential and ``issuer`` is None, or
+            ``issuer`` is not an issuer id.
+    """
+    digest = credential_digest(data)
+    if issuer is None:
+        claims = UnverifiedCredential.decode(data).claims
+        return CredentialAnchor(claims.iss, digest, "sha-256", claims.cti)
+    return CredentialAnchor(issuer, digest, "sha-256", None)

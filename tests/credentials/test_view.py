@@ -9,11 +9,11 @@ from cred_helpers import DOC, T0, Net, certificate_of_origin
 
 from credentials.cwt import credential_digest
 from credentials.docsig import SignedDocument, sign_document
-from credentials.issue import issue_credential
+from credentials.issue import anchor_body, issue_credential
 from credentials.sandbox import Sandbox
 from credentials.verify import VerificationPolicy, verify
 from credentials.view import FinalCheckpoint, RegistryView, WitnessTime, proof_of_existence, witnessed_time
-from ledger.errors import AuthorizationError
+from ledger.errors import AuthorizationError, DecodeError
 from ledger.keys import key_id, public_key_of
 
 NOW = T0 + 1000
@@ -90,3 +90,19 @@ def test_sandbox_refuses_what_the_ledger_refuses(net: Net) -> None:
         net.sb.register_issuer("VN/customs", ["e-invoice"], "high", T0 + 300)  # registered twice
     with pytest.raises(AuthorizationError):
         net.sb.anchor("VN/customs", net.keys["TH/doa"], b"x", T0 + 300)  # another issuer's key
+
+
+def test_anchor_bodies(net: Net, policy_th: VerificationPolicy) -> None:
+    key = net.keys["VN/customs"]
+    cred = issue_credential(certificate_of_origin(), "VN/customs", key, T0 + 200, cti=b"a" * 16)
+    body = anchor_body(cred)
+    assert (body.issuer, body.digest, body.credential_id) == ("VN/customs", credential_digest(cred), b"a" * 16)
+    net.sb.append("VN", "credential.anchor", T0 + 210, body, key)
+    net.sb.finalize("VN", T0 + 220)
+    report = verify(cred, net.view(), policy_th, NOW)
+    assert report.proof_of_existence is not None and report.proof_of_existence.time == T0 + 220
+    sig = sign_document(DOC, key, media_type="text/xml", file_name="a.xml", document_type="e-invoice",
+                        signed_at=T0 + 200)
+    assert anchor_body(sig, "VN/customs").credential_id is None
+    with pytest.raises(DecodeError):
+        anchor_body(sig)
