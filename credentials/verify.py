@@ -274,11 +274,11 @@ def _document(doc: SignedDocument, view: LedgerView, policy: VerificationPolicy,
     else:
         add(failed("4.0", "signer-credential", inner.indication, inner.sub_indication or "GENERIC",
                    "authorised-signatory credential: {}/{}", inner.indication, inner.sub_indication))
-    add(steps.existence_order(run, env.signed_at, poe))
     if signatory.scope is not None and env.document_type not in signatory.scope:
         add(failed("4.5", "signer-scope", INDETERMINATE, "CHAIN_CONSTRAINTS_FAILURE", "the signatory may sign {}, "
                    "not {}", ", ".join(signatory.scope), env.document_type))
     else:
         add(passed("4.5", "signer-scope", "the signatory may sign {}", env.document_type))
     add(steps.policy_type(policy, env.document_type))
+    add(steps.existence_order(run, env.signed_at, poe))
     return _report(run, subject, info)
