@@ -240,3 +240,14 @@ def test_carried_credential_that_does_not_certify_the_key(net: Net) -> None:
     report = verify(SignedDocument(sign(chain.person, signer_credential=b"\x00junk"), DOC), net.view(), VN, NOW)
     assert verdict(report) == (TOTAL_FAILED, "FORMAT_FAILURE")
     assert "signer credential" in report.checks[-1].detail
+
+
+def test_legal_entity_in_a_log_the_view_does_not_hold(net: Net) -> None:
+    reg = net.keys["VN/business-registry"]
+    person = nacl.signing.SigningKey(b"r" * 32)
+    cred = issue_credential(signatory(b"entity", public_key_of(person), cti=b"x" * 16, issuer="LA/registry"),
+                            "VN/business-registry", reg, T0 + 200)
+    report = verify(SignedDocument(sign(person, signer_credential=cred), DOC), net.view(), VN, NOW)
+    assert verdict(report) == (INDETERMINATE, "TRY_LATER")
+    assert report.signer is not None
+    assert any("no final checkpoint of log LA" in c.detail for c in report.signer.checks)
