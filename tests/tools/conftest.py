@@ -1,0 +1,92 @@
+"""Fixtures for the CLI tests: a runner with exit-code handling, fast key files, in-process fake nodes."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from fakenode import FakeNetwork, FakeNode
+
+from node import keystore
+from tools.cli import cli
+
+PASSPHRASE = "correct horse battery staple"
+HERE = Path(__file__).parent
+COO_CLAIMS = HERE / "coo.json"
+
+Invoke = Callable[..., Result]
+
+
+@pytest.fixture
+def invoke(tmp_path: Path) -> Invoke:
+    """Run ``mekong ARGS...``; the passphrase is in $PP, the replica defaults to a temporary directory."""
+    runner = CliRunner()
+    env = {"PP": PASSPHRASE, "MEKONG_REPLICA": str(tmp_path / "default-replica"), "MEKONG_AS_MEMBER": "",
+           "MEKONG_PIN": ""}
+
+    def run(*args: Any, input: str | None = None, env_extra: dict[str, str] | None = None) -> Result:
+        return runner.invoke(cli, [str(a) for a in args], input=input, env={**env, **(env_extra or {})},
+                             catch_exceptions=False)
+
+    return run
+
+
+def make_key(path: Path, passphrase: str = PASSPHRASE) -> Path:
+    """An encrypted key file with the minimum Argon2id limits, written by the library (fast)."""
+    keystore.generate_key_file(path, passphrase.encode(), path.stem, opslimit=keystore.OPSLIMIT_MIN,
+                               memlimit=keystore.MEMLIMIT_MIN)
+    return path
+
+
+def write_key(path: Path, signing_key: Any, passphrase: str = PASSPHRASE) -> Path:
+    """An existing key (a fake network's admin or node key) as a fast encrypted key file."""
+    keystore.write_key_file(path, signing_key, passphrase.encode(), path.stem, opslimit=keystore.OPSLIMIT_MIN,
+                            memlimit=keystore.MEMLIMIT_MIN)
+    return path
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """The URL of a loopback port nothing listens on."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Iterator[FakeNetwork]:
+    """A fake four-member network (f = 1, quorum 3), with every admin key as a key file in tmp_path/keys."""
+    d = tmp_path / "net"
+    d.mkdir()
+    network = FakeNetwork(d)
+    (tmp_path / "keys").mkdir()
+    for m, k in network.admin.items():
+        write_key(tmp_path / "keys" / f"{m}-admin.key", k)
+    yield network
+    network.close()
+
+
+@pytest.fixture
+def node(net: FakeNetwork) -> Iterator[FakeNode]:
+    """The fake network served over HTTP."""
+    server = FakeNode(net)
+    yield server
+    server.stop()
+
+
+def check_no_secret(text: str, *paths: Path) -> None:
+    """Assert that no seed of the given key files appears in ``text`` (hex or raw)."""
+    for p in paths:
+        seed = bytes(keystore.load_signing_key(p, PASSPHRASE.encode()))
+        assert seed.hex() not in text
+        assert seed.hex().upper() not in text
+
+
+os.environ.setdefault("COLUMNS", "120")
