@@ -408,8 +408,9 @@ class Replica:
                     added = v > self.chain.current.version
                     self.chain.add(signed)
                 except EquivocationError as e:
-                    self.storage.put_root(v, data)  # both roots stay in the database as evidence
-                    report.evidence.append(f"governance equivocation seen via node {c.url}: {e}")
+                    msg = f"governance equivocation seen via node {c.url}: {e}"
+                    report.evidence.append(msg)  # the other root stays out of the chain, kept as evidence
+                    self.storage.put_evidence("governance", "root-equivocation", data, msg, self.chain.current.issued_at)
                     break
                 except (ClientError, DecodeError, VerificationError) as e:
                     report.problems.append(f"node {c.url}: root version {v} refused: {e}")
@@ -427,7 +428,7 @@ class Replica:
         return owner, cosigners, names
 
     def _candidates(self, lg: MemberLog, live: Sequence[NodeClient], report: SyncReport) -> list[_Candidate]:
-        """Every node's verified final checkpoint of ``lg``, largest first; split views go to the report."""
+        """Every node's verified final checkpoint of ``lg``, largest first (:meth:`_sync_log` compares them)."""
         owner, cosigners, names = self._verifiers(lg.member_id)
         quorum = self.chain.current.quorum
         found: list[_Candidate] = []
@@ -452,15 +453,6 @@ class Replica:
                                        f"with {len(members)} valid cosignatures; quorum is {quorum}")
                 continue
             found.append(_Candidate(c, data, cp, members))
-        by_size: dict[int, _Candidate] = {}
-        for cand in found:
-            other = by_size.setdefault(cand.checkpoint.size, cand)
-            if other.checkpoint.root_hash != cand.checkpoint.root_hash:
-                msg = (f"SPLIT VIEW of log {lg.member_id} at size {cand.checkpoint.size}: node {other.client.url} "
-                       f"and node {cand.client.url} serve final checkpoints with different roots")
-                report.evidence.append(msg)
-                self.storage.put_evidence(lg.member_id, "split-view", other.data + b"\n" + cand.data, msg,
-                                          max(cand.cosigners.values()))
         return sorted(found, key=lambda x: x.checkpoint.size, reverse=True)
 
     def _sync_log(self, lg: MemberLog, candidates: list[_Candidate], live: Sequence[NodeClient],
@@ -473,8 +465,10 @@ class Replica:
                 if cp.size > lg.size:
                     self._fetch_and_append(lg, cand, live, progress)
                 elif lg.root_hash(cp.size) != cp.root_hash:
+                    held = report.logs[log].source or "an earlier sync"
                     raise ConflictError(f"log {log}: node {cand.client.url} serves a final checkpoint of size "
-                                        f"{cp.size} whose root differs from the verified entries held here")
+                                        f"{cp.size} whose root differs from that of the verified entries held "
+                                        f"here (from {held})")
                 lg.add_checkpoint(cand.data)
             except ConflictError as e:
                 report.evidence.append(f"SPLIT VIEW: {e}")
@@ -512,8 +506,8 @@ class Replica:
             start, [merkle.leaf_hash(r) for r in raws], lambda lv, i: self.storage.get_node(log, lv, i))}
         root = merkle.tree_root(end, lambda lv, i: overlay.get((lv, i)) or self.storage.get_node(log, lv, i))
         if root != cand.checkpoint.root_hash:
-            raise ConflictError(f"log {log}: the entries served by the nodes do not give the root of the final "
-                                f"checkpoint of size {end} from {cand.client.url}")
+            raise VerificationError(f"the entries served do not give the root of the final checkpoint of size "
+                                    f"{end}; nothing was stored")
         for i in range(0, len(raws), ENTRIES_PAGE):
             batch = raws[i:i + ENTRIES_PAGE]
             lg.append_replicated(batch, start + i)

@@ -90,3 +90,44 @@ def check_no_secret(text: str, *paths: Path) -> None:
 
 
 os.environ.setdefault("COLUMNS", "120")
+
+
+class Scenario:
+    """VN registers VN/customs-coo with an issuer key, TH recognises VN's certificates of origin,
+    and VN/customs-coo issues and anchors one; all through the CLI against the fake node."""
+
+    def __init__(self, invoke: Invoke, tmp_path: Path, net: FakeNetwork, node: FakeNode) -> None:
+        self.invoke, self.net, self.node, self.dir = invoke, net, node, tmp_path
+        keys = tmp_path / "keys"
+        self.vn_admin, self.th_admin = keys / "VN-admin.key", keys / "TH-admin.key"
+        self.issuer_key = make_key(keys / "coo-1.key")
+        self.next_key = make_key(keys / "coo-2.key")
+        self.credential = tmp_path / "coo.cbor"
+        self.pin = net.genesis.root_hash.hex()
+        self.replica = tmp_path / "replica"
+        self.ok("issuer", "register", "VN/customs-coo", "--name", "VN CO office", "--document-type",
+                "certificate-of-origin", "--jurisdiction", "VN", *self.entry_args(self.vn_admin))
+        self.ok("issuer", "add-key", "VN/customs-coo", "--issuer-key", self.issuer_key, "--next-key", self.next_key,
+                "--valid-from", "2020-01-01", *self.entry_args(self.vn_admin))
+        self.ok("policy", "set", "--member", "TH", "--recognise", "VN:certificate-of-origin:substantial",
+                *self.entry_args(self.th_admin))
+        self.ok("credential", "issue", "--claims", COO_CLAIMS, "--issuer", "VN/customs-coo", "--key",
+                self.issuer_key, "--passphrase-env", "PP", "--out", self.credential, "--exp", "2100-01-01")
+        self.ok("credential", "anchor", self.credential, *self.entry_args(self.issuer_key))
+
+    def entry_args(self, key: Path) -> list[object]:
+        return ["--node", self.node.url, "--key", key, "--passphrase-env", "PP"]
+
+    def ok(self, *args: object) -> Result:
+        r = self.invoke(*args)
+        assert r.exit_code == 0, r.output
+        return r
+
+    def verify(self, *args: object, subject: Path | None = None) -> Result:
+        return self.invoke("verify", subject or self.credential, "--replica", self.replica, *args)
+
+
+@pytest.fixture
+def scenario(invoke: Invoke, tmp_path: Path, net: FakeNetwork, node: FakeNode) -> Scenario:
+    """The fake network after the usual first steps (see :class:`Scenario`)."""
+    return Scenario(invoke, tmp_path, net, node)

@@ -25,10 +25,11 @@ from urllib.parse import parse_qs, urlsplit
 import nacl.signing
 
 from ledger import cbor
-from ledger.checkpoint import Checkpoint, CosignatureSigner, witness_name
+from ledger.checkpoint import Checkpoint, CosignatureSigner, add_signatures, witness_name
 from ledger.errors import AuthorizationError, ConflictError, MekongError, VerificationError
 from ledger.governance import GovernanceChain, Member, Root, SignedRoot
 from ledger.memberlog import MemberLog
+from ledger.note import Note, NoteSignature
 from ledger.registry import RegistryState
 from ledger.storage import Storage
 
@@ -93,14 +94,16 @@ class FakeNetwork:
         size = self.finalize(member)
         return {"indices": indices, "size": size, "final_size": size, "checkpoint": self.final_note(member)}
 
-    def final_note(self, member: str) -> str | None:
-        """The newest checkpoint note with its cosignatures, if final."""
+    def final_note(self, member: str, *, newest: bool = False) -> str | None:
+        """The newest final checkpoint note with its cosignatures (``newest``: the newest, final or not)."""
         lg = self.logs[member]
-        fin = lg.finality()
-        if fin is None or not fin.final:
-            return None
-        data = lg.latest_checkpoint()
-        return data.decode() if data is not None else None
+        for size, _ in reversed(self.storage.checkpoints(member)):
+            fin = lg.finality(size)
+            if newest or (fin is not None and fin.final):
+                return add_signatures(Note.parse(self.storage.checkpoint(member, size) or b""), [
+                    NoteSignature.parse_line(c.line.decode()) for c in self.storage.cosignatures(member, size)
+                ]).format()
+        return None
 
     def add_root(self, data: bytes) -> int:
         """Verify and adopt the next governance root."""
@@ -111,11 +114,14 @@ class FakeNetwork:
 
 
 class FakeNode:
-    """Serves ``net`` over HTTP on a free loopback port until :meth:`stop`."""
+    """Serves ``net`` over HTTP on a free loopback port until :meth:`stop`.
 
-    def __init__(self, net: FakeNetwork) -> None:
+    With ``serve_unfinal`` it misbehaves: it serves the newest checkpoint even when it is not final.
+    """
+
+    def __init__(self, net: FakeNetwork, serve_unfinal: bool = False) -> None:
         self.net = net
-        handler = type("Handler", (_Handler,), {"net": net})
+        handler = type("Handler", (_Handler,), {"net": net, "serve_unfinal": serve_unfinal})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -130,8 +136,9 @@ class FakeNode:
 
 class _Handler(BaseHTTPRequestHandler):
     net: FakeNetwork
+    serve_unfinal: bool
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet tests
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _send(self, status: int, body: bytes, ctype: str) -> None:
@@ -147,7 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, kind: str, message: str) -> None:
         self._json({"error": kind, "message": message}, status)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         url = urlsplit(self.path)
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
         net = self.net
@@ -167,7 +174,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._error(404, "not_found", f"no route {url.path}")
             lg = net.logs[m[1]]
             if m[2] == "checkpoint":
-                note = net.final_note(m[1])
+                note = net.final_note(m[1], newest=self.serve_unfinal)
                 if note is None:
                     return self._error(404, "not_found", "no final checkpoint")
                 return self._send(200, note.encode(), "text/plain")
@@ -180,7 +187,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json({"from": int(q["from"]), "to": int(q["to"]),
                                "proof": [base64.b64encode(h).decode() for h in proof]})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         net = self.net
         try:

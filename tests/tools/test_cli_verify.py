@@ -1,0 +1,176 @@
+"""``mekong verify`` and ``verify-signature``: a replica synced from an untrusted node, verdicts as exit codes."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from conftest import Invoke, Scenario
+from fakenode import FakeNetwork, FakeNode
+
+from ledger.bodies import IssuerRegister
+from ledger.entries import make_entry
+from tools.replica import Replica
+
+
+def test_verify_syncs_a_replica_and_passes(scenario: Scenario) -> None:
+    r = scenario.verify("--node", scenario.node.url, "--pin", scenario.pin, "--as-member", "TH", "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["indication"] == "TOTAL-PASSED" and doc["exit_code"] == 0
+    assert doc["issuer"] == "VN/customs-coo" and doc["proof_of_existence"]["log"] == "VN"
+    assert doc["sync"]["answered"] == [scenario.node.url] and doc["sync"]["evidence"] == []
+    assert doc["sync"]["logs"]["VN"]["after"] == 3 and doc["replica"]["logs"]["VN"]["final_size"] == 3
+    with Replica.open(scenario.replica) as rep:  # what the replica holds replays cleanly and is final
+        assert rep.logs["VN"].size == 3 and rep.logs["VN"].finality(3).final
+        assert rep.nodes == [scenario.node.url]
+    # Later runs reuse the nodes and pin of the replica.
+    r = scenario.verify("--as-member", "TH")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith("TOTAL-PASSED") and "synced now from" in r.stdout
+
+
+def test_verify_as_a_member_without_policy_is_indeterminate(scenario: Scenario) -> None:
+    r = scenario.verify("--node", scenario.node.url, "--pin", scenario.pin, "--as-member", "KH")
+    assert r.exit_code == 2
+    assert r.stdout.startswith("INDETERMINATE / CHAIN_CONSTRAINTS_FAILURE")
+
+
+def test_revoked_credential_fails(scenario: Scenario) -> None:
+    scenario.ok("credential", "suspend", scenario.credential, "--reason", "inquiry",
+                *scenario.entry_args(scenario.issuer_key))
+    r = scenario.verify("--node", scenario.node.url, "--pin", scenario.pin, "--as-member", "TH")
+    assert r.exit_code == 2 and "SUSPENDED" in r.stdout.splitlines()[0]
+    scenario.ok("credential", "revoke", scenario.credential, *scenario.entry_args(scenario.issuer_key))
+    r = scenario.verify("--as-member", "TH")
+    assert r.exit_code == 1
+    assert r.stdout.startswith("TOTAL-FAILED / REVOKED")
+
+
+def test_offline_with_a_stale_replica_shows_its_age(scenario: Scenario) -> None:
+    assert scenario.verify("--node", scenario.node.url, "--pin", scenario.pin, "--as-member", "TH").exit_code == 0
+    scenario.node.stop()  # no node needed from here on
+    later = int(time.time()) + 3 * 86400
+    r = scenario.verify("--offline", "--as-member", "TH", "--now", later)
+    assert r.exit_code == 2, r.output
+    assert r.stdout.startswith("INDETERMINATE / TRY_LATER")
+    assert "OFFLINE: last synced" in r.stdout and "(3 d ago)" in r.stdout
+    fresh = scenario.verify("--offline", "--as-member", "TH", "--json")
+    assert fresh.exit_code == 0 and json.loads(fresh.stdout)["offline"] is True
+    scenario.node = FakeNode(scenario.net)  # the fixture stops it again
+
+
+def test_offline_without_replica_is_a_tool_error(invoke: Invoke, tmp_path: Path) -> None:
+    cred = tmp_path / "c.cbor"
+    cred.write_bytes(b"\xd2\x84")
+    r = invoke("verify", cred, "--offline", "--as-member", "TH", "--replica", tmp_path / "none")
+    assert r.exit_code == 4
+    assert "no replica" in r.stderr and "without --offline" in r.stderr
+
+
+def test_malformed_credential_is_total_failed(scenario: Scenario) -> None:
+    assert scenario.verify("--node", scenario.node.url, "--pin", scenario.pin, "--as-member", "TH").exit_code == 0
+    bad = scenario.dir / "bad.cbor"
+    bad.write_bytes(scenario.credential.read_bytes()[:-7])
+    r = scenario.verify("--offline", "--as-member", "TH", "--json", subject=bad)
+    assert r.exit_code == 1
+    doc = json.loads(r.stdout)
+    assert (doc["indication"], doc["sub_indication"]) == ("TOTAL-FAILED", "FORMAT_FAILURE")
+
+
+def test_first_sync_needs_a_pin(scenario: Scenario) -> None:
+    r = scenario.verify("--node", scenario.node.url, "--as-member", "TH")
+    assert r.exit_code == 4 and "--pin HASH" in r.stderr
+    r = scenario.verify("--node", scenario.node.url, "--as-member", "TH", "--pin", "ab" * 32)
+    assert r.exit_code == 4 and "not the pinned" in r.stderr
+    assert not Replica.exists(scenario.replica)
+
+
+def test_usage_errors(scenario: Scenario) -> None:
+    assert scenario.verify("--node", scenario.node.url, "--pin", scenario.pin).exit_code == 3  # no --as-member
+    assert scenario.verify("--as-member", "Thailand").exit_code == 3
+    r = scenario.verify("--as-member", "TH")  # no node and no replica yet
+    assert r.exit_code == 3 and "--node URL" in r.stderr
+
+
+def test_node_unreachable(scenario: Scenario, closed_port_url: str) -> None:
+    r = scenario.verify("--node", closed_port_url, "--pin", scenario.pin, "--as-member", "TH")
+    assert r.exit_code == 4
+    assert f"node {closed_port_url} unreachable" in r.stderr
+
+
+def test_one_unreachable_node_of_two_is_a_warning(scenario: Scenario, closed_port_url: str) -> None:
+    r = scenario.verify("--node", closed_port_url, "--node", scenario.node.url, "--pin", scenario.pin,
+                        "--as-member", "TH")
+    assert r.exit_code == 0, r.output
+    assert f"unreachable: {closed_port_url}" in r.stdout
+
+
+def test_replica_ignores_what_is_not_final(scenario: Scenario) -> None:
+    net = scenario.net
+    # An entry the quorum has not cosigned: only the owner and one witness (quorum is 3).
+    raw = make_entry("VN", "issuer.register", int(time.time()),
+                     IssuerRegister("VN/late", "Late", ("certificate-of-origin",), "high", "VN"), net.admin["VN"])
+    net.logs["VN"].append([raw])
+    net.finalize("VN", witnesses=("TH",))
+    liar = FakeNode(net, serve_unfinal=True)  # serves that checkpoint as if it were final
+    try:
+        r = scenario.verify("--node", liar.url, "--node", scenario.node.url, "--pin", scenario.pin,
+                            "--as-member", "TH", "--json")
+    finally:
+        liar.stop()
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["sync"]["logs"]["VN"]["after"] == 3  # the fourth entry was not fetched
+    assert doc["sync"]["logs"]["VN"]["source"] == scenario.node.url
+    assert any("2 valid cosignatures; quorum is 3" in p for p in doc["sync"]["problems"])
+
+
+def test_split_view_is_evidence_and_never_passes(scenario: Scenario, tmp_path: Path) -> None:
+    # A second network with the same keys whose VN log holds a different first entry, finalised by a quorum.
+    (tmp_path / "fork").mkdir()
+    fork = FakeNetwork(tmp_path / "fork")
+    forked = FakeNode(fork)
+    try:
+        t = int(time.time())
+        fork.submit("VN", [make_entry("VN", "issuer.register", t, IssuerRegister(
+            f"VN/{name}", "Forged", ("certificate-of-origin",), "high", "VN"), fork.admin["VN"])
+            for name in ("customs-coo", "a", "b")])
+        r = scenario.verify("--node", scenario.node.url, "--node", forked.url, "--pin", scenario.pin,
+                            "--as-member", "TH")
+        assert r.exit_code == 2, r.output
+        assert "SPLIT VIEW" in r.stdout and "NOT TRUSTED" in r.stdout
+        with Replica.open(scenario.replica) as rep:
+            assert [e.kind for e in rep.storage.evidence("VN")] == ["split-view"]
+    finally:
+        forked.stop()
+        fork.close()
+
+
+def test_verify_signature(scenario: Scenario) -> None:
+    doc = scenario.dir / "invoice.xml"
+    doc.write_bytes(b"<Invoice>rice, 20 t</Invoice>")
+    sig = scenario.dir / "invoice.sig"
+    scenario.ok("sign", doc, "--key", scenario.issuer_key, "--passphrase-env", "PP", "--out", sig,
+                "--document-type", "certificate-of-origin")
+    scenario.ok("credential", "anchor", sig, "--issuer", "VN/customs-coo", *scenario.entry_args(scenario.issuer_key))
+    r = scenario.invoke("verify-signature", doc, sig, "--replica", scenario.replica, "--node", scenario.node.url,
+                        "--pin", scenario.pin, "--as-member", "TH", "--json")
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert report["subject"] == "document-signature" and report["proof_of_existence"] is not None
+    doc.write_bytes(b"<Invoice>rice, 200 t</Invoice>")
+    r = scenario.invoke("verify-signature", doc, sig, "--replica", scenario.replica, "--offline", "--as-member", "TH")
+    assert r.exit_code == 1
+    assert r.stdout.startswith("TOTAL-FAILED / HASH_FAILURE")
+
+
+def test_policy_file(scenario: Scenario) -> None:
+    policy = scenario.dir / "policy.json"
+    policy.write_text(json.dumps({"as_member": "TH", "min_loa": "high", "document_types": ["e-invoice"]}))
+    r = scenario.verify("--node", scenario.node.url, "--pin", scenario.pin, "--policy", policy)
+    assert r.exit_code == 2
+    assert "CHAIN_CONSTRAINTS_FAILURE" in r.stdout.splitlines()[0]
+    policy.write_text(json.dumps({"as_member": "TH", "colour": "blue"}))
+    assert scenario.verify("--offline", "--policy", policy).exit_code == 4
