@@ -240,10 +240,16 @@ class Storage:
 
     # ------------------------------------------------------------------ entries and tree
 
-    def logs(self) -> list[str]:
-        """Member ids of every log in the database, sorted."""
+    def logs(self, *, every_table: bool = False) -> list[str]:
+        """Member ids of the logs in the ``logs`` table, sorted.
+
+        With ``every_table``, also any log named only by rows of other tables
+        (which a consistent database never has; replay looks for them).
+        """
+        tables = ("logs", "entries", "nodes", "checkpoints", "cosignatures") if every_table else ("logs",)
         with self._wrap("list logs"):
-            return [r[0] for r in self._conn.execute("SELECT log FROM logs ORDER BY log")]
+            sql = " UNION ".join(f"SELECT DISTINCT log FROM {t}" for t in tables)
+            return sorted(r[0] for r in self._conn.execute(sql))
 
     def size(self, log: str) -> int:
         """Number of entries stored for ``log`` (0 for a log never seen)."""

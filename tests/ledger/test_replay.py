@@ -192,8 +192,12 @@ def _tamper(clean: Path, tmp_path: Path, *sql: tuple[str, tuple]) -> Path:
     ((("UPDATE checkpoints SET size = 11 WHERE log = 'VN' AND size = 12", ()),), "log VN checkpoint size 11"),
     ((("UPDATE roots SET version = 3 WHERE version = 2", ()),), "root version 3"),
     ((("INSERT INTO logs VALUES ('SG', 0)", ()),), "log SG"),
+    ((("UPDATE entries SET log = 'LA' WHERE log = 'TH' AND idx = 6", ()),), "log LA"),
+    ((("INSERT INTO checkpoints SELECT 'MM', size, note FROM checkpoints WHERE log = 'VN' AND size = 5", ()),),
+     "log MM checkpoint size 5"),
 ], ids=["missing-node", "superfluous-node", "size-column", "missing-entry", "cosignature-under-wrong-witness",
-        "cosignature-by-non-member", "checkpoint-size-column", "root-version-column", "unknown-log"])
+        "cosignature-by-non-member", "checkpoint-size-column", "root-version-column", "unknown-log",
+        "entry-moved-to-another-log", "checkpoint-of-an-empty-log"])
 def test_structural_tampering_is_reported(clean_db: tuple[Path, dict[str, object]], net: Net, tmp_path: Path,
                                           sql: tuple, location: str) -> None:
     report = _replay(_tamper(clean_db[0], tmp_path, *sql), net)
