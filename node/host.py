@@ -22,7 +22,15 @@ from dataclasses import dataclass
 import nacl.signing
 
 from ledger import merkle
-from ledger.checkpoint import Checkpoint, CosignatureSigner, add_signatures, parse_log_origin, witness_name
+from ledger.checkpoint import (
+    Checkpoint,
+    CosignatureSigner,
+    CosignatureVerifier,
+    add_signatures,
+    open_checkpoint,
+    parse_log_origin,
+    witness_name,
+)
 from ledger.errors import ConflictError, DecodeError, StorageError, VerificationError
 from ledger.governance import GovernanceChain, Root, SignedRoot
 from ledger.memberlog import MemberLog, ParallelVerifier
@@ -264,6 +272,27 @@ class LedgerHost:
                 self._add_known_cosignatures(member, cp.size, cosigs)
         self._refresh_final(member, cp.size)
         return member in self.final and self.final[member][0] >= cp.size
+
+    def check_final(self, member: str, data: bytes) -> Checkpoint:
+        """Check a checkpoint of ``member``'s log offered as final, before its entries are fetched.
+
+        Returns:
+            The checkpoint.
+
+        Raises:
+            DecodeError: the note or checkpoint is malformed.
+            VerificationError: not signed by the log's node key, a bad cosignature, or fewer than
+                ``quorum`` cosignatures by witness keys of the current root.
+        """
+        lg = self.member_log(member)
+        witnesses = [CosignatureVerifier(witness_name(self.network, m.id), m.node_key) for m in self.root.members]
+        cp, times = open_checkpoint(data, NoteVerifier(lg.origin, self.root.node_key_of(member)), witnesses)
+        if cp.origin != lg.origin:
+            raise VerificationError(f"checkpoint origin {cp.origin!r} is not {lg.origin!r}")
+        if len(times) < self.root.quorum:
+            raise VerificationError(f"log {member} checkpoint of size {cp.size} has {len(times)} valid cosignatures;"
+                                    f" final needs {self.root.quorum}")
+        return cp
 
     def _add_known_cosignatures(self, member: str, size: int, sigs: list[NoteSignature]) -> None:
         # Only lines by current members' witness keys that this node does not hold yet; the member log

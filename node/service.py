@@ -25,12 +25,13 @@ import aiohttp
 
 from ledger import cbor
 from ledger.checkpoint import Checkpoint
-from ledger.errors import DecodeError, MekongError, StorageError
+from ledger.errors import DecodeError, MekongError
 from ledger.governance import Root
 from ledger.note import Note
 from node.config import NodeConfig
 from node.host import AddCheckpoint, LedgerHost
 from node.metrics import NodeMetrics
+from node.middleware import HttpRefusal
 from node.peerauth import sign_request
 
 log = logging.getLogger("mekong.node")
@@ -42,7 +43,32 @@ ENTRIES_LIMITS = cbor.CborLimits(max_size=64 << 20, max_depth=2, max_items=FETCH
 
 
 class PeerError(MekongError):
-    """A peer did not answer, or answered something unusable."""
+    """A peer did not answer, or answered something unusable.
+
+    Attributes:
+        status: the HTTP status the peer answered, or None if it did not answer.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class EntriesMissing(HttpRefusal):
+    """Every peer answered that it holds none of the entries a checkpoint covers: 422."""
+
+    status = 422
+    kind = "entries_unavailable"
+
+
+class EntriesUnreachable(HttpRefusal):
+    """The entries a checkpoint covers could not be fetched because peers did not answer: 503."""
+
+    status = 503
+    kind = "entries_unavailable"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "1"})
 
 
 class NodeService:
@@ -132,7 +158,7 @@ class NodeService:
             stop = min(end, start + FETCH_BATCH)
             status, body = await self._request("GET", url, f"/logs/{member}/entries?start={start}&end={stop}")
             if status != 200:
-                raise PeerError(f"{url} answered {status} for entries {start}-{stop} of log {member}")
+                raise PeerError(f"{url} answered {status} for entries {start}-{stop} of log {member}", status)
             raws = cbor.decode(body, ENTRIES_LIMITS)
             if not isinstance(raws, list) or not raws or not all(isinstance(r, bytes) for r in raws):
                 raise DecodeError(f"{url} sent no entries for {start}-{stop} of log {member}")
@@ -317,17 +343,19 @@ class NodeService:
         return [peers[m] for m in order]
 
     async def _fetch_from_any(self, member: str, urls: list[str], start: int, end: int) -> None:
-        problems = []
+        problems, unreachable = [], False
         for url in urls:
             try:
                 await self.fetch_entries(member, url, start, end)
                 return
             except PeerError as e:
                 problems.append(str(e))
+                unreachable = unreachable or e.status != 404
                 start = await self.call(lambda: self.host.member_log(member).size)
                 if start >= end:
                     return
-        raise StorageError(f"log {member}: could not fetch entries {start}-{end}: {'; '.join(problems)}")
+        error = EntriesUnreachable if unreachable else EntriesMissing
+        raise error(f"log {member}: could not fetch entries {start}-{end}: {'; '.join(problems)}")
 
     async def accept_final(self, member: str, body: bytes, sender: str | None) -> bool:
         """A final checkpoint pushed by a peer, or fetched by the sync loop: fetch its entries, verify, store."""
@@ -336,6 +364,8 @@ class NodeService:
             fin = self.host.final.get(member)
             if fin is not None and fin[0] >= cp.size:
                 return True
+            # Signed by the owner and final, before any entry is fetched for it.
+            await self.call(self.host.check_final, member, body)
             held = await self.call(lambda: self.host.member_log(member).size)
             if held < cp.size:
                 await self._fetch_from_any(member, self._sources(member, sender), held, cp.size)

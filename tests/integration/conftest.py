@@ -191,6 +191,10 @@ class Net:
 
     # -------------------------------------------------------------- HTTP
 
+    def request(self, member: str, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None, **kw: Any) -> Response:
+        return request(self.url(member), method, path, body, headers, **kw)
+
     def get(self, member: str, path: str, **kw: Any) -> Response:
         return request(self.url(member), "GET", path, **kw)
 
