@@ -115,7 +115,7 @@ def _replays_cleanly_and_carries_on(net: Net, size: int) -> None:
     log = net.node_log("VN")
     assert "replay:" not in log and "does not replay" not in log, log[-3000:]
     # The witnesses accept VN's next checkpoint: consistent with everything they cosigned before.
-    issuer, key, reg = net.register_issuer("VN", f"after-{size}")
+    _issuer, _key, reg = net.register_issuer("VN", f"after-{size}")
     new = net.submit("VN", reg)["size"]
     assert new == size + 2
     net.wait_final("VN", new)

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from ledger.entries import make_entry
 from ledger.bodies import IssuerRegister
+from ledger.entries import make_entry
 from ledger.governance import Root, SignedRoot
 
 if TYPE_CHECKING:

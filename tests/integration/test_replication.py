@@ -37,7 +37,7 @@ def written(net: Net) -> dict[str, Any]:
     anchors = net.anchors("VN", issuer, key, ANCHORS)
     for i in range(0, ANCHORS, 200):  # several batches, so several checkpoints
         net.submit("VN", anchors[i:i + 200])
-    th_issuer, _, th_reg = net.register_issuer("TH", "fda")
+    _th_issuer, _, th_reg = net.register_issuer("TH", "fda")
     net.submit("TH", th_reg)
     sizes = {"VN": 2 + ANCHORS, "TH": 2}
     for log, size in sizes.items():
@@ -48,7 +48,7 @@ def written(net: Net) -> dict[str, Any]:
 def test_every_node_serves_final_checkpoints_and_proofs(net: Net, written: dict[str, Any]) -> None:
     for node in net.ids:
         for log, raws in written["entries"].items():
-            cp, cosigs = net.verified_checkpoint(node, log)
+            cp, _cosigs = net.verified_checkpoint(node, log)
             assert cp.size == len(raws), f"{node} serves {log} at {cp.size}"
             # The entries as stored are the entries as submitted, byte for byte.
             got: list[bytes] = []
@@ -81,7 +81,7 @@ def test_registry_query_answers_with_proofs_from_every_node(net: Net, written: d
         answer = doc["answer"]
         assert answer["issuer"] == issuer and answer["status"] == "active" and len(answer["keys"]) == 1, answer
         # The checkpoint in the answer verifies like the one served on its own.
-        cp, cosigs = net.verified_checkpoint(node, "VN")
+        cp, _cosigs = net.verified_checkpoint(node, "VN")
         assert Checkpoint.parse(doc["checkpoint"].split("\n\n")[0] + "\n") == cp
         indices = [e["index"] for e in doc["entries"]]
         assert 0 in indices, f"the answer does not rest on the issuer.register entry: {indices}"
