@@ -23,7 +23,8 @@ def test_verify_syncs_a_replica_and_passes(scenario: Scenario) -> None:
     assert doc["sync"]["answered"] == [scenario.node.url] and doc["sync"]["evidence"] == []
     assert doc["sync"]["logs"]["VN"]["after"] == 3 and doc["replica"]["logs"]["VN"]["final_size"] == 3
     with Replica.open(scenario.replica) as rep:  # what the replica holds replays cleanly and is final
-        assert rep.logs["VN"].size == 3 and rep.logs["VN"].finality(3).final
+        fin = rep.logs["VN"].finality(3)
+        assert rep.logs["VN"].size == 3 and fin is not None and fin.final
         assert rep.nodes == [scenario.node.url]
     # Later runs reuse the nodes and pin of the replica.
     r = scenario.verify("--as-member", "TH")

@@ -1,0 +1,92 @@
+"""``mekong audit replay`` and ``audit compare``: whole-ledger checks and split views."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+from conftest import Invoke, Scenario
+from fakenode import FakeNetwork, FakeNode
+
+from ledger.bodies import IssuerRegister
+from ledger.entries import make_entry
+
+
+def test_replay_a_database(scenario: Scenario, invoke: Invoke) -> None:
+    r = invoke("audit", "replay", "--db", scenario.net.path, "--pin", scenario.pin, "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["ok"] and doc["logs"]["VN"] == {"size": 3, "verified": 3, "root": doc["logs"]["VN"]["root"]}
+    assert doc["entries_checked"] == 4 and doc["problems"] == []
+
+
+def test_replay_finds_tampering(scenario: Scenario, invoke: Invoke, tmp_path: Path) -> None:
+    copy = tmp_path / "copy.sqlite"
+    src, db = sqlite3.connect(scenario.net.path), sqlite3.connect(copy)
+    src.backup(db)  # the database is in WAL mode: a file copy could miss the log
+    src.close()
+    raw = db.execute("SELECT raw FROM entries WHERE log = 'VN' AND idx = 1").fetchone()[0]
+    db.execute("UPDATE entries SET raw = ? WHERE log = 'VN' AND idx = 1", (raw[:-1] + bytes([raw[-1] ^ 1]),))
+    db.commit()
+    db.close()
+    genesis = tmp_path / "genesis.cbor"
+    genesis.write_bytes(scenario.net.genesis.to_cbor())
+    r = invoke("audit", "replay", "--db", copy, "--genesis", genesis)
+    assert r.exit_code == 1, r.output
+    assert "PROBLEMS" in r.stdout and "log VN entry 1" in r.stdout
+
+
+def test_replay_usage_and_tool_errors(invoke: Invoke, tmp_path: Path, net: FakeNetwork) -> None:
+    assert invoke("audit", "replay").exit_code == 3
+    assert invoke("audit", "replay", "--db", net.path).exit_code == 3  # which genesis?
+    r = invoke("audit", "replay", "--db", tmp_path / "missing.sqlite", "--pin", "00" * 32)
+    assert r.exit_code == 4 and "no database file" in r.stderr
+    assert not (tmp_path / "missing.sqlite").exists()
+    r = invoke("audit", "replay", "--db", net.path, "--pin", "00" * 32)
+    assert r.exit_code == 4 and "no genesis with the pinned hash" in r.stderr
+
+
+def test_replay_from_a_node(scenario: Scenario, invoke: Invoke) -> None:
+    r = invoke("audit", "replay", "--node", scenario.node.url, "--pin", scenario.pin, "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["ok"] and doc["logs"]["VN"]["verified"] == 3 and doc["sync"]["answered"] == [scenario.node.url]
+
+
+def test_compare_consistent_nodes(scenario: Scenario, invoke: Invoke) -> None:
+    second = FakeNode(scenario.net)
+    try:
+        before = scenario.net.logs["VN"].size
+        r = invoke("audit", "compare", "--node", scenario.node.url, "--node", second.url, "--pin", scenario.pin,
+                   "--json")
+    finally:
+        second.stop()
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["split_views"] == [] and doc["problems"] == []
+    assert {s["size"] for s in doc["logs"]["VN"]} == {before}
+
+
+def test_compare_finds_a_split_view(scenario: Scenario, invoke: Invoke, tmp_path: Path) -> None:
+    (tmp_path / "fork").mkdir()
+    fork = FakeNetwork(tmp_path / "fork")
+    forked = FakeNode(fork)
+    try:
+        t = int(time.time())
+        fork.submit("VN", [make_entry("VN", "issuer.register", t, IssuerRegister(
+            f"VN/{name}", "Forged", ("e-invoice",), "high", "VN"), fork.admin["VN"]) for name in ("a", "b", "c", "d")])
+        r = invoke("audit", "compare", "--node", scenario.node.url, "--node", forked.url, "--pin", scenario.pin)
+    finally:
+        forked.stop()
+        fork.close()
+    assert r.exit_code == 1, r.output
+    assert "SPLIT VIEW: log VN: the checkpoint of size 3" in r.stdout and "not consistent" in r.stdout
+
+
+def test_compare_errors(scenario: Scenario, invoke: Invoke, closed_port_url: str) -> None:
+    assert invoke("audit", "compare", "--node", scenario.node.url).exit_code == 3
+    r = invoke("audit", "compare", "--node", scenario.node.url, "--node", closed_port_url, "--pin", scenario.pin)
+    assert r.exit_code == 4
+    assert f"unreachable: {closed_port_url}" in r.stdout
