@@ -253,21 +253,29 @@ class NodeService:
         if fin is None or fin[0] < size:
             peers = self.peers()
             deadline = self.limits.witness_quorum_timeout_ms / 1000
-            tasks = [asyncio.create_task(self._ask_witness(p, url, note, size)) for p, url in peers.items()]
+            pending = {asyncio.create_task(self._ask_witness(p, url, note, size)) for p, url in peers.items()}
+            loop = asyncio.get_running_loop()
+            until = loop.time() + deadline
             try:
-                for done in asyncio.as_completed(tasks, timeout=deadline):
-                    lines = await done
-                    if lines:
-                        await self.call(self.host.add_cosignatures, member, size, lines)
+                while pending:
+                    if loop.time() >= until:
+                        log.warning("log %s size %d: no quorum of cosignatures within %.1f s", member, size, deadline)
+                        break
+                    done, pending = await asyncio.wait(pending, timeout=until - loop.time(),
+                                                       return_when=asyncio.FIRST_COMPLETED)
+                    # Every answer that is in counts, including those that came in together.
+                    for t in done:
+                        if lines := t.result():
+                            try:
+                                await self.call(self.host.add_cosignatures, member, size, lines)
+                            except MekongError as e:
+                                log.warning("log %s size %d: unusable cosignature: %s", member, size, e)
                     if member in self.host.final and self.host.final[member][0] >= size:
                         break
-            except TimeoutError:
-                log.warning("log %s size %d: no quorum of cosignatures within %.1f s", member, size, deadline)
             finally:
                 # Late answers still count: let them finish in the background.
-                for t in tasks:
-                    if not t.done():
-                        t.add_done_callback(self._late_cosignature(size))
+                for t in pending:
+                    t.add_done_callback(self._late_cosignature(size))
         await self._announce_final()
 
     def _late_cosignature(self, size: int) -> Callable[[asyncio.Task[list[str]]], None]:
