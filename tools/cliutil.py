@@ -162,7 +162,7 @@ def read_passphrase(env: str | None, fd: int | None, *, prompt: str, confirm: bo
     Raises:
         click.UsageError: both options were given.
         KeyFileError: the variable is unset or empty, or the descriptor gives nothing.
-        ToolError: the prompt got an empty passphrase.
+        ToolError: the prompt got an empty passphrase, or none (end of input, Ctrl-C).
     """
     if env is not None and fd is not None:
         raise click.UsageError("give --passphrase-env or --passphrase-fd, not both")
@@ -170,7 +170,10 @@ def read_passphrase(env: str | None, fd: int | None, *, prompt: str, confirm: bo
         return keystore.passphrase_from_env(env)
     if fd is not None:
         return keystore.passphrase_from_fd(fd)
-    value = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, default="", show_default=False)
+    try:
+        value = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, default="", show_default=False)
+    except click.Abort:
+        raise ToolError("no passphrase given; in scripts use --passphrase-env VAR or --passphrase-fd N") from None
     if not value:
         raise ToolError("an empty passphrase is not allowed")
     return str(value).encode("utf-8")

@@ -29,7 +29,6 @@ from tools.client import ClientError, NodeClient
 from tools.cliutil import EXIT_FAILED, EXIT_OK, EXIT_TOOL, ClickProgress, HashParam, ToolError, emit, json_option, now
 from tools.cmd_genesis import load_signed_root
 from tools.cmd_governance import fetch_chain
-from tools.cmd_verify import replica_options
 from tools.replica import DB_FILE, Replica
 
 __all__ = ["audit"]
@@ -70,7 +69,13 @@ def _report_lines(doc: dict[str, Any], source: str) -> list[str]:
 @audit.command("replay", epilog=_EPILOG)
 @click.option("--db", "db", type=click.Path(dir_okay=False, path_type=Path),
               help="A node's database file (audit a copy; the node should not be writing to it).")
-@replica_options
+@click.option("--node", "nodes", multiple=True, metavar="URL",
+              help="Sync a fresh replica from this node (repeat for several) and replay it.")
+@click.option("--replica", "replica_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Keep the synced replica in DIR (default: a temporary directory, deleted afterwards).")
+@click.option("--genesis", "genesis_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The genesis file you trust.")
+@click.option("--pin", type=HashParam(32, "genesis hash"), envvar="MEKONG_PIN", help="The genesis hash you trust.")
 @json_option
 @click.pass_context
 def replay_command(ctx: click.Context, db: Path | None, nodes: tuple[str, ...], replica_dir: Path | None,

@@ -157,9 +157,8 @@ def open_replica(nodes: tuple[str, ...], replica_dir: Path | None, genesis_file:
             raise ReplicaError(f"the replica in {directory} is pinned to another genesis than {genesis_file}")
         return replica, None
     urls = list(nodes)
-    if not urls and Replica.exists(directory):
-        with Replica.open(directory, pin) as r:
-            urls = r.nodes
+    if not urls:
+        urls = Replica.saved_nodes(directory)
     if not urls:
         raise click.UsageError("give a node to sync from: --node URL (or --offline to use the replica as it is)")
     clients = [NodeClient(u) for u in urls]

@@ -28,6 +28,7 @@ the verification itself (:mod:`credentials.verify`), output (the CLI).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections.abc import Sequence
@@ -51,7 +52,29 @@ __all__ = ["LogSync", "Progress", "Replica", "ReplicaError", "SyncReport"]
 DB_FILE = "replica.sqlite"
 GENESIS_FILE = "genesis.cbor"
 META_FILE = "replica.json"
+LOCK_FILE = "lock"
 META_VERSION = 1
+
+
+def _lock(directory: Path) -> int:
+    """Take the replica directory's lock, waiting for another mekong process using it to finish."""
+    try:
+        fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as e:
+        raise ReplicaError(f"cannot lock the replica in {directory}: {e.strerror or e}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError as e:
+        os.close(fd)
+        raise ReplicaError(f"cannot lock the replica in {directory}: {e.strerror or e}") from None
+    return fd
+
+
+def _unlock(fd: int) -> None:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 class ReplicaError(MekongError):
@@ -152,7 +175,9 @@ class Replica:
         logs: member id -> its log, for every member of the current root.
     """
 
-    def __init__(self, directory: Path, genesis: SignedRoot, storage: Storage, meta: dict[str, Any]) -> None:
+    def __init__(self, directory: Path, genesis: SignedRoot, storage: Storage, meta: dict[str, Any],
+                 lock: int) -> None:
+        self._lock = lock
         self.directory = directory
         self.genesis = genesis
         self.pin = genesis.root_hash
@@ -167,6 +192,7 @@ class Replica:
         except BaseException:
             self._verifier.close()
             storage.close()
+            _unlock(lock)
             raise
         self.chain: GovernanceChain = report.chain
         self.state = report.state
@@ -196,19 +222,27 @@ class Replica:
             VerificationError: ``genesis`` does not verify, or is not ``pin``.
         """
         d = Path(directory)
-        if cls.exists(d):
-            raise ReplicaError(f"{d} already holds a replica")
         verify_genesis(genesis, pin)
         try:
             d.mkdir(parents=True, exist_ok=True)
-            (d / GENESIS_FILE).write_bytes(genesis.to_cbor())
         except OSError as e:
             raise ReplicaError(f"cannot create the replica in {d}: {e.strerror or e}") from None
+        lock = _lock(d)
+        try:
+            if cls.exists(d):
+                raise ReplicaError(f"{d} already holds a replica")
+            (d / GENESIS_FILE).write_bytes(genesis.to_cbor())
+            storage = Storage.open(d / DB_FILE, synchronous="NORMAL")
+            storage.put_root(1, genesis.to_cbor())
+        except OSError as e:
+            _unlock(lock)
+            raise ReplicaError(f"cannot create the replica in {d}: {e.strerror or e}") from None
+        except BaseException:
+            _unlock(lock)
+            raise
         meta = {"version": META_VERSION, "network": genesis.root.network, "genesis_hash": genesis.root_hash.hex(),
                 "last_sync": None, "nodes": []}
-        storage = Storage.open(d / DB_FILE, synchronous="NORMAL")
-        storage.put_root(1, genesis.to_cbor())
-        replica = cls(d, genesis, storage, meta)
+        replica = cls(d, genesis, storage, meta, lock)
         replica._save_meta()
         return replica
 
@@ -232,7 +266,13 @@ class Replica:
         if pin is not None and pin != genesis.root_hash:
             raise ReplicaError(f"the replica in {d} is pinned to genesis {genesis.root_hash.hex()}, not "
                                f"{pin.hex()}; use another --replica directory for that network")
-        return cls(d, genesis, Storage.open(d / DB_FILE, synchronous="NORMAL"), meta)
+        lock = _lock(d)
+        try:
+            storage = Storage.open(d / DB_FILE, synchronous="NORMAL")
+        except BaseException:
+            _unlock(lock)
+            raise
+        return cls(d, genesis, storage, meta, lock)
 
     @classmethod
     def bootstrap(cls, directory: str | Path, clients: Sequence[NodeClient], pin: bytes | None,
@@ -273,10 +313,22 @@ class Replica:
             return cls.create(directory, candidate, pin)
         raise ReplicaError("no node provided the pinned genesis: " + "; ".join(errors or ["no node given"]))
 
+    @staticmethod
+    def saved_nodes(directory: str | Path) -> list[str]:
+        """The nodes the replica in ``directory`` last synced from, read without opening it ([] if none)."""
+        try:
+            meta = json.loads((Path(directory) / META_FILE).read_text())
+            return [str(u) for u in meta.get("nodes", [])] if isinstance(meta, dict) else []
+        except (OSError, ValueError, AttributeError):
+            return []
+
     def close(self) -> None:
-        """Close the database and the verification pool."""
-        self._verifier.close()
-        self.storage.close()
+        """Close the database and the verification pool, and release the directory lock."""
+        try:
+            self._verifier.close()
+            self.storage.close()
+        finally:
+            _unlock(self._lock)
 
     def __enter__(self) -> Self:
         return self

@@ -48,11 +48,12 @@ def test_replay_usage_and_tool_errors(invoke: Invoke, tmp_path: Path, net: FakeN
     assert r.exit_code == 4 and "no genesis with the pinned hash" in r.stderr
 
 
-def test_replay_from_a_node(scenario: Scenario, invoke: Invoke) -> None:
+def test_replay_from_a_node(scenario: Scenario, invoke: Invoke, tmp_path: Path) -> None:
     r = invoke("audit", "replay", "--node", scenario.node.url, "--pin", scenario.pin, "--json")
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["ok"] and doc["logs"]["VN"]["verified"] == 3 and doc["sync"]["answered"] == [scenario.node.url]
+    assert not (tmp_path / "default-replica").exists()  # a fresh replica, not the verifier's
 
 
 def test_compare_consistent_nodes(scenario: Scenario, invoke: Invoke) -> None:

@@ -61,6 +61,13 @@ def test_generate_reads_the_passphrase_from_a_file_descriptor(invoke: Invoke, tm
     keystore.load_signing_key(out, b"from a pipe")
 
 
+def test_no_passphrase_at_all_says_how_to_give_one(invoke: Invoke, tmp_path: Path) -> None:
+    r = invoke("keys", "generate", "--out", tmp_path / "k.key", input="")
+    assert r.exit_code == 4
+    assert "--passphrase-env VAR" in r.stderr
+    assert not (tmp_path / "k.key").exists()
+
+
 def test_empty_passphrase_variable_is_a_tool_error(invoke: Invoke, tmp_path: Path) -> None:
     r = invoke("keys", "generate", "--out", tmp_path / "k.key", "--passphrase-env", "NOPE_UNSET")
     assert r.exit_code == 4
