@@ -247,7 +247,8 @@ def compare(ctx: click.Context, nodes: tuple[str, ...], genesis_file: Path | Non
     lines += [f"unreachable: {u}: {e}" for u, e in unreachable.items()]
     lines += [f"problem: {p}" for p in problems] + [f"SPLIT VIEW: {e}" for e in evidence]
     if not evidence and not problems:
-        lines.append("OK: every node shows one consistent history of every log")
+        lines.append("OK: every node " + ("that answered " if unreachable else "") +
+                     "shows one consistent history of every log")
     emit(as_json, doc, lines)
     if evidence or problems:
         ctx.exit(EXIT_FAILED)

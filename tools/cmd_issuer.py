@@ -110,7 +110,8 @@ def submit_entry(node: str, log: str, body: Body, signing_key: nacl.signing.Sign
         **(extra or {}),
     }
     lines = [f"{body.TYPE} stored in log {log} at index {index} by node {client.url}"]
-    lines += [f"{k}: {v}" for k, v in (extra or {}).items()]
+    lines += [f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in (extra or {}).items()
+              if v is not None]
     if wait_final:
         lines.append(f"final: a checkpoint of size {doc['final_size']} covers it" if doc["final"] else
                      "not final yet: the witness quorum did not answer in time; it will become final later")
