@@ -24,7 +24,7 @@ from credentials.report import INDETERMINATE, TOTAL_FAILED, TOTAL_PASSED
 from credentials.steps import VerificationPolicy
 from credentials.verify import verify as verify_subject
 from ledger.bodies import LOAS
-from tools.client import NodeClient
+from tools.client import ClientError, NodeClient
 from tools.cliutil import (
     EXIT_CODES_HELP,
     EXIT_FAILED,
@@ -165,6 +165,13 @@ def open_replica(nodes: tuple[str, ...], replica_dir: Path | None, genesis_file:
     replica = Replica.bootstrap(directory, clients, pin, genesis)
     try:
         report = replica.sync(clients, at, ClickProgress(quiet))
+    except ClientError as e:
+        last = replica.last_sync
+        replica.close()
+        if last is None:
+            raise
+        raise ToolError(f"{e}; to verify against the replica as it is (last synced {ago(max(0, at - last))} ago), "
+                        "add --offline") from None
     except BaseException:
         replica.close()
         raise

@@ -99,6 +99,9 @@ def test_node_unreachable(scenario: Scenario, closed_port_url: str) -> None:
     r = scenario.verify("--node", closed_port_url, "--pin", scenario.pin, "--as-member", "TH")
     assert r.exit_code == 4
     assert f"node {closed_port_url} unreachable" in r.stderr
+    assert scenario.verify("--node", scenario.node.url, "--pin", scenario.pin, "--as-member", "TH").exit_code == 0
+    r = scenario.verify("--node", closed_port_url, "--as-member", "TH")
+    assert r.exit_code == 4 and "add --offline" in r.stderr
 
 
 def test_one_unreachable_node_of_two_is_a_warning(scenario: Scenario, closed_port_url: str) -> None:
