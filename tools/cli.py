@@ -24,7 +24,17 @@ from typing import Any
 import click
 
 from ledger.errors import MekongError
-from tools import cmd_audit, cmd_credential, cmd_genesis, cmd_governance, cmd_issuer, cmd_keys, cmd_verify
+from tools import (
+    cmd_audit,
+    cmd_credential,
+    cmd_devnet,
+    cmd_genesis,
+    cmd_governance,
+    cmd_issuer,
+    cmd_keys,
+    cmd_node,
+    cmd_verify,
+)
 from tools.cliutil import EXIT_CODES_HELP, EXIT_TOOL, EXIT_USAGE
 
 __all__ = ["cli", "main"]
@@ -97,9 +107,8 @@ cli.add_command(cmd_credential.sign)
 cli.add_command(cmd_credential.verify_signature)
 cli.add_command(cmd_verify.verify)
 cli.add_command(cmd_audit.audit)
-# Node operators' and developers' groups (tools/cmd_node.py, tools/cmd_devnet.py) are added here:
-# cli.add_command(cmd_node.node_group)
-# cli.add_command(cmd_devnet.devnet_group)
+cli.add_command(cmd_node.node_group)
+cli.add_command(cmd_devnet.devnet_group)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,8 +12,7 @@ import click
 from ledger.governance import SignedRoot, root_hash
 from node.config import DATABASE_NAME, Limits, NodeConfig, Peer, load_config, write_config
 from node.keystore import read_public_key
-
-EXIT_TOOL = 4
+from tools.cliutil import ToolError
 
 
 @click.group("node")
@@ -94,15 +93,13 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, object]:
     """``GET /status`` of a node.
 
     Raises:
-        click.ClickException: the node is unreachable or answers an error.
+        ToolError: the node is unreachable or answers an error (exit status 4).
     """
     try:
         with urllib.request.urlopen(url.rstrip("/") + "/status", timeout=timeout) as resp:
             return dict(json.loads(resp.read()))
     except (urllib.error.URLError, OSError, ValueError) as e:
-        err = click.ClickException(f"node {url} unreachable: {e}")
-        err.exit_code = EXIT_TOOL
-        raise err from e
+        raise ToolError(f"node {url} unreachable: {e}") from e
 
 
 def render_status(status: dict[str, object]) -> str:
