@@ -182,7 +182,8 @@ class NodeService:
     async def _flush(self) -> None:
         await asyncio.sleep(self.limits.batch_linger_ms / 1000)
         while self._pending:
-            group, total = [], 0
+            group: list[tuple[list[bytes], asyncio.Future[list[int]]]] = []
+            total = 0
             while self._pending and (not group or total + len(self._pending[0][0]) <= self.limits.max_batch_entries):
                 raws, fut = self._pending.pop(0)
                 group.append((raws, fut))
