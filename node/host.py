@@ -376,6 +376,20 @@ class LedgerHost:
 
     # ------------------------------------------------------------------ finality
 
+    def first_final_covering(self, member: str, index: int) -> tuple[int, bytes] | None:
+        """The oldest final checkpoint of ``member``'s log whose size exceeds ``index`` (specs/api.md A.7.2).
+
+        Its witnessed time bounds when entry ``index`` existed (proof of existence, spec 7.4.3), so a
+        client that synced late can still learn the earliest bound the network can prove.
+        """
+        lg = self.member_log(member)
+        for size, _ in lg.storage.checkpoints(member):
+            if size > index:
+                fin = lg.finality(size)
+                if fin is not None and fin.final:
+                    return size, self._note_with_cosignatures(member, size)
+        return None
+
     def _refresh_final(self, member: str, cosigned: int | None = None) -> None:
         # ``cosigned``: the size of a checkpoint that just gained cosignatures. If it is the final
         # one held, the served note is rebuilt so that it keeps carrying every cosignature line.

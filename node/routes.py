@@ -141,9 +141,19 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def get_checkpoint(request: web.Request) -> web.Response:
-    """``GET /logs/{member}/checkpoint``: the newest final checkpoint with its cosignatures (A.7)."""
+    """``GET /logs/{member}/checkpoint[?covering=I]``: a final checkpoint with its cosignatures (A.7.2).
+
+    The newest one, or with ``covering`` the oldest one whose size exceeds ``I``.
+    """
     member = _member(request)
-    fin = _svc(request).host.final.get(member)
+    svc = _svc(request)
+    if "covering" in request.query:
+        index = _int_param(request, "covering")
+        fin = await svc.call(svc.host.first_final_covering, member, index)
+        if fin is None:
+            raise NotFoundError(f"log {member} has no final checkpoint covering entry {index}")
+    else:
+        fin = svc.host.final.get(member)
     if fin is None:
         raise NotFoundError(f"log {member} has no final checkpoint yet")
     return web.Response(body=fin[1], content_type="text/plain", charset="utf-8",

@@ -226,9 +226,13 @@ class NodeClient:
         assert data is not None
         return data
 
-    def checkpoint(self, member: str) -> bytes | None:
-        """``GET /logs/{M}/checkpoint``: the node's newest final checkpoint note, or None if it has none."""
-        return self._get(f"/logs/{urllib.parse.quote(member, safe='')}/checkpoint", not_found_ok=True)
+    def checkpoint(self, member: str, covering: int | None = None) -> bytes | None:
+        """``GET /logs/{M}/checkpoint``: the node's newest final checkpoint note, or None if it has none.
+
+        With ``covering``, the oldest final checkpoint whose size exceeds that entry index (specs/api.md A.7.2).
+        """
+        query = "" if covering is None else f"?covering={int(covering)}"
+        return self._get(f"/logs/{urllib.parse.quote(member, safe='')}/checkpoint{query}", not_found_ok=True)
 
     def entries(self, member: str, start: int, end: int) -> list[bytes]:
         """``GET /logs/{M}/entries``: entries ``[start, end)`` as stored (at most 1000; maybe fewer).

@@ -77,6 +77,9 @@ def _unlock(fd: int) -> None:
         os.close(fd)
 
 
+#: Covering checkpoints fetched per log and sync for proof-of-existence bounds (:meth:`Replica._add_covering`).
+MAX_COVERING = 64
+
 class ReplicaError(MekongError):
     """The replica directory is missing, belongs to another network or pin, or cannot be used."""
 
@@ -511,11 +514,13 @@ class Replica:
                   report: SyncReport, progress: Progress) -> None:
         log = lg.member_id
         synced = False
+        before = lg.size
         for cand in candidates:  # largest first: sync to the first that works, check the others against it
             cp = cand.checkpoint
             try:
                 if cp.size > lg.size:
                     self._fetch_and_append(lg, cand, live, progress)
+                    self._add_covering(lg, cand, before, report)
                 elif lg.root_hash(cp.size) != cp.root_hash:
                     held = report.logs[log].source or "an earlier sync"
                     raise ConflictError(f"log {log}: node {cand.client.url} serves a final checkpoint of size "
@@ -533,6 +538,36 @@ class Replica:
                 s = report.logs[log]
                 s.source, s.cosigners = cand.client.url, tuple(sorted(cand.cosigners))
                 synced = True
+
+    def _add_covering(self, lg: MemberLog, cand: _Candidate, start: int, report: SyncReport) -> None:
+        """Store the oldest final checkpoints covering the new entries ``start..`` (specs/api.md A.7.2).
+
+        A replica that syncs late would otherwise know only the newest checkpoint, whose witnessed
+        time is a later proof-of-existence bound than the network can prove for older entries.
+        Each checkpoint is verified like the newest one (owner signature, quorum, root of the
+        verified entries); at most :data:`MAX_COVERING` are fetched per log and sync.
+        """
+        owner, cosigners, names = self._verifiers(lg.member_id)
+        quorum = self.chain.current.quorum
+        at, end = start, cand.checkpoint.size
+        for _ in range(MAX_COVERING):
+            if at >= end:
+                return
+            try:
+                data = cand.client.checkpoint(lg.member_id, covering=at)
+                if data is None:
+                    return
+                cp, times = open_checkpoint(data, owner, cosigners)
+                members = {names[n] for n in times if n in names}
+                if cp.origin != lg.origin or not at < cp.size <= end or len(members) < quorum:
+                    raise VerificationError(f"node {cand.client.url} answered a checkpoint of size {cp.size} "
+                                            f"with {len(members)} cosigners for entry {at}")
+                if cp.size < end:
+                    lg.add_checkpoint(data)
+            except (ClientError, DecodeError, VerificationError, ConflictError, StorageError) as e:
+                report.problems.append(f"log {lg.member_id}: no covering checkpoint for entry {at}: {e}")
+                return
+            at = cp.size
 
     def _fetch_and_append(self, lg: MemberLog, cand: _Candidate, live: Sequence[NodeClient],
                           progress: Progress) -> None:
