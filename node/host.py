@@ -152,6 +152,8 @@ class LedgerHost:
         self._open_logs()
         #: log -> (size, note bytes with every counted cosignature) of the newest final checkpoint.
         self.final: dict[str, tuple[int, bytes]] = {}
+        #: log -> the newest size this node cosigned as a witness, read from storage once per log.
+        self._last_cosigned: dict[str, int] = {}
         for m in self.logs:
             self._refresh_final(m)
 
@@ -230,12 +232,13 @@ class LedgerHost:
         """
         note = self.own.checkpoint(now)
         cp = Checkpoint.parse(note.text)
-        self._refresh_final(self.member)
+        self._refresh_final(self.member, cp.size)
         return note, cp.size
 
     def add_cosignatures(self, member: str, size: int, lines: list[str]) -> bool:
         """Store witnesses' cosignatures on a checkpoint; True when it is now final."""
         self.member_log(member).add_cosignatures(size, lines)
+        self._saw_cosignatures(member, size)
         self._refresh_final(member, size)
         return member in self.final and self.final[member][0] >= size
 
@@ -270,6 +273,7 @@ class LedgerHost:
             cosigs = [s for s in note.signatures if s.name != lg.origin]
             if cosigs:
                 self._add_known_cosignatures(member, cp.size, cosigs)
+        self._saw_cosignatures(member, cp.size)
         self._refresh_final(member, cp.size)
         return member in self.final and self.final[member][0] >= cp.size
 
@@ -326,8 +330,17 @@ class LedgerHost:
 
     def last_cosigned(self, member: str) -> int:
         """The size of the newest checkpoint of ``member``'s log this node has cosigned (0 if none)."""
-        sizes = [c.size for c in self.storage.cosignatures(member) if c.witness == self.member]
-        return max(sizes, default=0)
+        if member not in self._last_cosigned:  # once per log: every cosignature of the log is read
+            sizes = [c.size for c in self.storage.cosignatures(member) if c.witness == self.member]
+            self._last_cosigned[member] = max(sizes, default=0)
+        return self._last_cosigned[member]
+
+    def _saw_cosignatures(self, member: str, size: int) -> None:
+        # Cosignatures were stored on checkpoint ``size`` of ``member``: if this node's own is among
+        # them (a pushed note may carry it), keep last_cosigned current.
+        if member in self._last_cosigned and size > self._last_cosigned[member] and any(
+                c.witness == self.member for c in self.storage.cosignatures(member, size)):
+            self._last_cosigned[member] = size
 
     def witness_cosign(self, req: AddCheckpoint, now: int) -> str:
         """Steps 4-7: entries held and verified, proof, root; store and cosign atomically (on this thread).
@@ -371,6 +384,7 @@ class LedgerHost:
                 s for s in req.note.signatures if s.name == lg.origin)).to_bytes())
         sig = CosignatureSigner(witness_name(self.network, self.member), self.node_key).cosign(cp, now)
         lg.add_cosignatures(cp.size, [sig])
+        self._last_cosigned[req.member] = cp.size
         self._refresh_final(req.member, cp.size)
         return sig.line() + "\n"
 
@@ -391,12 +405,21 @@ class LedgerHost:
         return None
 
     def _refresh_final(self, member: str, cosigned: int | None = None) -> None:
-        # ``cosigned``: the size of a checkpoint that just gained cosignatures. If it is the final
-        # one held, the served note is rebuilt so that it keeps carrying every cosignature line.
+        # ``cosigned``: the size of a checkpoint that was just stored or gained cosignatures, the
+        # only one whose finality can have changed; only it is checked (reading every checkpoint
+        # of the log would grow with its history). None: check them all (start, a new root).
+        # If ``cosigned`` is the final size held, the served note is rebuilt so that it keeps
+        # carrying every cosignature line.
         lg = self.logs[member]
         held = self.final.get(member)
-        if held is not None and cosigned == held[0]:
-            self.final[member] = (held[0], self._note_with_cosignatures(member, held[0]))
+        if cosigned is not None:
+            if held is not None and cosigned == held[0]:
+                self.final[member] = (held[0], self._note_with_cosignatures(member, held[0]))
+            elif held is None or cosigned > held[0]:
+                fin = lg.finality(cosigned)
+                if fin is not None and fin.final:
+                    self.final[member] = (cosigned, self._note_with_cosignatures(member, cosigned))
+            return
         for size, _ in reversed(lg.storage.checkpoints(member)):
             if held is not None and size <= held[0]:
                 break
