@@ -207,6 +207,11 @@ def run_verification(ctx: click.Context, subject: bytes | SignedDocument, opts: 
     replica, sync = open_replica(opts["nodes"], opts["replica_dir"], opts["genesis_file"], opts["pin"],
                                  opts["offline"], at, quiet=opts["as_json"])
     try:
+        root = replica.chain.current
+        if policy.as_member not in root.member_ids:  # no verdict can help: a wrong option, not a stale ledger
+            raise click.UsageError(f"{policy.as_member} is not a member of network {replica.network} (governance "
+                                   f"root v{root.version}: {', '.join(root.member_ids)}); verify --as-member "
+                                   "one of them")
         report = verify_subject(subject, replica.view(), policy, at)
         status = replica.status(at)
     finally:
