@@ -269,5 +269,9 @@ def stop_member(net: Devnet, member_id: str, *, kill: bool = False, timeout: flo
 
 
 def stop(net: Devnet) -> list[str]:
-    """Stop every running node; the members stopped."""
+    """Stop every running node (SIGTERM to all first, then wait for each); the members stopped."""
+    for m in net.members:
+        pid = running(m)
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
     return [m.id for m in net.members if stop_member(net, m.id)]
