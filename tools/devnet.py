@@ -246,13 +246,19 @@ def start(net: Devnet, member_ids: list[str] | None = None, timeout: float = 60.
     wait_healthy(net, ids, timeout)
 
 
-def stop_member(net: Devnet, member_id: str, *, kill: bool = False, timeout: float = 20.0) -> bool:
-    """Stop one member's node: SIGTERM (or SIGKILL with ``kill``), then wait; False if it was not running."""
+def stop_member(net: Devnet, member_id: str, *, kill: bool = False, timeout: float = 20.0,
+                signalled: bool = False) -> bool:
+    """Stop one member's node: SIGTERM (or SIGKILL with ``kill``), then wait; False if it was not running.
+
+    With ``signalled`` the signal was already sent and only the wait remains (a second SIGTERM
+    could interrupt the node's orderly shutdown).
+    """
     m = net.member(member_id)
     pid = running(m)
     if pid is None:
         return False
-    os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
+    if not signalled:
+        os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -270,8 +276,10 @@ def stop_member(net: Devnet, member_id: str, *, kill: bool = False, timeout: flo
 
 def stop(net: Devnet) -> list[str]:
     """Stop every running node (SIGTERM to all first, then wait for each); the members stopped."""
+    signalled = set()
     for m in net.members:
         pid = running(m)
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
-    return [m.id for m in net.members if stop_member(net, m.id)]
+            signalled.add(m.id)
+    return [m.id for m in net.members if m.id in signalled and stop_member(net, m.id, signalled=True)]
