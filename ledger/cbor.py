@@ -20,11 +20,11 @@ enforces the size, depth and item limits of
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from ledger.errors import DecodeError
 
-__all__ = ["Tag", "CborLimits", "encode", "decode", "DEFAULT_LIMITS"]
+__all__ = ["DEFAULT_LIMITS", "CborLimits", "Tag", "decode", "encode"]
 
 _UINT64_MAX = (1 << 64) - 1
 
@@ -66,7 +66,7 @@ class CborLimits:
 
 DEFAULT_LIMITS = CborLimits()
 
-CborValue = Union[int, bool, None, bytes, str, list, dict, Tag]
+CborValue = int | bool | None | bytes | str | list | dict | Tag
 
 
 # --------------------------------------------------------------------------- encoder
@@ -116,7 +116,7 @@ def _encode_into(obj: Any, out: list[bytes]) -> None:
         pairs = []
         for k, v in obj.items():
             if isinstance(k, bool) or not isinstance(k, (int, str)):
-                raise ValueError(f"map keys must be integers or text, got {type(k).__name__}")
+                raise ValueError(f"map keys must be integers or text, got {type(k).__name__}")  # noqa: TRY004
             pairs.append((encode(k), v))
         pairs.sort(key=lambda kv: kv[0])
         out.append(_head(5, len(pairs)))
@@ -148,118 +148,226 @@ def encode(obj: Any) -> bytes:
 
 
 # --------------------------------------------------------------------------- decoder
+#
+# One recursive function, _item(), returns (value, end) for the data item at
+# a position; the input and the limits travel as arguments, so reading an
+# item costs no attribute lookups and no method dispatch. Inside maps and
+# arrays the commonest items (small unsigned integers, short text and byte
+# strings, false/true/null) are read inline, without a call. Every refusal of
+# spec 1.3.2 holds on every path: the inline paths take only initial bytes
+# whose item needs no further check beyond the ones they make.
+#
+# Reads past the end: data[pos] raises IndexError, which decode() reports as
+# truncation at the end of the input. Every multi-byte read checks its end
+# first, so no value is ever read from a short slice, and no position ever
+# passes the end of the input.
+
+_ARG_WIDTH = (1, 2, 4, 8)  # additional information 24..27
+_ARG_MIN = (24, 0x100, 0x10000, 0x100000000)  # smallest argument each width may carry (spec 1.2.1)
+_SIMPLE = (False, True, None)  # simple values 20, 21, 22
+_from_bytes = int.from_bytes
 
 
-class _Decoder:
-    __slots__ = ("data", "pos", "limits", "items")
+def _fail(what: str, at: int) -> DecodeError:
+    return DecodeError(f"CBOR: {what} at byte {at}")
 
-    def __init__(self, data: bytes, limits: CborLimits) -> None:
-        self.data = data
-        self.pos = 0
-        self.limits = limits
-        self.items = 0
 
-    def fail(self, what: str, at: int | None = None) -> DecodeError:
-        return DecodeError(f"CBOR: {what} at byte {self.pos if at is None else at}")
+def _truncated(need: int, have: int, at: int) -> DecodeError:
+    return _fail(f"truncated input (need {need} more bytes, have {have})", at)
 
-    def take(self, n: int) -> bytes:
-        end = self.pos + n
-        if end > len(self.data):
-            raise self.fail(f"truncated input (need {n} more bytes, have {len(self.data) - self.pos})")
-        b = self.data[self.pos : end]
-        self.pos = end
-        return b
 
-    def head(self) -> tuple[int, int, int]:
-        start = self.pos
-        if start >= len(self.data):
-            raise self.fail("truncated input (expected a data item)")
-        ib = self.data[start]
-        self.pos = start + 1
-        major, ai = ib >> 5, ib & 0x1F
-        if ai < 24:
-            return major, ai, ai
+def _bad_key(key: Any, kbytes: bytes, prev: bytes, at: int) -> DecodeError:
+    what = "duplicate map key" if kbytes == prev else "map keys not in bytewise order"
+    return _fail(f"{what} {key!r:.80}", at)
+
+
+def _tag(number: int, value: Any) -> Tag:
+    # The number comes from a decoded head, so it is in range: skip Tag's check.
+    t = object.__new__(Tag)
+    object.__setattr__(t, "tag", number)
+    object.__setattr__(t, "value", value)
+    return t
+
+
+def _item(d: bytes, pos: int, depth: int, n: int, max_depth: int, ordered: bool, tags: frozenset[int],
+          budget: list[int] | None) -> tuple[Any, int]:
+    """The data item at ``pos`` of ``d`` (``n`` bytes): its value and where it ends.
+
+    ``depth`` counts the containers around it; ``budget``, when not None,
+    holds how many more data items the input may have (see decode()).
+    """
+    start = pos
+    ib = d[pos]
+    if ib < 0x18:
+        return ib, pos + 1
+    major = ib >> 5
+    ai = ib & 0x1F
+    pos += 1
+    # The head's argument (spec 1.2.1, 1.3.2 refusals 5 to 7).
+    if ai < 24:
+        arg = ai
+    elif ai < 28:
         if ai == 24:
-            arg = self.take(1)[0]
-            if arg < 24 and major != 7:
-                raise self.fail("non-shortest integer argument", start)
-        elif ai == 25:
-            arg = int.from_bytes(self.take(2), "big")
-            if arg < 0x100 and major != 7:
-                raise self.fail("non-shortest integer argument", start)
-        elif ai == 26:
-            arg = int.from_bytes(self.take(4), "big")
-            if arg < 0x10000 and major != 7:
-                raise self.fail("non-shortest integer argument", start)
-        elif ai == 27:
-            arg = int.from_bytes(self.take(8), "big")
-            if arg < 0x100000000 and major != 7:
-                raise self.fail("non-shortest integer argument", start)
-        elif ai == 31:
-            raise self.fail("indefinite-length item or break code", start)
+            arg = d[pos]
+            pos += 1
         else:
-            raise self.fail(f"reserved additional information {ai}", start)
-        return major, ai, arg
+            end = pos + _ARG_WIDTH[ai - 24]
+            if end > n:
+                raise _truncated(end - pos, n - pos, pos)
+            arg = _from_bytes(d[pos:end], "big")
+            pos = end
+        if arg < _ARG_MIN[ai - 24] and major != 7:
+            raise _fail("non-shortest integer argument", start)
+    elif ai == 31:
+        raise _fail("indefinite-length item or break code", start)
+    else:
+        raise _fail(f"reserved additional information {ai}", start)
 
-    def item(self, depth: int) -> Any:
-        self.items += 1
-        if self.items > self.limits.max_items:
-            raise self.fail(f"more than {self.limits.max_items} data items")
-        start = self.pos
-        major, ai, arg = self.head()
-        if major == 0:
-            return arg
-        if major == 1:
-            return -1 - arg
+    if major == 5:
+        if depth >= max_depth:
+            raise _fail(f"nesting deeper than {max_depth}", start)
+        if 2 * arg > n - pos:
+            raise _fail(f"map of {arg} pairs cannot fit in the input", start)
+        if budget is not None:
+            budget[0] -= 2 * arg
+            if budget[0] < 0:
+                raise _fail(f"more than {budget[1]} data items", start)
+        depth += 1
+        m: dict[Any, Any] = {}
+        prev = b""
+        for _ in range(arg):
+            # The key: an integer or a text string (spec 1.1.5), told by its initial byte.
+            kstart = pos
+            b = d[pos]
+            if 0x60 <= b < 0x78:
+                pos += b - 0x5F
+                if pos > n:
+                    raise _truncated(b - 0x60, n - kstart - 1, kstart + 1)
+                try:
+                    key: Any = d[kstart + 1:pos].decode()
+                except UnicodeDecodeError as e:
+                    raise _fail("invalid UTF-8 in text string", kstart) from e
+            elif b < 0x18:
+                key = b
+                pos += 1
+            elif b < 0x40 or 0x78 <= b < 0x80:
+                key, pos = _item(d, pos, depth, n, max_depth, ordered, tags, budget)
+            else:
+                raise _fail("map key is not an integer or text string", kstart)
+            # Spec 1.3.2 refusal 14.
+            if ordered:
+                kb = d[kstart:pos]
+                if kb <= prev:
+                    raise _bad_key(key, kb, prev, kstart)
+                prev = kb
+            elif key in m:
+                raise _fail(f"duplicate map key {key!r:.80}", kstart)
+            # The value.
+            b = d[pos]
+            if 0x60 <= b < 0x78:
+                end = pos + b - 0x5F
+                if end > n:
+                    raise _truncated(b - 0x60, n - pos - 1, pos + 1)
+                try:
+                    m[key] = d[pos + 1:end].decode()
+                except UnicodeDecodeError as e:
+                    raise _fail("invalid UTF-8 in text string", pos) from e
+                pos = end
+            elif b < 0x18:
+                m[key] = b
+                pos += 1
+            elif 0x40 <= b < 0x58:
+                end = pos + b - 0x3F
+                if end > n:
+                    raise _truncated(b - 0x40, n - pos - 1, pos + 1)
+                m[key] = d[pos + 1:end]
+                pos = end
+            elif 0xF4 <= b <= 0xF6:
+                m[key] = _SIMPLE[b - 0xF4]
+                pos += 1
+            elif b == 0x1A:  # a 32-bit unsigned integer: times, amounts
+                end = pos + 5
+                if end > n:
+                    raise _truncated(4, n - pos - 1, pos + 1)
+                v = _from_bytes(d[pos + 1:end], "big")
+                if v < 0x10000:
+                    raise _fail("non-shortest integer argument", pos)
+                m[key] = v
+                pos = end
+            else:
+                m[key], pos = _item(d, pos, depth, n, max_depth, ordered, tags, budget)
+        return m, pos
+
+    if major == 4:
+        if depth >= max_depth:
+            raise _fail(f"nesting deeper than {max_depth}", start)
+        if arg > n - pos:
+            raise _fail(f"array of {arg} items cannot fit in the input", start)
+        if budget is not None:
+            budget[0] -= arg
+            if budget[0] < 0:
+                raise _fail(f"more than {budget[1]} data items", start)
+        depth += 1
+        out: list[Any] = []
+        append = out.append
+        for _ in range(arg):
+            b = d[pos]
+            if 0x60 <= b < 0x78:
+                end = pos + b - 0x5F
+                if end > n:
+                    raise _truncated(b - 0x60, n - pos - 1, pos + 1)
+                try:
+                    append(d[pos + 1:end].decode())
+                except UnicodeDecodeError as e:
+                    raise _fail("invalid UTF-8 in text string", pos) from e
+                pos = end
+            elif b < 0x18:
+                append(b)
+                pos += 1
+            elif 0x40 <= b < 0x58:
+                end = pos + b - 0x3F
+                if end > n:
+                    raise _truncated(b - 0x40, n - pos - 1, pos + 1)
+                append(d[pos + 1:end])
+                pos = end
+            else:
+                v, pos = _item(d, pos, depth, n, max_depth, ordered, tags, budget)
+                append(v)
+        return out, pos
+
+    if major == 3 or major == 2:
+        end = pos + arg
+        if end > n:
+            raise _truncated(arg, n - pos, pos)
         if major == 2:
-            return bytes(self.take(arg))
-        if major == 3:
-            raw = self.take(arg)
-            try:
-                return raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise self.fail("invalid UTF-8 in text string", start) from e
-        if major in (4, 5, 6):
-            if depth >= self.limits.max_depth:
-                raise self.fail(f"nesting deeper than {self.limits.max_depth}", start)
-            if major == 4:
-                if arg > len(self.data) - self.pos:
-                    raise self.fail(f"array of {arg} items cannot fit in the input", start)
-                return [self.item(depth + 1) for _ in range(arg)]
-            if major == 5:
-                if 2 * arg > len(self.data) - self.pos:
-                    raise self.fail(f"map of {arg} pairs cannot fit in the input", start)
-                result: dict[Any, Any] = {}
-                prev_key = b""
-                ordered = self.limits.deterministic
-                for i in range(arg):
-                    kstart = self.pos
-                    key = self.item(depth + 1)
-                    if isinstance(key, bool) or not isinstance(key, (int, str)):
-                        raise self.fail("map key is not an integer or text string", kstart)
-                    if ordered:
-                        kbytes = self.data[kstart : self.pos]
-                        if i and kbytes <= prev_key:
-                            what = "duplicate map key" if kbytes == prev_key else "map keys not in bytewise order"
-                            raise self.fail(f"{what} {key!r}", kstart)
-                        prev_key = kbytes
-                    elif key in result:
-                        raise self.fail(f"duplicate map key {key!r}", kstart)
-                    result[key] = self.item(depth + 1)
-                return result
-            if arg not in self.limits.allowed_tags:
-                raise self.fail(f"unexpected tag {arg}", start)
-            return Tag(arg, self.item(depth + 1))
-        # major 7
-        if ai == 20:
-            return False
-        if ai == 21:
-            return True
-        if ai == 22:
-            return None
-        if ai in (25, 26, 27):
-            raise self.fail("floating-point values are not allowed", start)
-        raise self.fail(f"simple value {arg} is not allowed", start)
+            return d[pos:end], end
+        try:
+            return d[pos:end].decode(), end
+        except UnicodeDecodeError as e:
+            raise _fail("invalid UTF-8 in text string", start) from e
+    if major == 0:
+        return arg, pos
+    if major == 1:
+        return -1 - arg, pos
+
+    if major == 6:
+        if depth >= max_depth:
+            raise _fail(f"nesting deeper than {max_depth}", start)
+        if arg not in tags:
+            raise _fail(f"unexpected tag {arg}", start)
+        if budget is not None:
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise _fail(f"more than {budget[1]} data items", start)
+        v, pos = _item(d, pos, depth + 1, n, max_depth, ordered, tags, budget)
+        return _tag(arg, v), pos
+
+    # Major type 7 (spec 1.1.2, 1.1.4).
+    if 20 <= ai <= 22:
+        return _SIMPLE[ai - 20], pos
+    if ai >= 25:
+        raise _fail("floating-point values are not allowed", start)
+    raise _fail(f"simple value {arg} is not allowed", start)
 
 
 def decode(data: bytes, limits: CborLimits = DEFAULT_LIMITS) -> Any:
@@ -275,21 +383,36 @@ def decode(data: bytes, limits: CborLimits = DEFAULT_LIMITS) -> Any:
     Raises:
         DecodeError: the input is malformed, not deterministic (non-shortest
             arguments, indefinite lengths, unsorted or duplicate map keys),
-            holds a float, an unexpected tag or simple value, or breaks a limit.
+            holds a float, an unexpected tag or simple value, or breaks a
+            limit. The message says what is wrong and at which byte.
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise DecodeError(f"CBOR: expected bytes, got {type(data).__name__}")
-    data = bytes(data)
-    if len(data) > limits.max_size:
-        raise DecodeError(f"CBOR: input of {len(data)} bytes exceeds the limit of {limits.max_size}")
-    dec = _Decoder(data, limits)
+    if type(data) is not bytes:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise DecodeError(f"CBOR: expected bytes, got {type(data).__name__}")
+        data = bytes(data)
+    n = len(data)
+    if n > limits.max_size:
+        raise DecodeError(f"CBOR: input of {n} bytes exceeds the limit of {limits.max_size}")
+    max_items = limits.max_items
+    # Every data item takes at least one byte, so an input no longer than
+    # max_items cannot break that limit, and items are not counted. Otherwise
+    # each container subtracts the items its head declares from the budget
+    # (spec 1.3.1); the top-level item is the first.
+    budget = None
+    if n > max_items:
+        if max_items < 1:
+            raise DecodeError(f"CBOR: more than {max_items} data items at byte 0")
+        budget = [max_items - 1, max_items]
     try:
-        value = dec.item(0)
+        value, end = _item(data, 0, 0, n, limits.max_depth, limits.deterministic, limits.allowed_tags, budget)
+    except IndexError:
+        # Raised only by a read at the end of the input (see above).
+        raise DecodeError(f"CBOR: truncated input (it ends inside a data item) at byte {n}") from None
     except RecursionError as e:
         # Reachable only when a caller sets max_depth beyond what the Python
         # stack allows; still a refusal of the input, never a crash (spec 1.3).
-        raise DecodeError(f"CBOR: nesting too deep for the decoder at byte {dec.pos}") from e
-    if dec.pos != len(data):
-        raise DecodeError(f"CBOR: {len(data) - dec.pos} trailing bytes after the data item at byte {dec.pos}")
+        raise DecodeError(f"CBOR: nesting deeper than the decoder's stack allows (max_depth is "
+                          f"{limits.max_depth})") from e
+    if end != n:
+        raise DecodeError(f"CBOR: {n - end} trailing bytes after the data item at byte {end}")
     return value
-
