@@ -94,6 +94,7 @@ class NodeService:
         self._dirty = asyncio.Event()
         self._final_changed = asyncio.Condition()
         self._witness_sizes: dict[str, int] = {}
+        self._announced = 0  # the size of the own log's newest final checkpoint pushed to peers
         self._tasks: list[asyncio.Task[None]] = []
 
     # ------------------------------------------------------------------ lifecycle
@@ -319,8 +320,9 @@ class NodeService:
         fin = self.host.final.get(member)
         async with self._final_changed:
             self._final_changed.notify_all()
-        if fin is None:
-            return
+        if fin is None or fin[0] <= self._announced:
+            return  # peers learnt this one already (or will, from their sync loop)
+        self._announced = fin[0]
         self.metrics.final_size.set(fin[0], log=member)
         path = f"/logs/{member}/checkpoint"
         for url in self.peers().values():
@@ -373,10 +375,11 @@ class NodeService:
             fin = self.host.final.get(member)
             if fin is not None and fin[0] >= cp.size:
                 return True
-            # Signed by the owner and final, before any entry is fetched for it.
-            await self.call(self.host.check_final, member, body)
             held = await self.call(lambda: self.host.member_log(member).size)
             if held < cp.size:
+                # Signed by the owner and final, before any entry is fetched for it. (When the entries
+                # are held, add_final_checkpoint verifies what it stores, and nothing is fetched.)
+                await self.call(self.host.check_final, member, body)
                 await self._fetch_from_any(member, self._sources(member, sender), held, cp.size)
             final = await self.call(self.host.add_final_checkpoint, member, body)
         if final:
