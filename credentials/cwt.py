@@ -19,7 +19,6 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from credentials import _fastcbor
 from credentials.profiles import Profile, attestation_from_map, attestation_to_map
 from ledger import cbor, cose
 from ledger.errors import DecodeError
@@ -185,7 +184,7 @@ def decode_sign1(data: Any, limits: CredentialLimits, what: str) -> cose.Unverif
     if len(data) > limits.max_size:
         raise DecodeError(f"{what}: {len(data)} bytes exceeds the limit of {limits.max_size}")
     try:
-        sign1 = _fastcbor.decode_sign1(strip_cwt_tag(data))
+        sign1 = cose.UnverifiedSign1.decode(strip_cwt_tag(data))
     except DecodeError as e:
         raise DecodeError(f"{what}: {e}") from e
     if sign1.kid is None:
@@ -234,7 +233,7 @@ class UnverifiedCredential:
             raise DecodeError(f"credential: content type {ctype!r:.80} is not a CWT")
         payload_limits = _DEFAULT_PAYLOAD_LIMITS if limits is DEFAULT_CREDENTIAL_LIMITS else limits.payload_limits()
         try:
-            claims = Claims.from_map(_fastcbor.decode(sign1.payload, payload_limits))
+            claims = Claims.from_map(cbor.decode(sign1.payload, payload_limits))
         except DecodeError as e:
             raise DecodeError(f"credential payload: {e}") from e
         return cls(raw, sign1, claims, hashlib.sha256(raw).digest())

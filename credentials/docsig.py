@@ -21,7 +21,6 @@ from typing import Any, ClassVar
 
 import nacl.signing
 
-from credentials import _fastcbor
 from credentials.cwt import DEFAULT_CREDENTIAL_LIMITS, CredentialLimits, decode_sign1
 from credentials.fields import HASH_SIZES, TEXT, UINT, Codec, Field, Record, one_of
 from credentials.profiles import DOCUMENT_TYPE_CODEC
@@ -194,7 +193,7 @@ class UnverifiedDocumentSignature:
         if sign1.payload is None:
             raise DecodeError("document signature: the hash envelope payload is missing")
         try:
-            envelope = HashEnvelope.from_map(_fastcbor.decode(sign1.payload, limits.payload_limits()))
+            envelope = HashEnvelope.from_map(cbor.decode(sign1.payload, limits.payload_limits()))
         except DecodeError as e:
             raise DecodeError(f"document signature envelope: {e}") from e
         signer = sign1.unprotected.get(HDR_SIGNER_CREDENTIAL)

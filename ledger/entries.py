@@ -17,7 +17,7 @@ received: they are the Merkle leaf, and signatures are checked over them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import nacl.signing
 
@@ -204,7 +204,7 @@ class UnverifiedEntry:
         s1 = UnverifiedSign1(protected, {}, payload, signature,
                              {HDR_ALG: ALG_EDDSA, HDR_CONTENT_TYPE: ENTRY_CONTENT_TYPE, HDR_KID: kid}, raw)
         # Spec 6.1.2: the payload map.
-        p = _decode_payload(payload)
+        p = cbor.decode(payload, PAYLOAD_LIMITS)
         if not isinstance(p, dict) or p.keys() != _PAYLOAD_KEYS:
             raise DecodeError("entry: payload must be a map of exactly v, log, type, time, root, body")
         if p["v"] != ENTRY_VERSION or type(p["v"]) is not int:
@@ -216,15 +216,13 @@ class UnverifiedEntry:
         return cls(raw, s1, p["log"], type_name, p["time"], p["root"], body)
 
 
-# --------------------------------------------------------------------------- fast, strict decoding
+# --------------------------------------------------------------------------- the envelope's one layout
 #
-# Entries are decoded at ledger speed (spec 6.1.3 explains the budget), so the
-# common, well-formed case takes a short path: the envelope is matched against
-# its one exact layout, and the payload goes through a decoder for the subset
-# of deterministic CBOR that payloads use. Whatever the short path does not
-# take is handed to ledger.cbor / ledger.cose, which decide and explain. The
-# short path never accepts what those refuse, nor reads a value differently
-# (tests/ledger/test_entries.py cross-checks both on random and mutated bytes).
+# Spec 6.1.1 allows one encoding of the envelope, so it is checked by
+# comparing the bytes with what the encoder writes for the same kid, payload
+# and signature: everything but those three is fixed, and the payload's
+# length follows from the input's. Nothing is parsed here; bytes that do not
+# match are handed to ledger.cose, only to say why they are refused.
 
 _PROTECTED_PREFIX = cbor.encode({HDR_ALG: ALG_EDDSA, HDR_CONTENT_TYPE: ENTRY_CONTENT_TYPE,
                                  HDR_KID: bytes(KEY_ID_SIZE)})[:-KEY_ID_SIZE]
@@ -233,16 +231,13 @@ _PROTECTED_SIZE = len(_PROTECTED_PREFIX) + KEY_ID_SIZE
 _ENVELOPE_PREFIX = b"\xd2\x84" + cbor.encode(bytes(_PROTECTED_SIZE))[:-_PROTECTED_SIZE] + _PROTECTED_PREFIX
 _PROTECTED_START = len(_ENVELOPE_PREFIX) - len(_PROTECTED_PREFIX)
 _PAYLOAD_HEAD_AT = len(_ENVELOPE_PREFIX) + KEY_ID_SIZE + 1  # after the kid and the empty map a0
-_SIGNATURE_HEAD = b"\x58\x40"
+_SIGNATURE_HEAD = b"\x58\x40"  # bstr of 64 bytes
+_SIGNATURE_PART = len(_SIGNATURE_HEAD) + 64
 _SIG1_CONTEXT = b"\x84\x6aSignature1"
-_FAST_PAYLOAD_MAX = 4096  # larger payloads take ledger.cbor.decode
-_FAST_MAX_DEPTH = PAYLOAD_LIMITS.max_depth - 1
-# The encoded map keys of every payload and body, and their text (saves decoding them each time).
-_KEY_NAMES = {cbor.encode(k): k for k in
-              {*_PAYLOAD_KEYS, *PolicyRule._KEYS, *(k for c in ENTRY_TYPES.values() for k in c._KEYS)}}
 
 
 def _bstr_head(n: int) -> bytes:
+    # The head cbor.encode writes for a byte string of n bytes (spec 1.2.1).
     if n < 24:
         return bytes((0x40 | n,))
     if n < 0x100:
@@ -259,29 +254,22 @@ def _sig_structure(protected: bytes, payload: bytes) -> bytes:
 
 
 def _split_envelope(raw: bytes) -> tuple[bytes, bytes, bytes] | None:
-    """(protected, payload, signature) when ``raw`` has the profile's exact layout, else None."""
-    if not raw.startswith(_ENVELOPE_PREFIX) or len(raw) < _PAYLOAD_HEAD_AT + 1 + 66:
+    """(protected, payload, signature) when ``raw`` is the encoding of such an envelope, else None.
+
+    ``raw`` matches when it is exactly ``_ENVELOPE_PREFIX + kid + a0 + bstr(payload) + bstr(signature)``
+    for some 16-byte kid, payload and 64-byte signature.
+    """
+    # The payload's head and bytes fill what the prefix, kid, a0 and signature leave.
+    rest = len(raw) - _PAYLOAD_HEAD_AT - _SIGNATURE_PART
+    if rest < 1 or not raw.startswith(_ENVELOPE_PREFIX) or raw[_PAYLOAD_HEAD_AT - 1] != 0xA0:
         return None
-    if raw[_PAYLOAD_HEAD_AT - 1] != 0xA0:
+    width = 1 if rest <= 24 else 2 if rest <= 0x101 else 3
+    head = _bstr_head(rest - width)
+    start = _PAYLOAD_HEAD_AT + width
+    end = len(raw) - _SIGNATURE_PART
+    if len(head) != width or not raw.startswith(head, _PAYLOAD_HEAD_AT) or not raw.startswith(_SIGNATURE_HEAD, end):
         return None
-    p = _PAYLOAD_HEAD_AT
-    ib = raw[p]
-    if 0x40 <= ib < 0x58:
-        n, p = ib - 0x40, p + 1
-    elif ib == 0x58:
-        n, p = raw[p + 1], p + 2
-        if n < 24:
-            return None
-    elif ib == 0x59:
-        n, p = (raw[p + 1] << 8) | raw[p + 2], p + 3
-        if n < 0x100:
-            return None
-    else:
-        return None
-    end = p + n
-    if len(raw) != end + 66 or raw[end:end + 2] != _SIGNATURE_HEAD:
-        return None
-    return raw[_PROTECTED_START:_PROTECTED_START + _PROTECTED_SIZE], raw[p:end], raw[end + 2:]
+    return raw[_PROTECTED_START:_PROTECTED_START + _PROTECTED_SIZE], raw[start:end], raw[end + 2:]
 
 
 def _diagnose_envelope(raw: bytes) -> NoReturn:
@@ -300,96 +288,6 @@ def _diagnose_envelope(raw: bytes) -> NoReturn:
     if s1.payload is None:
         raise DecodeError("entry: payload must be attached")
     raise DecodeError("entry: envelope is not in the exact encoding of the entry profile")
-
-
-class _Defer(Exception):
-    """The short path does not take this input; ledger.cbor.decode decides."""
-
-
-def _item(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
-    # Reads past the end give short slices or IndexError; positions only grow,
-    # so such a read always fails the caller's final "consumed exactly" check.
-    ib = data[pos]
-    if ib < 0x18:  # small unsigned integer
-        return ib, pos + 1
-    if 0x40 <= ib < 0x58:  # short byte string
-        end = pos + ib - 0x3F
-        return data[pos + 1:end], end
-    if 0x60 <= ib < 0x78:  # short text string
-        end = pos + ib - 0x5F
-        return data[pos + 1:end].decode("utf-8"), end
-    if ib == 0x58 or ib == 0x78:  # string with a one-byte length
-        n = data[pos + 1]
-        if n < 24:
-            raise _Defer
-        end = pos + 2 + n
-        return (data[pos + 2:end] if ib == 0x58 else data[pos + 2:end].decode("utf-8")), end
-    if 0x18 <= ib <= 0x1B:  # unsigned integer with a 1, 2, 4 or 8-byte argument
-        width = 1 << (ib - 0x18)
-        end = pos + 1 + width
-        v = int.from_bytes(data[pos + 1:end], "big")
-        if v < (24 if width == 1 else 1 << (4 * width)) or end > len(data):
-            raise _Defer
-        return v, end
-    if 0x80 <= ib < 0x98 and depth < _FAST_MAX_DEPTH:  # short array
-        out = []
-        pos += 1
-        for _ in range(ib - 0x80):
-            v, pos = _item(data, pos, depth + 1)
-            out.append(v)
-        return out, pos
-    if 0xA0 <= ib < 0xB8 and depth < _FAST_MAX_DEPTH:  # short map with short text keys
-        m: dict[str, Any] = {}
-        prev = b""
-        pos += 1
-        for _ in range(ib - 0xA0):
-            kend = pos + data[pos] - 0x5F
-            kb = data[pos:kend]
-            if not 0x60 <= kb[0] <= 0x77 or kb <= prev:
-                raise _Defer
-            prev = kb
-            key = _KEY_NAMES.get(kb)
-            m[kb[1:].decode("utf-8") if key is None else key], pos = _item(data, kend, depth + 1)
-        return m, pos
-    if ib == 0xF6:
-        return None, pos + 1
-    if ib == 0xF4 or ib == 0xF5:
-        return ib == 0xF5, pos + 1
-    raise _Defer  # anything else: ledger.cbor.decode decides
-
-
-def _fast_value(data: bytes) -> Any:
-    """The short path on its own: the value, or _Defer if it does not take ``data``."""
-    try:
-        value, end = _item(data, 0, 0)
-    except (IndexError, UnicodeDecodeError) as e:
-        raise _Defer from e
-    if end != len(data):
-        raise _Defer
-    return value
-
-
-# Every well-formed payload starts with these bytes: a map of six pairs, "v" => 1, then "log".
-_PAYLOAD_START = b"\xa6" + cbor.encode("v") + cbor.encode(ENTRY_VERSION) + cbor.encode("log")
-_PAYLOAD_NEXT = tuple(cbor.encode(k) for k in ("body", "root", "time", "type"))  # then these, in this order
-
-
-def _decode_payload(payload: bytes) -> Any:
-    if len(payload) <= _FAST_PAYLOAD_MAX and payload.startswith(_PAYLOAD_START):
-        try:
-            log, pos = _item(payload, len(_PAYLOAD_START), 1)
-            values = []
-            for key in _PAYLOAD_NEXT:
-                if not payload.startswith(key, pos):
-                    raise _Defer
-                value, pos = _item(payload, pos + len(key), 1)
-                values.append(value)
-            if pos == len(payload):
-                return {"v": 1, "log": log, "body": values[0], "root": values[1], "time": values[2],
-                        "type": values[3]}
-        except (_Defer, IndexError, UnicodeDecodeError):
-            pass
-    return cbor.decode(payload, PAYLOAD_LIMITS)
 
 
 @dataclass(frozen=True, slots=True)
