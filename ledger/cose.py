@@ -28,10 +28,14 @@ HDR_CRIT = 2
 HDR_CONTENT_TYPE = 3
 HDR_KID = 4
 
-#: Limits for decoding a COSE_Sign1 envelope (spec 2.3). The payload inside
-#: is decoded separately by whoever knows its type.
+#: Limits for decoding a COSE_Sign1 envelope (spec 2.3.1). The payload inside
+#: is decoded separately by whoever knows its type. Key order is free: the
+#: unprotected header is the only map an envelope holds (the other elements
+#: are byte strings or nil), and it is neither signed nor ever re-encoded, so
+#: its labels may come in the order another COSE library wrote them (spec
+#: 2.3.3). Every other rule of spec 1.3, duplicate labels included, still holds.
 SIGN1_LIMITS = cbor.CborLimits(max_size=1 << 20, max_depth=8, max_items=4096,
-                               allowed_tags=frozenset({COSE_SIGN1_TAG}))
+                               allowed_tags=frozenset({COSE_SIGN1_TAG}), deterministic=False)
 #: Header maps made by other COSE libraries are decoded without key-order checks.
 _HEADER_LIMITS = cbor.CborLimits(max_size=4096, max_depth=4, max_items=256, deterministic=False)
 
@@ -87,13 +91,21 @@ class UnverifiedSign1(_Sign1Fields):
     def decode(cls, data: bytes, limits: cbor.CborLimits = SIGN1_LIMITS) -> UnverifiedSign1:
         """Decode a tagged or untagged COSE_Sign1 (spec 2.3).
 
+        Args:
+            data: untrusted bytes.
+            limits: the envelope limits. Their key-order flag concerns the
+                unprotected header alone, the only map in an envelope:
+                :data:`SIGN1_LIMITS` leaves its order free (spec 2.3.3), and a
+                format that wants it sorted too may pass deterministic limits.
+
         Raises:
             DecodeError: malformed CBOR, wrong structure, a ``crit`` header,
                 an ``alg`` other than EdDSA, a signature that is not 64
                 bytes, or a ``kid`` or ``content type`` of the wrong type.
         """
         # Step 2.3.1: one CBOR data item within the envelope limits (spec 1.3),
-        # optionally tag 18, holding a four-element array.
+        # optionally tag 18, holding a four-element array. With SIGN1_LIMITS,
+        # the unprotected map may list its labels in any order, never twice.
         value = cbor.decode(data, limits)
         if isinstance(value, cbor.Tag):
             if value.tag != COSE_SIGN1_TAG:
@@ -115,7 +127,7 @@ class UnverifiedSign1(_Sign1Fields):
         headers = cbor.decode(protected, _HEADER_LIMITS) if protected else {}
         if not isinstance(headers, dict):
             raise DecodeError("COSE_Sign1: protected header is not a map")
-        dup = set(headers) & set(unprotected)
+        dup = unprotected and headers.keys() & unprotected.keys()
         if dup:
             raise DecodeError(f"COSE_Sign1: header labels {sorted(map(str, dup))} in both buckets")
         # This profile understands no extension parameters, so any crit list

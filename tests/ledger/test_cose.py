@@ -306,8 +306,12 @@ DECODE_FAILURES: dict[str, tuple[bytes, str]] = {
     "protected-float": (_message(b"\xa2\x01\x27\x03\xf9\x3c\x00"), "floating-point"),
     "protected-duplicate-label": (_message(b"\xa2\x01\x27\x01\x27"), "duplicate map key"),
     "unprotected-not-a-map": (cbor.encode(Tag(18, [PROT, [], PAYLOAD, SIG])), "unprotected header must be a map"),
-    "unprotected-unsorted": (_message({1: -8}, {"b": 1, 4: b"k"}, tag=18).replace(
-        b"\xa2\x04\x41k\x61b\x01", b"\xa2\x61b\x01\x04\x41k"), "bytewise order"),
+    "unprotected-duplicate-label": (_message({1: -8}, {4: b"k", 5: b"k"}).replace(
+        b"\xa2\x04\x41k\x05\x41k", b"\xa2\x04\x41k\x04\x41k"), "duplicate map key 4"),
+    "unprotected-duplicate-after-unsorted": (_message({1: -8}, {4: b"k", 5: 0, "b": 1}).replace(
+        b"\xa3\x04\x41k\x05\x00\x61b\x01", b"\xa3\x61b\x01\x04\x41k\x61b\x02"), "duplicate map key 'b'"),
+    "unprotected-nested-non-shortest": (_message({1: -8}, {"b": 1, 4: b"k"}).replace(
+        b"\xa2\x04\x41k\x61b\x01", b"\xa2\x61b\x18\x01\x04\x41k"), "non-shortest"),
     "payload-text": (_message({1: -8}, payload="text"), "payload must be a byte string or nil"),
     "payload-int": (_message({1: -8}, payload=5), "payload must be a byte string or nil"),
     "signature-text": (cbor.encode(Tag(18, [PROT, {}, PAYLOAD, "sig"])), "signature must be a byte string"),
@@ -341,13 +345,51 @@ def test_decode_refuses(data: bytes, pattern: str) -> None:
         UnverifiedSign1.decode(data)
 
 
-def test_unprotected_unsorted_case_is_really_unsorted() -> None:
-    data = DECODE_FAILURES["unprotected-unsorted"][0]
-    # Accepted by a caller that relaxes key order for a foreign envelope (spec 1.4, 2.3).
-    relaxed = cbor.CborLimits(allowed_tags=frozenset({18}), max_depth=8, deterministic=False)
-    u = UnverifiedSign1.decode(data, relaxed)
-    assert list(u.unprotected) == ["b", 4]
+UNSORTED_UNPROTECTED = _message({1: -8}, {"b": 1, 4: b"k"}).replace(b"\xa2\x04\x41k\x61b\x01",
+                                                                     b"\xa2\x61b\x01\x04\x41k")
+
+
+def test_unprotected_header_key_order_is_free() -> None:
+    """Spec 2.3.3: the unprotected map is not signed and never re-encoded; its labels may come in any order."""
+    data = UNSORTED_UNPROTECTED
+    assert b"\xa2\x61b\x01\x04\x41k" in data  # "b" (61 62) before 4 (04): not bytewise order
+    u = UnverifiedSign1.decode(data)
+    assert list(u.unprotected) == ["b", 4]  # wire order kept (spec 1.4.4)
     assert u.verify(PUB).kid == b"k"
+    assert u.raw == data
+    # A format that wants sorted unprotected headers passes deterministic limits.
+    strict = cbor.CborLimits(max_size=1 << 20, max_depth=8, max_items=4096, allowed_tags=frozenset({18}))
+    with pytest.raises(DecodeError, match="bytewise order"):
+        UnverifiedSign1.decode(data, strict)
+
+
+def test_only_the_unprotected_header_is_relaxed() -> None:
+    """Every other element of the envelope is a byte string or nil, so nothing else loses a check."""
+    assert SIGN1_LIMITS.deterministic is False
+    # The protected header's bytes are what the signature covers, whatever order they hold.
+    unsorted_protected = b"\xa2\x04\x41k\x01\x27"  # {4: h'6b', 1: -8}
+    u = UnverifiedSign1.decode(_message(unsorted_protected))
+    assert list(u.headers) == [4, 1] and u.protected == unsorted_protected
+    u.verify(PUB)
+    # A map in any other position is refused for its position, as before.
+    with pytest.raises(DecodeError, match="protected header must be a byte string"):
+        UnverifiedSign1.decode(cbor.encode(Tag(18, [{4: b"k", 1: -8}, {}, PAYLOAD, SIG])).replace(
+            b"\xa2\x01\x27\x04\x41k", b"\xa2\x04\x41k\x01\x27"))
+
+
+def test_pycose_message_with_two_unprotected_labels_verifies_with_us() -> None:
+    """pycose writes header maps in insertion order; here the unprotected map is {4: kid, 3: 60}."""
+    m = Sign1Message(phdr={Algorithm: EdDSA}, uhdr={KID: b"kid-1", ContentType: 60}, payload=PAYLOAD)
+    m.key = _pycose_key(PUB, SEED)
+    data = m.encode()
+    assert b"\xa2\x04\x45kid-1\x03\x18\x3c" in data  # 4 before 3: not bytewise order
+    u = UnverifiedSign1.decode(data)
+    assert list(u.unprotected) == [4, 3]
+    verified = u.verify(PUB)
+    assert (verified.payload, verified.kid, verified.raw) == (PAYLOAD, b"kid-1", data)
+    assert verified.content_type is None  # read from the protected map only (spec 2.3.5)
+    with pytest.raises(VerificationError):
+        u.verify(OTHER_PUB)
 
 
 @pytest.mark.parametrize("data", [
