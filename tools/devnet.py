@@ -246,24 +246,24 @@ def start(net: Devnet, member_ids: list[str] | None = None, timeout: float = 60.
     wait_healthy(net, ids, timeout)
 
 
-def stop_member(net: Devnet, member_id: str, *, kill: bool = False, timeout: float = 20.0,
-                signalled: bool = False) -> bool:
-    """Stop one member's node: SIGTERM (or SIGKILL with ``kill``), then wait; False if it was not running.
-
-    With ``signalled`` the signal was already sent and only the wait remains (a second SIGTERM
-    could interrupt the node's orderly shutdown).
-    """
+def stop_member(net: Devnet, member_id: str, *, kill: bool = False, timeout: float = 20.0) -> bool:
+    """Stop one member's node: SIGTERM (or SIGKILL with ``kill``), then wait; False if it was not running."""
     m = net.member(member_id)
     pid = running(m)
     if pid is None:
         return False
-    if not signalled:
-        os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
+    os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
+    _wait_exit(m, pid, timeout)
+    return True
+
+
+def _wait_exit(m: DevnetMember, pid: int, timeout: float) -> None:
+    """Wait for ``pid`` to exit (SIGKILL after ``timeout``) and remove its pid file."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
+        except ChildProcessError:  # not our child: poll for it instead
             done = pid if running(m) is None else 0
         if done:
             break
@@ -271,15 +271,13 @@ def stop_member(net: Devnet, member_id: str, *, kill: bool = False, timeout: flo
     else:
         os.kill(pid, signal.SIGKILL)
     _pid_file(m).unlink(missing_ok=True)
-    return True
 
 
-def stop(net: Devnet) -> list[str]:
-    """Stop every running node (SIGTERM to all first, then wait for each); the members stopped."""
-    signalled = set()
-    for m in net.members:
-        pid = running(m)
-        if pid is not None:
-            os.kill(pid, signal.SIGTERM)
-            signalled.add(m.id)
-    return [m.id for m in net.members if m.id in signalled and stop_member(net, m.id, signalled=True)]
+def stop(net: Devnet, timeout: float = 20.0) -> list[str]:
+    """Stop every running node: one SIGTERM to each first, then wait for each; the members stopped."""
+    pids = {m.id: pid for m in net.members if (pid := running(m)) is not None}
+    for pid in pids.values():
+        os.kill(pid, signal.SIGTERM)
+    for mid, pid in pids.items():
+        _wait_exit(net.member(mid), pid, timeout)
+    return list(pids)
