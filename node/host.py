@@ -31,7 +31,7 @@ from ledger.checkpoint import (
     parse_log_origin,
     witness_name,
 )
-from ledger.errors import ConflictError, DecodeError, StorageError, VerificationError
+from ledger.errors import ConflictError, DecodeError, EquivocationError, StorageError, VerificationError
 from ledger.governance import GovernanceChain, Root, SignedRoot
 from ledger.memberlog import MemberLog, ParallelVerifier
 from ledger.note import Note, NoteSignature, NoteVerifier, verify_note
@@ -40,6 +40,8 @@ from ledger.storage import Storage
 
 log = logging.getLogger("mekong.node")
 
+#: The ``log`` column of evidence about governance roots rather than a member's log (spec 7.1.8).
+GOVERNANCE_EVIDENCE = "governance"
 #: C2SP tlog-witness: at most 63 consistency proof lines.
 MAX_PROOF_LINES = 63
 
@@ -196,7 +198,7 @@ class LedgerHost:
 
     # ------------------------------------------------------------------ governance
 
-    def add_root(self, data: bytes) -> Root:
+    def add_root(self, data: bytes, now: int) -> Root:
         """Verify a successor root against the chain, store it and act on it (spec 5.4.2).
 
         Returns:
@@ -204,13 +206,18 @@ class LedgerHost:
 
         Raises:
             DecodeError, VerificationError: the root is malformed or not valid.
-            EquivocationError: a different valid root of the same version is held.
+            EquivocationError: a different valid root of the same version is held; the new
+                one is kept as ``root-equivocation`` evidence (spec 7.1.8) before this is raised.
         """
         signed = SignedRoot.from_cbor(data)
         held = self.chain.roots
         if signed.root.version <= len(held) and self.chain.signed(signed.root.version).payload == signed.payload:
             return signed.root
-        root = self.chain.add(signed)
+        try:
+            root = self.chain.add(signed)
+        except EquivocationError as e:
+            self.storage.put_evidence(GOVERNANCE_EVIDENCE, "root-equivocation", signed.to_cbor(), str(e), now)
+            raise
         self.storage.put_root(root.version, signed.to_cbor())
         self._open_logs()
         for m in self.logs:

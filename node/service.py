@@ -442,7 +442,7 @@ class NodeService:
         """
         def add() -> tuple[Root, bool]:
             held = len(self.host.chain.roots)
-            root = self.host.add_root(data)
+            root = self.host.add_root(data, self.clock())
             return root, len(self.host.chain.roots) > held
 
         root, new = await self.call(add)

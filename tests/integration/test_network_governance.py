@@ -10,6 +10,7 @@ do not verify are refused with 4xx and adopted nowhere.
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import time
 from typing import TYPE_CHECKING
 
@@ -101,6 +102,14 @@ def test_valid_root_is_adopted_by_every_node(net: Net) -> None:
     other = _signed(net, _root_v2(net, "http://127.0.0.1:10/"), ["KH", "LA", "TH", "VN"])
     status, doc = _post_root(net, "TH", other)
     assert status == 409 and doc["error"] == "equivocation", doc
+    # ... and kept as evidence (spec 7.1.8), exactly as received.
+    conn = sqlite3.connect(f"file:{net.database('TH')}?mode=ro", uri=True, timeout=10)
+    try:
+        rows = conn.execute("SELECT log, kind, data FROM evidence WHERE kind = 'root-equivocation'").fetchall()
+    finally:
+        conn.close()
+    assert [(r[0], r[1]) for r in rows] == [("governance", "root-equivocation")], rows
+    assert SignedRoot.from_cbor(bytes(rows[0][2])).payload == SignedRoot.from_cbor(other).payload
     for node in net.ids:
         assert _versions(net, node)["current_hash"] == root.root_hash.hex(), node
 
