@@ -24,6 +24,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from ledger import cbor
+from ledger.bodies import check_issuer_id, member_of
 from ledger.errors import DecodeError, VerificationError
 from ledger.governance import SignedRoot, root_hash
 from node.app import CLOCK_KEY, CONFIG_KEY, METRICS_KEY, RATE_LIMITER_KEY, SIGNING_KEY, STORAGE_KEY
@@ -322,8 +323,8 @@ def _final_size(request: web.Request, log: str) -> int:
 
 async def registry_issuer(request: web.Request) -> web.Response:
     """``GET /registry/issuers/{issuer}`` (issuer id URL-encoded)."""
-    issuer = unquote(request.match_info["issuer"])
-    log = issuer.split("/", 1)[0]
+    issuer = check_issuer_id(unquote(request.match_info["issuer"]))
+    log = member_of(issuer)
     if not _MEMBER.fullmatch(log) or log not in _svc(request).host.logs:
         raise NotFoundError(f"no member log for issuer {issuer[:64]!r}")
     state = _svc(request).host.state
@@ -345,8 +346,8 @@ async def registry_key(request: web.Request) -> web.Response:
 
 async def registry_credential(request: web.Request) -> web.Response:
     """``GET /registry/credentials/{issuer}/{cti_hex}``."""
-    issuer = unquote(request.match_info["issuer"])
-    log = issuer.split("/", 1)[0]
+    issuer = check_issuer_id(unquote(request.match_info["issuer"]))
+    log = member_of(issuer)
     if not _MEMBER.fullmatch(log) or log not in _svc(request).host.logs:
         raise NotFoundError(f"no member log for issuer {issuer[:64]!r}")
     cti = _hex(request, "cti")

@@ -215,9 +215,9 @@ def test_wrong_methods_and_malformed_http(net: Net, issuer: dict[str, Any]) -> N
                  b"POST /logs/VN/entries HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"):
         answer = _raw(net, "VN", junk)  # aiohttp's parser answers these itself, in plain text (api.md)
         assert answer == b"" or answer.split(b" ")[1].startswith(b"4"), answer[:200]
-    # An issuer id no member could have registered is simply not there.
+    # An issuer id no member could have registered is refused as malformed, naming the expected form.
     resp = net.get("VN", "/registry/issuers/VN%2F" + "a" * 5000)
-    assert resp.status in (200, 400, 404) and (resp.status != 200 or resp.json()["answer"] is None), resp
+    assert resp.status == 400 and "VN/customs-coo" in resp.json()["message"], resp
 
 
 def test_every_node_still_healthy_and_never_answered_5xx(net: Net, issuer: dict[str, Any]) -> None:
