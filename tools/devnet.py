@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -182,6 +184,26 @@ def create_devnet(directory: str | Path, members: dict[str, str] | None = None, 
     (d / MANIFEST).write_text(json.dumps({"network": network, "genesis": "genesis.cbor",
                                           "genesis_hash": pinned.hex(), "members": out}, indent=2) + "\n")
     return Devnet.load(d)
+
+
+def free_base_port(count: int) -> int:
+    """A port ``p`` such that ``p`` to ``p + count - 1`` are free on 127.0.0.1 right now (for tests and benchmarks)."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20_000, 45_000)
+        socks: list[socket.socket] = []
+        try:
+            for p in range(base, base + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise DevnetError(f"no {count} consecutive free ports found on 127.0.0.1")
 
 
 def _pid_file(m: DevnetMember) -> Path:

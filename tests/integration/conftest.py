@@ -17,8 +17,6 @@ import atexit
 import hashlib
 import http.client
 import json
-import random
-import socket
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -50,26 +48,6 @@ _RUNNING: list[dn.Devnet] = []
 def _stop_leftovers() -> None:  # a last resort if a module teardown never ran
     for net in _RUNNING:
         dn.stop(net)
-
-
-def free_base_port(count: int) -> int:
-    """A port ``p`` such that ``p`` to ``p + count - 1`` are free on 127.0.0.1 right now."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20_000, 45_000)
-        socks = []
-        try:
-            for p in range(base, base + count):
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError(f"no {count} consecutive free ports found")
 
 
 class Response:
@@ -276,7 +254,7 @@ def devnets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., 
              limits: Limits = TEST_LIMITS) -> Net:
         members = dict(members or FOUR)
         d = tmp_path_factory.mktemp("devnet")
-        net = dn.create_devnet(d / "net", members, base_port=free_base_port(len(members)), limits=limits)
+        net = dn.create_devnet(d / "net", members, base_port=dn.free_base_port(len(members)), limits=limits)
         made.append(net)
         _RUNNING.append(net)
         wrapped = Net(net)

@@ -58,26 +58,6 @@ def _stop_leftovers() -> None:  # a last resort should a module teardown never r
             dn.stop(dn.Devnet.load(d))
 
 
-def free_base_port(count: int) -> int:
-    """A port ``p`` such that ``p`` to ``p + count - 1`` are free on 127.0.0.1 right now."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20_000, 45_000)
-        socks = []
-        try:
-            for p in range(base, base + count):
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError(f"no {count} consecutive free ports found")
-
-
 def closed_port_url() -> str:
     """The URL of a loopback port nothing listens on."""
     s = socket.socket()
@@ -153,7 +133,7 @@ def devnet(workdir: Path, mekong: Mekong) -> Iterator[dn.Devnet]:
     """A four-member devnet started with ``mekong devnet up``; every node is stopped at the end."""
     directory = workdir / "devnet"
     _STARTED.append(directory)
-    base = free_base_port(len(MEMBERS))
+    base = dn.free_base_port(len(MEMBERS))
     try:
         r = mekong("devnet", "up", "--dir", "devnet", "--members", ",".join(MEMBERS), "--base-port", base)
         assert r.returncode == 0, shown(r)

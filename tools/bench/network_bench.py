@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import socket
 import statistics
 import tempfile
 import time
@@ -61,23 +60,6 @@ P99_TARGET_S = 1.0
 _MEMBERS = {"CN": "China", "KH": "Cambodia", "LA": "Lao PDR", "MM": "Myanmar", "TH": "Thailand", "VN": "Viet Nam"}
 _LIMITS = Limits(max_request_bytes=8 << 20, submitter_entries_per_second=1_000_000, submitter_burst=10_000_000,
                  witness_request_timeout_ms=10_000, witness_quorum_timeout_ms=30_000)
-
-
-def _free_base_port(count: int) -> int:
-    for base in range(31_000, 60_000, 50):
-        socks: list[socket.socket] = []
-        try:
-            for p in range(base, base + count):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free loopback ports")
 
 
 def _raw_verify_rate() -> float:
@@ -201,7 +183,7 @@ def _pct(values: list[float], q: float) -> float:
 
 def _run_network(tmp: Path, n: int, report: Any, raw_rate: float) -> None:
     members = {m: _MEMBERS[m] for m in sorted(_MEMBERS)[:n]}
-    net = dn.create_devnet(tmp / f"net{n}", members, base_port=_free_base_port(n), limits=_LIMITS)
+    net = dn.create_devnet(tmp / f"net{n}", members, base_port=dn.free_base_port(n), limits=_LIMITS)
     per_owner = ENTRIES[n] // n
     paced_per_owner = int(PACED_SECONDS * PACED_RATE / n) + PACED_BATCH
     started = time.perf_counter()
