@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import re
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -92,12 +93,28 @@ class Codec:
     ``check(value, where)`` raises :class:`DecodeError` or returns the value as
     stored on the dataclass; ``decode(cbor_value, where)`` turns the CBOR form
     into what the constructor takes; ``encode(value)`` is the reverse.
+    ``read(cbor_value, where)`` is decode and check in one call, what
+    :meth:`Record.from_map` uses; by default it is exactly that, and a codec
+    whose decoder already returns a checked value (a nested record, an array)
+    gives one that does not check it twice.
     """
 
     name: str
     check: Callable[[Any, str], Any]
     decode: Callable[[Any, str], Any] = _same_decoded
     encode: Callable[[Any], Any] = _same_encoded
+    read: Callable[[Any, str], Any] = None  # type: ignore[assignment]  # set in __post_init__ when not given
+
+    def __post_init__(self) -> None:
+        if self.read is None:
+            object.__setattr__(self, "read", self.check if self.decode is _same_decoded
+                               else _decode_then_check(self.decode, self.check))
+
+
+def _decode_then_check(decode: Callable[[Any, str], Any], check: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    def read(v: Any, where: str) -> Any:
+        return check(decode(v, where), where)
+    return read
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +135,8 @@ def _text_check(max_len: int) -> Callable[[Any, str], Any]:
             raise _fail(where, f"expected text, got {type(v).__name__}")
         if not v or len(v) > max_len:
             raise _fail(where, f"text must be 1 to {max_len} characters, got {len(v)}")
-        if _CONTROL_RE.search(v):
+        # Control characters are never printable, so most text needs no search.
+        if not v.isprintable() and _CONTROL_RE.search(v):
             raise _fail(where, "text must not contain control characters")
         return v
     return check
@@ -222,7 +240,19 @@ def tuple_of(inner: Codec, *, min_len: int = 0, max_len: int = 1000, unique: boo
         enc = inner.encode
         return [enc(x) for x in v]
 
-    return Codec(f"array of {inner.name}", check, decode, encode)
+    def read(v: Any, where: str) -> Any:
+        # decode and check in one pass: each element is read (decoded and checked) once.
+        if type(v) is not list:
+            raise _fail(where, f"expected an array, got {type(v).__name__}")
+        if not min_len <= len(v) <= max_len:
+            raise _fail(where, f"expected {min_len} to {max_len} elements, got {len(v)}")
+        rd = inner.read
+        out = tuple([rd(x, f"{where}[{i}]") for i, x in enumerate(v)])
+        if unique and len(set(out)) != len(out):
+            raise _fail(where, "elements must be unique")
+        return out
+
+    return Codec(f"array of {inner.name}", check, decode, encode, read)
 
 
 def record(cls: type[Record]) -> Codec:
@@ -233,7 +263,8 @@ def record(cls: type[Record]) -> Codec:
             raise _fail(where, f"expected {cls.__name__}, got {type(v).__name__}")
         return v
 
-    return Codec(cls.__name__, check, lambda v, where: cls.from_map(v, where), lambda v: v.to_map())
+    # from_map returns a checked instance of cls, so reading needs no check after it.
+    return Codec(cls.__name__, check, lambda v, where: cls.from_map(v, where), lambda v: v.to_map(), cls.from_map)
 
 
 class Record:
@@ -241,29 +272,36 @@ class Record:
 
     Subclasses set ``SCHEMA``: a tuple of :class:`Field` in attribute order.
     Optional fields default to None and are omitted from the map when None.
-    When a subclass is created, its schema is compiled into ``_PLAN``:
-    per field the key, check, decoder (None when the CBOR value is the Python
-    value) and the ``Class.field`` name errors use, so the success path
-    formats no strings.
+    When a subclass is created, its schema is compiled into two plans, one
+    for construction (``_PLAN``: per field the key, check, whether it is
+    required, and the ``Class.field`` name errors use) and one for
+    :meth:`from_map` (``_READ_PLAN``: the key, reader (:attr:`Codec.read`),
+    the slot's setter and the name), so the success path formats no strings.
     """
 
     __slots__ = ()
     SCHEMA: ClassVar[tuple[Field, ...]] = ()
-    _PLAN: ClassVar[tuple[tuple[str, Callable[[Any, str], Any], Callable[[Any, str], Any] | None, bool, str], ...]]
+    _PLAN: ClassVar[tuple[tuple[str, Callable[[Any, str], Any], bool, str], ...]]
+    _READ_PLAN: ClassVar[tuple[tuple[str, Callable[[Any, str], Any], Callable[[Any, Any], None], str], ...]]
     _KEYSET: ClassVar[frozenset[str]]
     _DEFAULTS: ClassVar[dict[str, Any]]
+    _CROSS_CHECKS: ClassVar[bool]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._PLAN = tuple((f.key, f.codec.check, None if f.codec.decode is _same_decoded else f.codec.decode,
-                           f.required, f"{cls.__name__}.{f.key}") for f in cls.SCHEMA)
+        # dataclass(slots=True) re-creates the class with __dataclass_fields__ and
+        # its slots set; this runs again then, and only that class is ever used.
+        final = "__dataclass_fields__" in cls.__dict__
+        cls._PLAN = tuple((f.key, f.codec.check, f.required, f"{cls.__name__}.{f.key}") for f in cls.SCHEMA)
+        cls._READ_PLAN = tuple((f.key, f.codec.read, _setter(cls, f.key), f"{cls.__name__}.{f.key}")
+                               for f in cls.SCHEMA)
         cls._KEYSET = frozenset(f.key for f in cls.SCHEMA)
-        # dataclass(slots=True) re-creates the class with __dataclass_fields__ set; this runs again then.
-        fields = dataclasses.fields(cls) if "__dataclass_fields__" in cls.__dict__ else ()  # type: ignore[arg-type]
+        fields = dataclasses.fields(cls) if final else ()  # type: ignore[arg-type]
         cls._DEFAULTS = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
+        cls._CROSS_CHECKS = cls._validate is not Record._validate
 
     def __post_init__(self) -> None:
-        for key, check, _, required, where in self._PLAN:
+        for key, check, required, where in self._PLAN:
             v = getattr(self, key)
             if v is None:
                 if required:
@@ -288,9 +326,9 @@ class Record:
     def from_map(cls, m: Any, where: str = "") -> Any:
         """Build an instance from its CBOR map form, refusing unknown and missing keys.
 
-        Each field is checked once, as it is read, with the same checks as
-        construction; the instance is then filled in directly rather than
-        through ``__init__`` and ``__post_init__``, which would check again.
+        Each field is read once, with the same checks as construction
+        (:attr:`Codec.read`); the instance is then filled in directly rather
+        than through ``__init__`` and ``__post_init__``, which would check again.
 
         Raises:
             DecodeError: not a map, an unknown key, a missing required key,
@@ -302,27 +340,33 @@ class Record:
             unknown = sorted(map(repr, m.keys() - cls._KEYSET))
             raise _fail(where or cls.__name__, f"unknown field {unknown[0]:.60}")
         obj = _new(cls)
-        defaults = cls._DEFAULTS
-        for key, check, decode, _, field_where in cls._PLAN:
-            v = m.get(key, _ABSENT)
+        get = m.get
+        for key, read, put, field_where in cls._READ_PLAN:
+            v = get(key, _ABSENT)
             if v is _ABSENT:
-                v = defaults.get(key, _ABSENT)
+                v = cls._DEFAULTS.get(key, _ABSENT)
                 if v is _ABSENT:
-                    missing = [f.key for f in cls.SCHEMA if f.key not in m and f.key not in defaults]
+                    missing = [f.key for f in cls.SCHEMA if f.key not in m and f.key not in cls._DEFAULTS]
                     raise _fail(where or cls.__name__, f"missing required field(s) {', '.join(missing)}")
             elif v is None:
                 raise _fail(field_where, "null is not allowed; omit the field instead")
             else:
-                if decode is not None:
-                    v = decode(v, field_where)
-                check(v, field_where)
-            _set(obj, key, v)
-        obj._validate()
+                v = read(v, field_where)
+            put(obj, v)
+        if cls._CROSS_CHECKS:
+            obj._validate()
         return obj
 
 
+def _setter(cls: type, name: str) -> Callable[[Any, Any], None]:
+    """A function setting attribute ``name`` of a ``cls`` instance, frozen or not."""
+    slot = getattr(cls, name, None)
+    if type(slot) is types.MemberDescriptorType:
+        return slot.__set__  # type: ignore[no-any-return]  # the slot itself: no attribute lookup
+    return lambda obj, v: object.__setattr__(obj, name, v)
+
+
 _new = object.__new__
-_set = object.__setattr__
 
 
 _ABSENT = object()

@@ -74,6 +74,7 @@ BAD_CASES = [
     ("bad-date", lambda m: {**m, "invoice_date": "2024-02-30"}, "not a calendar date"),
     ("no-items", lambda m: {**m, "items": []}, "expected 1 to 999 elements"),
     ("items-not-array", lambda m: {**m, "items": {}}, "expected an array"),
+    ("item-not-map", lambda m: {**m, "items": [m["items"][0], "x"]}, r"CertificateOfOrigin\.items\[1\]: expected a map"),
     ("bad-hs", lambda m: {**m, "items": [{**m["items"][0], "hs_code": "1006.30"}]}, "HS code"),
     ("float-money", lambda m: {**m, "items": [{**m["items"][0], "fob_value": {"amount": 12.5, "currency": "USD"}}]},
      "unsigned integer"),
