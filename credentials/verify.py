@@ -41,12 +41,12 @@ from credentials.report import (
 )
 from credentials.steps import Run, VerificationPolicy
 from credentials.view import GovernanceInfo, LedgerView, ProofOfExistence, proof_of_existence
+from ledger.cose import sig_structure
 from ledger.errors import DecodeError, VerificationError
 from ledger.keys import key_id, verify_ed25519
 
 __all__ = ["VerificationPolicy", "require_passed", "verify"]
 
-_SIG1_PREFIX = b"\x84\x6aSignature1"
 
 
 def verify(subject: bytes | SignedDocument, view: LedgerView, policy: VerificationPolicy,
@@ -79,21 +79,10 @@ def require_passed(report: VerificationReport) -> VerificationReport:
     return report
 
 
-def _bstr_head(n: int) -> bytes:
-    if n < 24:
-        return bytes((0x40 | n,))
-    if n < 0x100:
-        return bytes((0x58, n))
-    if n < 0x10000:
-        return b"\x59" + n.to_bytes(2, "big")
-    return b"\x5a" + n.to_bytes(4, "big")
-
-
 def _signature_ok(public_key: bytes, protected: bytes, payload: bytes, signature: bytes) -> str | None:
     """Step 3: check the EdDSA signature over the bytes as received; the failure message, or None."""
     # RFC 9052 section 4.4 Sig_structure ["Signature1", protected, h'', payload], built directly.
-    tbs = b"".join((_SIG1_PREFIX, _bstr_head(len(protected)), protected, b"\x40", _bstr_head(len(payload)),
-                    payload))
+    tbs = sig_structure(protected, payload)
     try:
         verify_ed25519(public_key, tbs, signature)
     except VerificationError as e:

@@ -85,6 +85,11 @@ def _head(major: int, arg: int) -> bytes:
     return bytes((mt | 27,)) + arg.to_bytes(8, "big")
 
 
+def bstr_head(n: int) -> bytes:
+    """The head :func:`encode` writes before a byte string of ``n`` bytes (spec 1.2.1)."""
+    return _head(2, n)
+
+
 def _encode_into(obj: Any, out: list[bytes]) -> None:
     # bool before int: bool is a subclass of int.
     if obj is False:

@@ -47,6 +47,7 @@ from ledger.cose import (
     HDR_KID,
     Sign1,
     UnverifiedSign1,
+    sig_structure,
     sign1,
 )
 from ledger.errors import DecodeError
@@ -179,7 +180,7 @@ class UnverifiedEntry:
 
         Built from the protected header and payload bytes as received.
         """
-        return _sig_structure(self.sign1.protected, self.sign1.payload or b"")
+        return sig_structure(self.sign1.protected, self.sign1.payload or b"")
 
     @classmethod
     def decode(cls, raw: bytes) -> UnverifiedEntry:
@@ -233,26 +234,6 @@ _PROTECTED_START = len(_ENVELOPE_PREFIX) - len(_PROTECTED_PREFIX)
 _PAYLOAD_HEAD_AT = len(_ENVELOPE_PREFIX) + KEY_ID_SIZE + 1  # after the kid and the empty map a0
 _SIGNATURE_HEAD = b"\x58\x40"  # bstr of 64 bytes
 _SIGNATURE_PART = len(_SIGNATURE_HEAD) + 64
-_SIG1_CONTEXT = b"\x84\x6aSignature1"
-
-
-def _bstr_head(n: int) -> bytes:
-    # The head cbor.encode writes for a byte string of n bytes (spec 1.2.1).
-    if n < 24:
-        return bytes((0x40 | n,))
-    if n < 0x100:
-        return bytes((0x58, n))
-    if n < 0x10000:
-        return b"\x59" + n.to_bytes(2, "big")
-    return b"\x5a" + n.to_bytes(4, "big")
-
-
-def _sig_structure(protected: bytes, payload: bytes) -> bytes:
-    # ["Signature1", protected, h'', payload] in deterministic CBOR
-    return b"".join((_SIG1_CONTEXT, _bstr_head(len(protected)), protected, b"\x40",
-                     _bstr_head(len(payload)), payload))
-
-
 def _split_envelope(raw: bytes) -> tuple[bytes, bytes, bytes] | None:
     """(protected, payload, signature) when ``raw`` is the encoding of such an envelope, else None.
 
@@ -264,7 +245,7 @@ def _split_envelope(raw: bytes) -> tuple[bytes, bytes, bytes] | None:
     if rest < 1 or not raw.startswith(_ENVELOPE_PREFIX) or raw[_PAYLOAD_HEAD_AT - 1] != 0xA0:
         return None
     width = 1 if rest <= 24 else 2 if rest <= 0x101 else 3
-    head = _bstr_head(rest - width)
+    head = cbor.bstr_head(rest - width)
     start = _PAYLOAD_HEAD_AT + width
     end = len(raw) - _SIGNATURE_PART
     if len(head) != width or not raw.startswith(head, _PAYLOAD_HEAD_AT) or not raw.startswith(_SIGNATURE_HEAD, end):

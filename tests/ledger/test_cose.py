@@ -12,7 +12,7 @@ from typing import Any
 
 import nacl.signing
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycose.algorithms import EdDSA
 from pycose.headers import KID, Algorithm, ContentType
@@ -20,7 +20,7 @@ from pycose.keys import OKPKey
 from pycose.keys.curves import Ed25519
 from pycose.messages import Sign1Message
 
-from ledger import cbor
+from ledger import cbor, cose
 from ledger.cbor import Tag
 from ledger.cose import SIGN1_LIMITS, Sign1, UnverifiedSign1, sign1
 from ledger.errors import DecodeError, VerificationError
@@ -467,3 +467,10 @@ def test_random_bytes_fail_only_with_our_errors(data: bytes) -> None:
         UnverifiedSign1.decode(data).verify(PUB)
     except (DecodeError, VerificationError):
         pass
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=300), st.binary(max_size=70_000), st.binary(max_size=40))
+def test_sig_structure_equals_the_canonical_encoding(protected: bytes, payload: bytes, aad: bytes) -> None:
+    # spec 2.1: the hot-path builder must give exactly cbor.encode(["Signature1", ...]).
+    assert cose.sig_structure(protected, payload, aad) == cbor.encode(["Signature1", protected, aad, payload])

@@ -354,7 +354,7 @@ def test_envelope_layout_at_every_head_width(size: int) -> None:
     general = UnverifiedSign1.decode(raw)
     assert E._split_envelope(raw) == (general.protected, general.payload, general.signature)
     # The same fields with a non-shortest payload head, or one byte more or less, do not match.
-    head = E._bstr_head(size)
+    head = cbor.bstr_head(size)
     at = raw.index(head + (general.payload or b""), E._PAYLOAD_HEAD_AT)
     longer = b"\x59" + size.to_bytes(2, "big") if size < 0x100 else b"\x5a" + size.to_bytes(4, "big")
     for bad in (raw[:at] + longer + raw[at + len(head):], raw + b"\x00", raw[:-1], raw[:at] + raw[at + 1:]):
