@@ -42,13 +42,7 @@ def main(argv: list[str]) -> int:
         if name not in BENCHMARKS:
             print(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}", file=sys.stderr)
             return 3
-        try:
-            module = importlib.import_module(BENCHMARKS[name])
-        except ModuleNotFoundError as e:
-            if e.name != BENCHMARKS[name]:
-                raise
-            print(f"[{name}] not built yet", flush=True)
-            continue
+        module = importlib.import_module(BENCHMARKS[name])
         print(f"[{name}]", flush=True)
         started = time.perf_counter()
         module.run(report)
