@@ -16,7 +16,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
-	$(PY) -m tools.demo
+	$(PY) -m tools.devnet.demo
 
 bench: $(STAMP)
 	$(PY) -m tools.bench

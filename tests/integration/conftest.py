@@ -1,7 +1,7 @@
 """Fixtures for integration tests: real node processes on loopback, each with its own SQLite file.
 
 Every test module gets a :func:`devnets` factory. It creates devnets with
-:func:`tools.devnet.create_devnet` (real keys, a real genesis ceremony) in
+:func:`tools.devnet.network.create_devnet` (real keys, a real genesis ceremony) in
 pytest's temporary directories, on loopback ports found free at that moment,
 and stops every node it started when the module ends, whether the tests
 passed or not (and again at interpreter exit, should the teardown be skipped).
@@ -33,7 +33,7 @@ from ledger.entries import make_entry
 from ledger.governance import SignedRoot
 from ledger.note import NoteVerifier
 from node.config import Limits, load_config
-from tools import devnet as dn
+from tools.devnet import network as dn
 
 #: Four members: quorum and threshold 3 with f = 1, so any one node may be down.
 FOUR = {"KH": "Cambodia customs", "LA": "Lao customs", "TH": "Thai customs", "VN": "Viet Nam customs"}

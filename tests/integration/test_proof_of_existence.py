@@ -1,7 +1,7 @@
 """A replica that syncs long after an anchor was written still learns its earliest proof-of-existence bound.
 
 The node serves the oldest final checkpoint covering an entry (specs/api.md
-A.7.2, ``?covering=I``), and :class:`tools.replica.Replica` stores those
+A.7.2, ``?covering=I``), and :class:`tools.client.replica.Replica` stores those
 checkpoints next to the newest one, so the credential verifier's view finds
 the first final checkpoint covering an anchor, not only the newest.
 """
@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from ledger.checkpoint import open_checkpoint
-from tools.client import NodeClient
-from tools.replica import Replica
+from tools.client.http import NodeClient
+from tools.client.replica import Replica
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Net

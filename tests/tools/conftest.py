@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 from fakenode import FakeNetwork, FakeNode
 
 from node import keystore
-from tools.cli import cli
+from tools.cli.main import cli
 
 PASSPHRASE = "correct horse battery staple"
 HERE = Path(__file__).parent

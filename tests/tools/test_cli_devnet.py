@@ -38,7 +38,7 @@ import pytest
 
 from node import keystore
 from node.config import load_config
-from tools import devnet as dn
+from tools.devnet import network as dn
 
 pytestmark = pytest.mark.integration
 

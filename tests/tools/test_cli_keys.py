@@ -13,7 +13,7 @@ from ledger.checkpoint import CosignatureVerifier, log_origin, witness_name
 from ledger.keys import key_id
 from ledger.note import NoteVerifier
 from node import keystore
-from tools.cli import main
+from tools.cli.main import main
 
 
 def test_generate_writes_encrypted_key_and_pub_file(invoke: Invoke, tmp_path: Path) -> None:

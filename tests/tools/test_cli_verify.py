@@ -11,7 +11,7 @@ from fakenode import FakeNetwork, FakeNode
 
 from ledger.bodies import IssuerRegister
 from ledger.entries import make_entry
-from tools.replica import Replica
+from tools.client.replica import Replica
 
 
 def test_verify_syncs_a_replica_and_passes(scenario: Scenario) -> None:

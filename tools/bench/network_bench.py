@@ -2,7 +2,7 @@
 
 Run with ``make bench`` or ``python -m tools.bench network``. For a four- and
 a six-member devnet (temporary directories, free loopback ports, the real
-genesis ceremony of :mod:`tools.devnet`), in one run:
+genesis ceremony of :mod:`tools.devnet.network`), in one run:
 
 1. baseline: raw pynacl Ed25519 verifications per second on one core;
 2. every member registers an issuer and its key, then pre-signed
@@ -46,7 +46,7 @@ from ledger.bodies import CredentialAnchor, IssuerKeyAdd, IssuerRegister
 from ledger.entries import UnverifiedEntry, make_entry
 from ledger.governance import SignedRoot
 from node.config import Limits
-from tools import devnet as dn
+from tools.devnet import network as dn
 
 #: Entries submitted in the saturation phase, spread over every member's log.
 ENTRIES = {4: 24_000, 6: 30_000}

@@ -19,7 +19,7 @@ from ledger.checkpoint import CosignatureVerifier, log_origin, witness_name
 from ledger.keys import key_id, next_key_digest
 from ledger.note import NoteVerifier
 from node import keystore
-from tools.cliutil import (
+from tools.cli.util import (
     MemberParam,
     ToolError,
     emit,

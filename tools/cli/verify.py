@@ -1,12 +1,12 @@
 """``mekong verify``: check a credential against a local verified replica of the ledger, trusting no node.
 
-The replica (:mod:`tools.replica`) is synced from the nodes given (or those of
+The replica (:mod:`tools.client.replica`) is synced from the nodes given (or those of
 the last sync) before each verification unless ``--offline``; then
 :func:`credentials.verify.verify` judges the credential against the replica's
 final state and the verifier's policy. The exit code is the verdict: 0
 TOTAL-PASSED, 1 TOTAL-FAILED, 2 INDETERMINATE (3 usage, 4 tool errors).
 :func:`verification_options` and :func:`run_verification` are shared with
-``mekong verify-signature`` (:mod:`tools.cmd_credential`).
+``mekong verify-signature`` (:mod:`tools.cli.credential`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from credentials.report import INDETERMINATE, TOTAL_FAILED, TOTAL_PASSED
 from credentials.steps import VerificationPolicy
 from credentials.verify import verify as verify_subject
 from ledger.bodies import LOAS
-from tools.client import ClientError, NodeClient
-from tools.cliutil import (
+from tools.cli.genesis import load_signed_root
+from tools.cli.util import (
     EXIT_CODES_HELP,
     EXIT_FAILED,
     EXIT_INDETERMINATE,
@@ -38,8 +38,8 @@ from tools.cliutil import (
     now,
     read_bytes,
 )
-from tools.cmd_genesis import load_signed_root
-from tools.replica import Replica, ReplicaError, SyncReport
+from tools.client.http import ClientError, NodeClient
+from tools.client.replica import Replica, ReplicaError, SyncReport
 
 __all__ = ["ago", "default_replica_dir", "open_replica", "run_verification", "verification_options", "verify"]
 

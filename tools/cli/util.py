@@ -269,7 +269,7 @@ def emit(as_json: bool, doc: Any, text: str | list[str]) -> None:
 
 
 class ClickProgress:
-    """A click progress bar on stderr for :meth:`tools.replica.Replica.sync` (nothing when there is nothing to do)."""
+    """A click progress bar on stderr for :meth:`tools.client.replica.Replica.sync` (nothing when there is nothing to do)."""
 
     def __init__(self, quiet: bool = False) -> None:
         self._bar: Any = None

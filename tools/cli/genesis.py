@@ -9,7 +9,7 @@
    while any founder's signature is missing.
 
 The helpers for reading, describing, signing and merging signed roots are shared
-with :mod:`tools.cmd_governance`.
+with :mod:`tools.cli.governance`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from ledger.cose import UnverifiedSign1
 from ledger.errors import DecodeError, VerificationError
 from ledger.governance import Member, Root, SignedRoot, check_thresholds, sign_root, verify_genesis
 from ledger.keys import key_id, public_key_of
-from tools.cliutil import (
+from tools.cli.util import (
     HashParam,
     MemberParam,
     TimeParam,

@@ -25,11 +25,11 @@ from ledger.governance import GovernanceChain, SignedRoot, walk
 from ledger.note import NoteVerifier
 from ledger.replay import replay
 from ledger.storage import Storage
-from tools.client import ClientError, NodeClient
-from tools.cliutil import EXIT_FAILED, EXIT_OK, EXIT_TOOL, ClickProgress, HashParam, ToolError, emit, json_option, now
-from tools.cmd_genesis import load_signed_root
-from tools.cmd_governance import fetch_chain
-from tools.replica import DB_FILE, Replica
+from tools.cli.genesis import load_signed_root
+from tools.cli.governance import fetch_chain
+from tools.cli.util import EXIT_FAILED, EXIT_OK, EXIT_TOOL, ClickProgress, HashParam, ToolError, emit, json_option, now
+from tools.client.http import ClientError, NodeClient
+from tools.client.replica import DB_FILE, Replica
 
 __all__ = ["audit"]
 

@@ -6,7 +6,7 @@ names the node: ``node http://127.0.0.1:7101 unreachable: Connection
 refused`` when nothing answers, or the node's own ``{"error", "message"}``
 body when it refuses a request. Answers are size-limited and decoded
 strictly; nothing a node sends is trusted here: checking signatures, proofs
-and quorums is the caller's business (:mod:`tools.replica`).
+and quorums is the caller's business (:mod:`tools.client.replica`).
 """
 
 from __future__ import annotations

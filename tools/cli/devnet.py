@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from tools import devnet
-from tools.cmd_node import fetch_status, render_status
+from tools.cli.node import fetch_status, render_status
+from tools.devnet import network as devnet
 
 DEFAULT_DIR = Path("devnet")
 

@@ -12,7 +12,7 @@ import click
 from ledger.governance import SignedRoot, root_hash
 from node.config import DATABASE_NAME, Limits, NodeConfig, Peer, load_config, write_config
 from node.keystore import read_public_key
-from tools.cliutil import ToolError
+from tools.cli.util import ToolError
 
 
 @click.group("node")

@@ -19,8 +19,8 @@ import click
 from ledger.errors import ConflictError, DecodeError, VerificationError
 from ledger.governance import GovernanceChain, Member, Root, SignedRoot, check_thresholds, walk
 from ledger.keys import key_id
-from tools.client import NodeClient
-from tools.cliutil import (
+from tools.cli.genesis import describe_root, load_signed_root, merge_signed, root_lines, sign_command
+from tools.cli.util import (
     HashParam,
     MemberParam,
     TimeParam,
@@ -32,7 +32,7 @@ from tools.cliutil import (
     public_key_arg,
     write_bytes,
 )
-from tools.cmd_genesis import describe_root, load_signed_root, merge_signed, root_lines, sign_command
+from tools.client.http import NodeClient
 
 __all__ = ["fetch_chain", "governance"]
 

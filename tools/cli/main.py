@@ -1,8 +1,8 @@
 """The ``mekong`` command line: one click group, one small module per command group.
 
-Each command module (``tools/cmd_*.py``) defines its click commands and calls
+Each command module (``tools/cli/*.py``) defines its click commands and calls
 library code; this module only gathers them and turns what went wrong into
-the documented exit codes (:data:`tools.cliutil.EXIT_CODES_HELP`):
+the documented exit codes (:data:`tools.cli.util.EXIT_CODES_HELP`):
 
 - 0 success (``verify``: TOTAL-PASSED),
 - 1 ``verify``: TOTAL-FAILED; ``audit``: problems found,
@@ -24,18 +24,16 @@ from typing import Any
 import click
 
 from ledger.errors import MekongError
-from tools import (
-    cmd_audit,
-    cmd_credential,
-    cmd_devnet,
-    cmd_genesis,
-    cmd_governance,
-    cmd_issuer,
-    cmd_keys,
-    cmd_node,
-    cmd_verify,
-)
-from tools.cliutil import EXIT_CODES_HELP, EXIT_TOOL, EXIT_USAGE
+from tools.cli import audit as cmd_audit
+from tools.cli import credential as cmd_credential
+from tools.cli import devnet as cmd_devnet
+from tools.cli import genesis as cmd_genesis
+from tools.cli import governance as cmd_governance
+from tools.cli import issuer as cmd_issuer
+from tools.cli import keys as cmd_keys
+from tools.cli import node as cmd_node
+from tools.cli import verify as cmd_verify
+from tools.cli.util import EXIT_CODES_HELP, EXIT_TOOL, EXIT_USAGE
 
 __all__ = ["cli", "main"]
 
@@ -115,6 +113,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The ``mekong`` console script: run the CLI and return its exit code."""
     return run(cli, argv if argv is not None else sys.argv[1:], "mekong")
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -22,7 +22,7 @@ file is noticed. :meth:`Replica.sync`:
 
 :meth:`Replica.view` is the :class:`credentials.view.RegistryView` the
 verification engine judges against: only final state, each log as of its
-newest final checkpoint. Left to others: the HTTP client (:mod:`tools.client`),
+newest final checkpoint. Left to others: the HTTP client (:mod:`tools.client.http`),
 the verification itself (:mod:`credentials.verify`), output (the CLI).
 """
 
@@ -45,7 +45,7 @@ from ledger.memberlog import MemberLog, ParallelVerifier
 from ledger.note import Note, NoteVerifier
 from ledger.replay import replay
 from ledger.storage import Storage
-from tools.client import ENTRIES_PAGE, ClientError, NodeClient
+from tools.client.http import ENTRIES_PAGE, ClientError, NodeClient
 
 __all__ = ["LogSync", "Progress", "Replica", "ReplicaError", "SyncReport"]
 

@@ -27,7 +27,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from tools import devnet
+from tools.devnet import network as devnet
 
 PP_ENV = devnet.PASSPHRASE_ENV
 

@@ -6,7 +6,7 @@
   (``credential.anchor``), which later gives it a proof of existence;
   ``revoke``, ``suspend`` and ``reinstate`` publish its status
   (``credential.status``). These are entries signed with an issuer key and
-  submitted like the administrators' (:func:`tools.cmd_issuer.submit_entry`).
+  submitted like the administrators' (:func:`tools.cli.issuer.submit_entry`).
 - ``sign`` makes a detached document signature (:func:`credentials.docsig.sign_document`);
   ``verify-signature`` checks one like ``mekong verify`` checks a credential.
 
@@ -34,7 +34,8 @@ from credentials.report import claims_json
 from ledger.bodies import CredentialAnchor, CredentialStatus, check_issuer_id, member_of
 from ledger.errors import DecodeError
 from ledger.keys import key_id, public_key_of
-from tools.cliutil import (
+from tools.cli.issuer import entry_options, submit_entry
+from tools.cli.util import (
     EXIT_CODES_HELP,
     HashParam,
     IssuerParam,
@@ -48,8 +49,7 @@ from tools.cliutil import (
     read_bytes,
     write_bytes,
 )
-from tools.cmd_issuer import entry_options, submit_entry
-from tools.cmd_verify import run_verification, verification_options
+from tools.cli.verify import run_verification, verification_options
 
 __all__ = ["credential", "profile_from_json", "sign", "verify_signature"]
 

@@ -5,7 +5,7 @@ Each command builds one entry body (:mod:`ledger.bodies`), signs it with
 and submits it to the member's own node (``POST /logs/{M}/entries``), by
 default waiting until a final checkpoint covers it. The node checks every rule
 again; its refusal names the rule. :func:`submit_entry` and
-:func:`entry_options` are shared with :mod:`tools.cmd_credential`.
+:func:`entry_options` are shared with :mod:`tools.cli.credential`.
 """
 
 from __future__ import annotations
@@ -37,8 +37,7 @@ from ledger.entries import make_entry
 from ledger.errors import DecodeError
 from ledger.keys import key_id, next_key_digest, public_key_of
 from ledger.merkle import leaf_hash
-from tools.client import NodeClient
-from tools.cliutil import (
+from tools.cli.util import (
     HashParam,
     IssuerParam,
     MemberParam,
@@ -52,6 +51,7 @@ from tools.cliutil import (
     public_key_arg,
     read_bytes,
 )
+from tools.client.http import NodeClient
 
 __all__ = ["entry_options", "issuer", "policy", "submit_entry"]
 
