@@ -38,11 +38,11 @@ from ledger.checkpoint import (
     CosignatureSigner,
     add_signatures,
     log_origin,
-    open_checkpoint,
     sign_checkpoint,
     witness_name,
 )
 from ledger.entries import make_entry
+from ledger.finality import checkpoint_extensions, open_signed
 from ledger.governance import GovernanceChain, Member, Root, SignedRoot
 from ledger.keys import key_id, next_key_digest, public_key_of
 from ledger.merkle import MemoryTree, leaf_hash
@@ -184,21 +184,19 @@ class Sandbox:
                 timestamp, used by the first ``quorum`` members (owner first).
 
         Returns:
-            The checkpoint as the view sees it, after :func:`open_checkpoint` verified every signature.
+            The checkpoint as the view sees it, after :func:`ledger.finality.open_signed` verified every signature.
         """
         root = self.chain.current
         if isinstance(times, int):
             order = [log] + [m for m in self.members if m != log]
             times = {m: times for m in order[:root.quorum]}
         tree = self.trees[log]
-        cp = Checkpoint(log_origin(self.network, log), tree.size, tree.root())
+        cp = Checkpoint(log_origin(self.network, log), tree.size, tree.root(), checkpoint_extensions(root))
         note = sign_checkpoint(cp, NoteSigner(cp.origin, self.node_keys[log]))
         cosigners = {m: CosignatureSigner(witness_name(self.network, m), self.node_keys[m]) for m in times}
         note = add_signatures(note, [cosigners[m].cosign(cp, t) for m, t in times.items()])
-        opened, by_name = open_checkpoint(note.to_bytes(), NoteSigner(cp.origin, self.node_keys[log]).verifier,
-                                          [c.verifier for c in cosigners.values()])
-        names = {c.name: m for m, c in cosigners.items()}
-        final = FinalCheckpoint.of(log, opened.size, opened.root_hash, {names[n]: t for n, t in by_name.items()})
+        _, opened, fin = open_signed(note.to_bytes(), self.chain, log)
+        final = FinalCheckpoint.of(log, opened.size, opened.root_hash, fin.cosigners)
         self.finals[log].append(final)
         return final
 

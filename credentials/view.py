@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ledger import finality
 from ledger.errors import ConflictError, MekongError
 
 __all__ = [
@@ -209,12 +210,11 @@ class LedgerView(Protocol):
 
 
 def witnessed_time(checkpoint: FinalCheckpoint, faulty: int) -> int | None:
-    """The ``(f+1)``-th smallest cosignature timestamp: an upper bound no ``f`` liars can move (GUIDE 2a).
+    """The ``(f+1)``-th smallest cosignature timestamp of ``checkpoint`` (:func:`ledger.finality.witnessed_time`).
 
     Returns None when the checkpoint has fewer than ``f + 1`` cosignatures.
     """
-    times = checkpoint.times
-    return times[faulty] if len(times) > faulty else None
+    return finality.witnessed_time(checkpoint.times, faulty)
 
 
 @dataclass(frozen=True, slots=True)

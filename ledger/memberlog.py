@@ -17,29 +17,29 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
-from dataclasses import dataclass, field
 
 import nacl.signing
 
 from ledger import merkle
-from ledger.checkpoint import (
-    Checkpoint,
-    CosignatureSigner,
-    CosignatureVerifier,
-    add_signatures,
-    log_origin,
-    sign_checkpoint,
-    witness_name,
-)
+from ledger.checkpoint import Checkpoint, CosignatureSigner, add_signatures, log_origin, sign_checkpoint, witness_name
 from ledger.entries import Entry, UnverifiedEntry
 from ledger.errors import AuthorizationError, ConflictError, DecodeError, StorageError, VerificationError
+from ledger.finality import (
+    Finality,
+    Witnesses,
+    checkpoint_extensions,
+    count_cosignatures,
+    log_verifier,
+    named_root,
+    open_signed,
+)
 from ledger.governance import Root
-from ledger.note import Note, NoteSignature, NoteSigner, NoteVerifier, verify_note
+from ledger.note import Note, NoteSignature, NoteSigner, verify_note
 from ledger.registry import RegistryState
 from ledger.rules import SignatureJob, verify_sequential
 from ledger.storage import Storage
 
-__all__ = ["Finality", "MemberLog", "ParallelVerifier"]
+__all__ = ["MemberLog", "ParallelVerifier"]
 
 
 class ParallelVerifier:
@@ -86,31 +86,6 @@ class ParallelVerifier:
             VerificationError: a signature did not verify.
         """
         self.wait(self.start(jobs))
-
-
-@dataclass(frozen=True, slots=True)
-class Finality:
-    """How final one checkpoint of a log is (spec 7.4.3).
-
-    Attributes:
-        log: member id of the log.
-        size: the checkpoint's tree size.
-        cosigners: witness member id -> cosignature timestamp, for every
-            cosignature that counts: by a member of the current root (the
-            owner included) with that member's current node key as witness key.
-        quorum: cosignatures needed, from the current root.
-        final: ``len(cosigners) >= quorum``.
-        witnessed_time: when final, the ``(faulty + 1)``-th smallest
-            timestamp: no entry in the checkpoint is younger than this
-            (the proof-of-existence time); None when not final.
-    """
-
-    log: str
-    size: int
-    cosigners: dict[str, int] = field(hash=False)
-    quorum: int
-    final: bool
-    witnessed_time: int | None
 
 
 class MemberLog:
@@ -329,9 +304,6 @@ class MemberLog:
 
     # ------------------------------------------------------------------ checkpoints (spec 7.4)
 
-    def _log_verifier(self) -> NoteVerifier:
-        return NoteVerifier(self.origin, self.root.node_key_of(self.member_id))
-
     def checkpoint(self, now: int | None = None) -> Note:
         """Sign and store a checkpoint of the whole log (spec 7.4.1).
 
@@ -360,7 +332,9 @@ class MemberLog:
             note = Note.parse(latest[1])
         else:
             # spec 7.4.1: the root comes from stored nodes over committed entries only.
-            note = sign_checkpoint(Checkpoint(self.origin, size, self.root_hash(size)), self._signer)
+            # spec 4.3.5: the checkpoint names the governance root it is made under.
+            cp = Checkpoint(self.origin, size, self.root_hash(size), checkpoint_extensions(self.root))
+            note = sign_checkpoint(cp, self._signer)
             self.storage.put_checkpoint(self.member_id, size, note.to_bytes())
         if now is not None and not any(c.witness == self.member_id
                                        for c in self.storage.cosignatures(self.member_id, size)):
@@ -371,44 +345,38 @@ class MemberLog:
     def add_checkpoint(self, data: bytes) -> Checkpoint:
         """Check and store a checkpoint of this log signed by its owner (spec 7.4.1).
 
-        For replicas. The note must carry the owner's signature (by the node
-        key of the current root) over a checkpoint with this log's origin, a
-        size this node holds, and the root this node computes for that size.
-        Cosignature lines on the note are checked and stored as by
-        :meth:`add_cosignatures`.
+        For replicas. The note must carry the owner's signature (by the owner's node key in the governance
+        root the checkpoint names, spec 4.3.5) over a checkpoint with this log's origin, a size this node
+        holds, and the root this node computes for that size. Cosignature lines on the note by witness keys
+        of that root are checked and stored as by :meth:`add_cosignatures`.
 
         Returns:
             The checkpoint.
 
         Raises:
-            DecodeError: the note or checkpoint is malformed.
-            VerificationError: bad log signature, wrong origin, a size beyond
+            DecodeError: the note or checkpoint is malformed, or names no governance root.
+            VerificationError: bad log signature, wrong origin, a root this node does not hold, a size beyond
                 the stored entries, or a bad cosignature.
             ConflictError: the root differs from the one computed here
                 (evidence ``(size, received note bytes)``).
         """
-        note = Note.parse(data)
-        (log_sig,) = verify_note(note, (self._log_verifier(),))[:1]
-        cp = Checkpoint.parse(note.text)
-        if cp.origin != self.origin:
-            raise VerificationError(f"checkpoint origin {cp.origin!r} is not {self.origin!r}")
+        note, cp, _ = open_signed(data, self.state.chain, self.member_id)
         if cp.size > self.size:
             raise VerificationError(f"checkpoint of size {cp.size}, but log {self.member_id} holds {self.size}"
                                     " entries here: replicate them first")
         if cp.root_hash != self.root_hash(cp.size):
             raise ConflictError(f"log {self.member_id} checkpoint of size {cp.size} has a root this node does"
                                 " not compute", evidence=(cp.size, bytes(data)))
+        root = named_root(cp, self.state.chain)
+        witnesses = Witnesses(self.network, root)
+        owner = log_verifier(self.network, self.member_id, root)
+        (log_sig,) = verify_note(Note(note.text, tuple(s for s in note.signatures if s.key_id == owner.key_id)),
+                                 (owner,))[:1]
         self.storage.put_checkpoint(self.member_id, cp.size, Note(note.text, (log_sig,)).to_bytes())
-        witnesses = self._witnesses()  # spec 4.1.4: lines by other keys are ignored
-        others = [s for s in note.signatures if (s.name, s.key_id) in witnesses]
+        others = [s for s in note.signatures if witnesses.lookup(s) is not None]  # spec 4.1.4: others ignored
         if others:
             self.add_cosignatures(cp.size, others)
         return cp
-
-    def _witnesses(self) -> dict[tuple[str, bytes], tuple[str, CosignatureVerifier]]:
-        # spec 7.4.2: (cosigner name, key id) -> (member id, verifier), for every member of the current root.
-        return {(v.name, v.key_id): (m.id, v) for m in self.root.members
-                for v in (CosignatureVerifier(witness_name(self.network, m.id), m.node_key),)}
 
     def _stored(self, size: int | None) -> tuple[int, Note] | None:
         if size is None:
@@ -429,10 +397,9 @@ class MemberLog:
     def add_cosignatures(self, size: int, lines: Iterable[NoteSignature | str | bytes]) -> dict[str, int]:
         """Verify witness cosignatures on the checkpoint of ``size`` and store them (spec 7.4.2).
 
-        Each line must be a cosignature/v1 by the witness key of a member of
-        the current root; the owner's own witness key counts like any other
-        member's (spec 7.4.3). All lines are checked before any is stored;
-        one bad line refuses the lot.
+        Each line must be a cosignature/v1 by the witness key of a member of the governance root the
+        checkpoint names (:mod:`ledger.finality`); the owner's own witness key counts like any other
+        member's (spec 7.4.3). All lines are checked before any is stored; one bad line refuses the lot.
 
         Returns:
             witness member id -> timestamp, for the lines given.
@@ -447,18 +414,13 @@ class MemberLog:
         if stored is None:
             raise StorageError(f"log {self.member_id} has no checkpoint at size {size}")
         cp = Checkpoint.parse(stored[1].text)
-        witnesses = self._witnesses()
+        witnesses = Witnesses(self.network, named_root(cp, self.state.chain))
         verified: dict[str, int] = {}
         rows: list[tuple[str, bytes]] = []
         for item in lines:
             sig = item if isinstance(item, NoteSignature) else NoteSignature.parse_line(
                 item.decode("utf-8") if isinstance(item, bytes) else item)
-            found = witnesses.get((sig.name, sig.key_id))
-            if found is None:
-                raise AuthorizationError(f"cosignature by {sig.name}+{sig.key_id.hex()} is not by a witness key"
-                                         f" of any member of root version {self.root.version}")
-            member, verifier = found
-            verified[member] = verifier.verify(cp, sig)
+            member, verified[member] = witnesses.verify(cp, sig)
             rows.append((member, sig.line().encode("utf-8")))
         self.storage.put_cosignatures(self.member_id, size, rows)
         return verified
@@ -466,8 +428,8 @@ class MemberLog:
     def finality(self, size: int | None = None) -> Finality | None:
         """How final the checkpoint of ``size`` is (default: the latest), or None if there is none (spec 7.4.3).
 
-        Stored cosignatures are re-checked against the current root: a line
-        by a key the root no longer lists does not count.
+        Stored cosignatures are re-checked (:func:`ledger.finality.count_cosignatures`) with the witness keys
+        of the root the checkpoint names; a line stored under another member's name does not count.
 
         Raises:
             StorageError: the database failed.
@@ -477,19 +439,11 @@ class MemberLog:
             return None
         size, note = stored
         cp = Checkpoint.parse(note.text)
-        witnesses = self._witnesses()
-        times: dict[str, int] = {}
-        for witness, sig in self._stored_lines(size):
-            member, verifier = witnesses.get((sig.name, sig.key_id), (None, None))
-            if member == witness and verifier is not None:
-                try:
-                    times[member] = verifier.verify(cp, sig)
-                except VerificationError:
-                    continue  # damaged: replay reports it
-        root = self.root
-        final = len(times) >= root.quorum
-        witnessed = sorted(times.values())[root.faulty] if final and len(times) > root.faulty else None
-        return Finality(self.member_id, size, times, root.quorum, final, witnessed)
+        root = named_root(cp, self.state.chain)
+        witnesses = Witnesses(self.network, root)
+        lines = [sig for witness, sig in self._stored_lines(size)
+                 if (found := witnesses.lookup(sig)) is not None and found[0] == witness]
+        return Finality.of(self.member_id, size, root, count_cosignatures(cp, lines, witnesses))
 
     def latest_checkpoint(self) -> bytes | None:
         """The latest checkpoint note with every stored cosignature line appended, or None.

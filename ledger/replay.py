@@ -22,12 +22,13 @@ from types import MappingProxyType
 from typing import Any
 
 from ledger import merkle
-from ledger.checkpoint import Checkpoint, CosignatureVerifier, log_origin, witness_name
+from ledger.checkpoint import Checkpoint, log_origin
 from ledger.entries import UnverifiedEntry
 from ledger.errors import ConflictError, DecodeError, MekongError, TamperError, VerificationError
+from ledger.finality import Witnesses, log_verifier, named_root
 from ledger.governance import GovernanceChain, SignedRoot
 from ledger.memberlog import ParallelVerifier
-from ledger.note import Note, NoteSignature, NoteVerifier, verify_note
+from ledger.note import Note, NoteSignature, verify_note
 from ledger.registry import RegistryState
 from ledger.storage import Storage
 
@@ -262,70 +263,60 @@ def _root_nodes(size: int) -> list[tuple[int, int]]:
 
 def _replay_checkpoints(storage: Storage, log: str, network: str, chain: GovernanceChain, size: int,
                         roots: dict[int, bytes], found: _Findings) -> tuple[int, int]:
-    origin = log_origin(network, log)
-    node_keys = {r.node_key_of(m) for r in chain.roots for m in r.member_ids if m == log}
-    log_verifiers = [NoteVerifier(origin, k) for k in sorted(node_keys)]
-    texts: dict[int, Checkpoint] = {}
+    """Steps 5 and 6 of spec 7.5.1 for one log; returns (checkpoints, cosignatures) examined."""
+    texts: dict[int, tuple[Checkpoint, Witnesses]] = {}
+    damaged: set[int] = set()
     n_cp = 0
     for cp_size, data in storage.checkpoints(log):
         n_cp += 1
-        if cp_size in roots:
-            # What the owner must have signed; cosignatures are checked against it even when the
-            # stored note is damaged, so one bad note is one problem (spec 7.5.1 step 6).
-            texts[cp_size] = Checkpoint(origin, cp_size, roots[cp_size])
-        where = f"{_loc(log)} checkpoint size {cp_size}"
+        damaged.add(cp_size)
         try:
-            note = Note.parse(data)
-            if len(note.signatures) != 1:
-                raise VerificationError(f"holds {len(note.signatures)} signature lines, not only the log's")
-            for v in log_verifiers:
-                try:
-                    verify_note(note, (v,))
-                    break
-                except VerificationError:
-                    continue
-            else:
-                raise VerificationError("not signed by the node key of the log's owner")
-            cp = Checkpoint.parse(note.text)
-            if cp.origin != origin:
-                raise VerificationError(f"origin {cp.origin!r} is not {origin!r}")
-            if cp.size != cp_size:
-                raise VerificationError(f"note is for size {cp.size}")
-            if cp_size > size:
-                raise VerificationError(f"covers {cp_size} entries but the log holds {size}")
-            if cp.root_hash != roots[cp_size]:
-                raise VerificationError("root hash is not the recomputed root")
+            texts[cp_size] = _replay_checkpoint(data, log, network, chain, cp_size, size, roots.get(cp_size))
+            damaged.discard(cp_size)
         except (DecodeError, VerificationError) as e:
-            found.add(where, str(e), e)
-            continue
-        texts[cp_size] = cp
-    witnesses: dict[str, list[CosignatureVerifier]] = {}
-    for r in chain.roots:
-        for m in r.members:
-            cv = CosignatureVerifier(witness_name(network, m.id), m.node_key)
-            if cv not in witnesses.setdefault(m.id, []):
-                witnesses[m.id].append(cv)
+            found.add(f"{_loc(log)} checkpoint size {cp_size}", str(e), e)
     n_cs = 0
     for c in storage.cosignatures(log):
         n_cs += 1
         where = f"{_loc(log)} checkpoint size {c.size} cosignature {c.witness}"
+        if c.size in damaged:
+            continue  # its checkpoint is damaged and reported once: its cosignatures cannot be judged
         try:
             if c.size not in texts:
                 raise VerificationError("no checkpoint of this size is stored within the log")
-            if c.witness not in witnesses:
-                raise VerificationError(f"{c.witness} is not a witness of log {log}")
-            sig = NoteSignature.parse_line(c.line.decode("utf-8"))
-            for cv in witnesses[c.witness]:
-                if (sig.name, sig.key_id) == (cv.name, cv.key_id):
-                    cv.verify(texts[c.size], sig)
-                    break
-            else:
-                raise VerificationError(f"not by the witness key of {c.witness}")
+            cp, witnesses = texts[c.size]
+            member, _ = witnesses.verify(cp, NoteSignature.parse_line(c.line.decode("utf-8")))
+            if member != c.witness:
+                raise VerificationError(f"not by the witness key of {c.witness} but of {member}")
         except UnicodeDecodeError as e:
             found.add(where, "line is not UTF-8", e)
         except (DecodeError, VerificationError) as e:
             found.add(where, str(e), e)
     return n_cp, n_cs
+
+
+def _replay_checkpoint(data: bytes, log: str, network: str, chain: GovernanceChain, cp_size: int, size: int,
+                       recomputed: bytes | None) -> tuple[Checkpoint, Witnesses]:
+    """One stored checkpoint (spec 7.5.1 step 5): the owner's only signature, under the root it names."""
+    note = Note.parse(data)
+    if len(note.signatures) != 1:
+        raise VerificationError(f"holds {len(note.signatures)} signature lines, not only the log's")
+    cp = Checkpoint.parse(note.text)
+    if cp.origin != log_origin(network, log):
+        raise VerificationError(f"origin {cp.origin!r} is not {log_origin(network, log)!r}")
+    root = named_root(cp, chain)
+    try:
+        verify_note(note, (log_verifier(network, log, root),))
+    except VerificationError as e:
+        raise VerificationError(f"not signed by the node key of the log's owner in governance root version"
+                                f" {root.version}") from e
+    if cp.size != cp_size:
+        raise VerificationError(f"note is for size {cp.size}")
+    if cp_size > size:
+        raise VerificationError(f"covers {cp_size} entries but the log holds {size}")
+    if cp.root_hash != recomputed:
+        raise VerificationError("root hash is not the recomputed root")
+    return cp, Witnesses(network, root)
 
 
 # --------------------------------------------------------------------------- replay

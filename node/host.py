@@ -22,19 +22,12 @@ from dataclasses import dataclass
 import nacl.signing
 
 from ledger import merkle
-from ledger.checkpoint import (
-    Checkpoint,
-    CosignatureSigner,
-    CosignatureVerifier,
-    add_signatures,
-    open_checkpoint,
-    parse_log_origin,
-    witness_name,
-)
+from ledger.checkpoint import Checkpoint, CosignatureSigner, add_signatures, parse_log_origin, witness_name
 from ledger.errors import ConflictError, DecodeError, EquivocationError, StorageError, VerificationError
+from ledger.finality import Witnesses, log_verifier, named_root, open_signed
 from ledger.governance import GovernanceChain, Root, SignedRoot
 from ledger.memberlog import MemberLog, ParallelVerifier
-from ledger.note import Note, NoteSignature, NoteVerifier, verify_note
+from ledger.note import Note, NoteSignature, verify_note
 from ledger.replay import replay
 from ledger.storage import Storage
 
@@ -292,27 +285,26 @@ class LedgerHost:
 
         Raises:
             DecodeError: the note or checkpoint is malformed.
-            VerificationError: not signed by the log's node key, a bad cosignature, or fewer than
-                ``quorum`` cosignatures by witness keys of the current root.
+            VerificationError: not signed by the log's node key, made under a root this node does not hold, or
+                fewer than ``quorum`` cosignatures by witness keys of that root (:mod:`ledger.finality`).
         """
-        lg = self.member_log(member)
-        witnesses = [CosignatureVerifier(witness_name(self.network, m.id), m.node_key) for m in self.root.members]
-        cp, times = open_checkpoint(data, NoteVerifier(lg.origin, self.root.node_key_of(member)), witnesses)
-        if cp.origin != lg.origin:
-            raise VerificationError(f"checkpoint origin {cp.origin!r} is not {lg.origin!r}")
-        if len(times) < self.root.quorum:
-            raise VerificationError(f"log {member} checkpoint of size {cp.size} has {len(times)} valid cosignatures;"
-                                    f" final needs {self.root.quorum}")
+        self.member_log(member)
+        _, cp, fin = open_signed(data, self.chain, member)
+        fin.require_final()
         return cp
 
     def _add_known_cosignatures(self, member: str, size: int, sigs: list[NoteSignature]) -> None:
-        # Only lines by current members' witness keys that this node does not hold yet; the member log
-        # verifies each one before storing it.
+        # Only lines by witness keys of the root the checkpoint names, from members whose line this node
+        # does not hold yet; the member log verifies each one before storing it.
+        lg = self.logs[member]
+        stored = self.storage.checkpoint(member, size)
+        if stored is None:
+            return
+        witnesses = Witnesses(self.network, named_root(Checkpoint.parse(Note.parse(stored).text), self.chain))
         held = {c.witness for c in self.storage.cosignatures(member, size)}
-        names = {witness_name(self.network, m): m for m in self.root.member_ids}
-        fresh = [s for s in sigs if s.name in names and names[s.name] not in held]
+        fresh = [s for s in sigs if (found := witnesses.lookup(s)) is not None and found[0] not in held]
         if fresh:
-            self.logs[member].add_cosignatures(size, fresh)
+            lg.add_cosignatures(size, fresh)
 
     # ------------------------------------------------------------------ witnessing (C2SP tlog-witness)
 
@@ -325,10 +317,11 @@ class LedgerHost:
             DecodeError: ``old`` is larger than the checkpoint size (400).
             WitnessConflict: ``old`` is not the last cosigned size (409).
         """
-        lg = self.member_log(req.member)
+        self.member_log(req.member)
         if req.member == self.member:
             raise UnknownLog(f"this node owns log {req.member}; it does not witness it for others")
-        verify_note(req.note, (NoteVerifier(lg.origin, self.root.node_key_of(req.member)),))
+        # The owner's node key in the governance root the checkpoint names (spec 4.3.5, 7.4.2).
+        verify_note(req.note, (log_verifier(self.network, req.member, named_root(req.checkpoint, self.chain)),))
         if req.old > req.checkpoint.size:
             raise DecodeError(f"old size {req.old} is larger than the checkpoint size {req.checkpoint.size}")
         last = self.last_cosigned(req.member)

@@ -23,6 +23,7 @@ from ledger import cbor
 from ledger.bodies import CredentialAnchor, IssuerRegister
 from ledger.checkpoint import Checkpoint, log_origin, sign_checkpoint
 from ledger.entries import make_entry
+from ledger.finality import checkpoint_extensions
 from ledger.note import NoteSigner
 from node.peerauth import sign_request
 
@@ -173,7 +174,8 @@ def test_garbage_to_peer_endpoints(net: Net, issuer: dict[str, Any]) -> None:
 def test_huge_sizes_in_signed_checkpoints(net: Net, issuer: dict[str, Any]) -> None:
     origin = log_origin(net.network, "VN")
     for size in (1 << 40, (1 << 64) - 1):
-        forged = sign_checkpoint(Checkpoint(origin, size, bytes(32)), NoteSigner(origin, net.node_key("VN")))
+        forged = sign_checkpoint(Checkpoint(origin, size, bytes(32), checkpoint_extensions(net.genesis.root)),
+                                 NoteSigner(origin, net.node_key("VN")))
         # Pushed as "final" by a peer: it carries no cosignatures, so it proves nothing.
         resp = _signed_post(net, "KH", "/logs/VN/checkpoint", forged.to_bytes(), "LA")
         assert 400 <= resp.status < 500, resp

@@ -27,6 +27,7 @@ import pytest
 
 from ledger import cbor, merkle
 from ledger.checkpoint import Checkpoint, log_origin, sign_checkpoint
+from ledger.finality import checkpoint_extensions
 from ledger.note import Note, NoteSigner
 from node.peerauth import sign_request
 
@@ -51,7 +52,7 @@ def _forge(net: Net, size: int, root: bytes, key: nacl.signing.SigningKey | None
            network: str | None = None) -> bytes:
     origin = log_origin(network or net.network, log)
     signer = NoteSigner(origin, key or net.node_key(log))
-    return sign_checkpoint(Checkpoint(origin, size, root), signer).to_bytes()
+    return sign_checkpoint(Checkpoint(origin, size, root, checkpoint_extensions(net.genesis.root)), signer).to_bytes()
 
 
 def _evidence(net: Net, member: str) -> list[tuple[str, str, str, bytes]]:

@@ -252,14 +252,15 @@ def test_replica_add_checkpoint(net: Net, tmp_path: Path) -> None:
         assert th_db.checkpoint("VN", 6) == note.to_bytes()
         assert [c.witness for c in th_db.cosignatures("VN", 6)] == ["KH"]
         # A checkpoint of the right size with another root is a conflict.
-        forged = Checkpoint(owner.origin, 6, b"\x07" * 32)
+        ext = Checkpoint.parse(note.text).extensions
+        forged = Checkpoint(owner.origin, 6, b"\x07" * 32, ext)
         from ledger.checkpoint import sign_checkpoint
         from ledger.note import NoteSigner
         fake = sign_checkpoint(forged, NoteSigner(owner.origin, net.node["VN"]))
         with pytest.raises(ConflictError):
             replica.add_checkpoint(fake.to_bytes())
         # Signed by someone else: refused.
-        wrong = sign_checkpoint(Checkpoint(owner.origin, 6, owner.root_hash()), NoteSigner(owner.origin, net.node["TH"]))
+        wrong = sign_checkpoint(Checkpoint(owner.origin, 6, owner.root_hash(), ext), NoteSigner(owner.origin, net.node["TH"]))
         with pytest.raises(VerificationError):
             replica.add_checkpoint(wrong.to_bytes())
         owner.close()
@@ -325,7 +326,7 @@ def test_unknown_and_bad_cosignatures_refused(net: Net, store: Storage) -> None:
     for bad in (stranger.cosign(cp, T0), impostor.cosign(cp, T0)):
         with pytest.raises(AuthorizationError):
             log.add_cosignatures(2, [good, bad])
-    other_cp = Checkpoint(cp.origin, cp.size, b"\x00" * 32)
+    other_cp = Checkpoint(cp.origin, cp.size, b"\x00" * 32, cp.extensions)
     forged = net.cosigner("TH").cosign(other_cp, T0)
     with pytest.raises(VerificationError):
         log.add_cosignatures(2, [good, forged])

@@ -19,10 +19,10 @@ from typing import Any
 import click
 
 from ledger import merkle
-from ledger.checkpoint import Checkpoint, CosignatureVerifier, log_origin, open_checkpoint, witness_name
+from ledger.checkpoint import Checkpoint
 from ledger.errors import ConflictError, DecodeError, VerificationError
+from ledger.finality import open_signed
 from ledger.governance import GovernanceChain, SignedRoot, walk
-from ledger.note import NoteVerifier
 from ledger.replay import replay
 from ledger.storage import Storage
 from tools.cli.genesis import load_signed_root
@@ -209,12 +209,8 @@ def compare(ctx: click.Context, nodes: tuple[str, ...], genesis_file: Path | Non
     genesis = load_signed_root(genesis_file, "genesis") if genesis_file else None
     chain, live = _chain_of(clients, genesis, pin, problems, unreachable)
     root = chain.current
-    network = chain.roots[0].network
-    names = {witness_name(network, m.id): m.id for m in root.members}
-    cosigners = [CosignatureVerifier(witness_name(network, m.id), m.node_key) for m in root.members]
     logs: dict[str, list[_Seen]] = {}
     for m in root.member_ids:
-        owner = NoteVerifier(log_origin(network, m), root.node_key_of(m))
         seen = logs[m] = []
         for c in live:
             try:
@@ -225,15 +221,14 @@ def compare(ctx: click.Context, nodes: tuple[str, ...], genesis_file: Path | Non
             if data is None:
                 continue
             try:
-                cp, times = open_checkpoint(data, owner, cosigners)
-            except (DecodeError, VerificationError, ValueError) as e:
+                _, cp, fin = open_signed(data, chain, m)
+            except (DecodeError, VerificationError) as e:
                 problems.append(f"node {c.url} serves an invalid checkpoint of log {m}: {e}")
                 continue
-            who = tuple(sorted(names[n] for n in times if n in names))
-            seen.append(_Seen(c.url, cp, who, len(who) >= root.quorum))
-            if len(who) < root.quorum:
-                problems.append(f"node {c.url} serves a checkpoint of log {m} (size {cp.size}) with {len(who)} "
-                                f"member cosignatures; quorum is {root.quorum}")
+            seen.append(_Seen(c.url, cp, tuple(sorted(fin.cosigners)), fin.final))
+            if not fin.final:
+                problems.append(f"node {c.url} serves a checkpoint of log {m} (size {cp.size}) with "
+                                f"{len(fin.cosigners)} member cosignatures; quorum is {fin.quorum}")
         evidence += _split_views(m, seen, live)
     doc = {"nodes": [c.url for c in live], "unreachable": unreachable, "root_version": root.version,
            "logs": {m: [{"node": s.node, "size": s.checkpoint.size, "root": s.checkpoint.root_hash.hex(),

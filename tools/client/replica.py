@@ -38,11 +38,12 @@ from typing import Any, Protocol, Self
 
 from credentials.view import FinalCheckpoint, RegistryView, witnessed_time
 from ledger import merkle
-from ledger.checkpoint import Checkpoint, CosignatureVerifier, log_origin, open_checkpoint, witness_name
+from ledger.checkpoint import Checkpoint
 from ledger.errors import ConflictError, DecodeError, EquivocationError, MekongError, StorageError, VerificationError
+from ledger.finality import open_signed
 from ledger.governance import GovernanceChain, SignedRoot, verify_genesis
 from ledger.memberlog import MemberLog, ParallelVerifier
-from ledger.note import Note, NoteVerifier
+from ledger.note import Note
 from ledger.replay import replay
 from ledger.storage import Storage
 from tools.client.http import ENTRIES_PAGE, ClientError, NodeClient
@@ -366,7 +367,7 @@ class Replica:
         return [str(u) for u in self.meta.get("nodes", [])]
 
     def final_checkpoints(self) -> dict[str, list[FinalCheckpoint]]:
-        """Log -> every stored checkpoint that is final under the current root, oldest first."""
+        """Log -> every stored checkpoint that is final (under the governance root it names), oldest first."""
         out: dict[str, list[FinalCheckpoint]] = {}
         for m, lg in self.logs.items():
             cps = []
@@ -475,17 +476,8 @@ class Replica:
                     report.roots_added.append(v)
         return live
 
-    def _verifiers(self, log: str) -> tuple[NoteVerifier, list[CosignatureVerifier], dict[str, str]]:
-        root = self.chain.current
-        owner = NoteVerifier(log_origin(self.network, log), root.node_key_of(log))
-        names = {witness_name(self.network, m.id): m.id for m in root.members}
-        cosigners = [CosignatureVerifier(witness_name(self.network, m.id), m.node_key) for m in root.members]
-        return owner, cosigners, names
-
     def _candidates(self, lg: MemberLog, live: Sequence[NodeClient], report: SyncReport) -> list[_Candidate]:
         """Every node's verified final checkpoint of ``lg``, largest first (:meth:`_sync_log` compares them)."""
-        owner, cosigners, names = self._verifiers(lg.member_id)
-        quorum = self.chain.current.quorum
         found: list[_Candidate] = []
         for c in live:
             try:
@@ -496,18 +488,15 @@ class Replica:
             if data is None:
                 continue
             try:
-                cp, times = open_checkpoint(data, owner, cosigners)
-                if cp.origin != lg.origin:
-                    raise VerificationError(f"origin {cp.origin!r} is not {lg.origin!r}")
-            except (DecodeError, VerificationError, ValueError) as e:
+                _, cp, fin = open_signed(data, self.chain, lg.member_id)
+            except (DecodeError, VerificationError) as e:
                 report.problems.append(f"node {c.url} serves an invalid checkpoint of log {lg.member_id}: {e}")
                 continue
-            members = {names[n]: t for n, t in times.items() if n in names}
-            if len(members) < quorum:
+            if not fin.final:
                 report.problems.append(f"node {c.url} serves a checkpoint of log {lg.member_id} (size {cp.size}) "
-                                       f"with {len(members)} valid cosignatures; quorum is {quorum}")
+                                       f"with {len(fin.cosigners)} valid cosignatures; quorum is {fin.quorum}")
                 continue
-            found.append(_Candidate(c, data, cp, members))
+            found.append(_Candidate(c, data, cp, dict(fin.cosigners)))
         return sorted(found, key=lambda x: x.checkpoint.size, reverse=True)
 
     def _sync_log(self, lg: MemberLog, candidates: list[_Candidate], live: Sequence[NodeClient],
@@ -547,8 +536,6 @@ class Replica:
         Each checkpoint is verified like the newest one (owner signature, quorum, root of the
         verified entries); at most :data:`MAX_COVERING` are fetched per log and sync.
         """
-        owner, cosigners, names = self._verifiers(lg.member_id)
-        quorum = self.chain.current.quorum
         at, end = start, cand.checkpoint.size
         for _ in range(MAX_COVERING):
             if at >= end:
@@ -557,11 +544,10 @@ class Replica:
                 data = cand.client.checkpoint(lg.member_id, covering=at)
                 if data is None:
                     return
-                cp, times = open_checkpoint(data, owner, cosigners)
-                members = {names[n] for n in times if n in names}
-                if cp.origin != lg.origin or not at < cp.size <= end or len(members) < quorum:
+                _, cp, fin = open_signed(data, self.chain, lg.member_id)
+                if not at < cp.size <= end or not fin.final:
                     raise VerificationError(f"node {cand.client.url} answered a checkpoint of size {cp.size} "
-                                            f"with {len(members)} cosigners for entry {at}")
+                                            f"with {len(fin.cosigners)} cosigners for entry {at}")
                 if cp.size < end:
                     lg.add_checkpoint(data)
             except (ClientError, DecodeError, VerificationError, ConflictError, StorageError) as e:
