@@ -39,7 +39,8 @@ from tools.cli.util import (
     read_bytes,
 )
 from tools.client.http import ClientError, NodeClient
-from tools.client.replica import Replica, ReplicaError, SyncReport
+from tools.client.replica import Replica, ReplicaError
+from tools.client.sync import SyncReport
 
 __all__ = ["ago", "default_replica_dir", "open_replica", "run_verification", "verification_options", "verify"]
 
