@@ -32,6 +32,7 @@ __all__ = [
     "Body",
     "CredentialAnchor",
     "CredentialStatus",
+    "GovernanceAdopt",
     "IssuerKeyAdd",
     "IssuerKeyRevoke",
     "IssuerKeyRotate",
@@ -421,8 +422,28 @@ class MemberPolicy(_Body):
         return any(r.covers(member, document_type, loa) for r in self.rules)
 
 
+@dataclass(frozen=True, slots=True)
+class GovernanceAdopt(_Body):
+    """``governance.adopt``: the log's owner adopts a newer governance root (spec 6.2.9).
+
+    Signed by the owner's node key in that root (spec 6.3.17). From this entry on, the log accepts only
+    entries made under that root or a later one (spec 6.3.4), and its checkpoints name that root (4.3.5).
+    """
+
+    TYPE: ClassVar[str] = "governance.adopt"
+    _KEYS: ClassVar[tuple[str, ...]] = ("version", "root_hash")
+
+    version: int
+    root_hash: bytes
+
+    def __post_init__(self) -> None:
+        if check_uint("version", self.version) < 2:
+            raise DecodeError("version must be at least 2: every log starts under the genesis root")
+        _bytes("root_hash", self.root_hash, DIGEST_SIZE)
+
+
 Body = (IssuerRegister | IssuerUpdate | IssuerKeyAdd | IssuerKeyRotate | IssuerKeyRevoke
-        | CredentialAnchor | CredentialStatus | MemberPolicy)
+        | CredentialAnchor | CredentialStatus | MemberPolicy | GovernanceAdopt)
 
 #: The one table from entry type name to body class (spec 6.2).
 ENTRY_TYPES: dict[str, type[Any]] = {
@@ -434,4 +455,5 @@ ENTRY_TYPES: dict[str, type[Any]] = {
     "credential.anchor": CredentialAnchor,
     "credential.status": CredentialStatus,
     "member.policy": MemberPolicy,
+    "governance.adopt": GovernanceAdopt,
 }

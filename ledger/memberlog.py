@@ -21,8 +21,9 @@ from concurrent.futures import wait as wait_futures
 import nacl.signing
 
 from ledger import merkle
+from ledger.bodies import GovernanceAdopt
 from ledger.checkpoint import Checkpoint, CosignatureSigner, add_signatures, log_origin, sign_checkpoint, witness_name
-from ledger.entries import Entry, UnverifiedEntry
+from ledger.entries import Entry, UnverifiedEntry, make_entry
 from ledger.errors import AuthorizationError, ConflictError, DecodeError, StorageError, VerificationError
 from ledger.finality import (
     Finality,
@@ -326,14 +327,21 @@ class MemberLog:
         """
         if self._signer is None or self._node_key is None:
             raise AuthorizationError(f"this node does not own log {self.member_id}; it cannot sign checkpoints")
+        if self.can_adopt_head():
+            self.adopt_head(now)
         size = self.size
         latest = self.storage.latest_checkpoint(self.member_id)
         if latest is not None and latest[0] == size:
             note = Note.parse(latest[1])
         else:
-            # spec 7.4.1: the root comes from stored nodes over committed entries only.
-            # spec 4.3.5: the checkpoint names the governance root it is made under.
-            cp = Checkpoint(self.origin, size, self.root_hash(size), checkpoint_extensions(self.root))
+            # spec 4.3.5, 7.4.1: the checkpoint names the root the log writes under (that of its newest
+            # entry), signed with the owner's node key in that root; the tree root comes from stored nodes
+            # over committed entries only.
+            root = self.state.chain.root_at(self.state.root_version(self.member_id))
+            if root.node_key_of(self.member_id) != self._signer.public_key:
+                raise AuthorizationError(f"log {self.member_id} writes under root version {root.version}, whose node"
+                                         " key for it is not this node's key")
+            cp = Checkpoint(self.origin, size, self.root_hash(size), checkpoint_extensions(root))
             note = sign_checkpoint(cp, self._signer)
             self.storage.put_checkpoint(self.member_id, size, note.to_bytes())
         if now is not None and not any(c.witness == self.member_id
@@ -341,6 +349,45 @@ class MemberLog:
             own = CosignatureSigner(witness_name(self.network, self.member_id), self._node_key)
             self.add_cosignatures(size, [own.cosign(Checkpoint.parse(note.text), now)])
         return note
+
+    def can_adopt_head(self) -> bool:
+        """Whether this node owns the log and its key is the member's node key in the head root."""
+        head = self.state.chain.current
+        return (self._signer is not None and self.member_id in head.member_ids
+                and head.node_key_of(self.member_id) == self._signer.public_key)
+
+    def adopt_head(self, now: int | None = None) -> int | None:
+        """Append a ``governance.adopt`` entry when the log writes under an older root than the head (6.2.9).
+
+        Only the owner does this, with its node key, which must be its node key in the head root: a node
+        whose key the head rotated out cannot adopt it (it must be restarted with the new key). From the
+        adoption on, the log accepts only entries made under the head or later (spec 6.3.4), and its
+        checkpoints name the head (spec 4.3.5), which is what witnesses that hold the head require.
+
+        Args:
+            now: the author time; never earlier than the log's newest entry (spec 6.3.3).
+
+        Returns:
+            The adoption entry's index, or None when the log already writes under the head.
+
+        Raises:
+            AuthorizationError: this node does not own the log, the log's member is not in the head root,
+                or this node's key is not the member's node key in it.
+            StorageError: the database failed.
+        """
+        if self._signer is None or self._node_key is None:
+            raise AuthorizationError(f"this node does not own log {self.member_id}; it cannot adopt roots for it")
+        head = self.state.chain.current
+        if self.state.root_version(self.member_id) >= head.version:
+            return None
+        if head.node_key_of(self.member_id) != self._signer.public_key:
+            raise AuthorizationError(f"governance root version {head.version} gives {self.member_id} another node key:"
+                                     " restart this node with that key to adopt it")
+        t = max(now or 0, self.state.author_time(self.member_id))
+        raw = make_entry(self.member_id, "governance.adopt", t, GovernanceAdopt(head.version, head.root_hash),
+                         self._node_key, root=head.version)
+        (index,) = self._append([raw], self.size)
+        return index
 
     def add_checkpoint(self, data: bytes) -> Checkpoint:
         """Check and store a checkpoint of this log signed by its owner (spec 7.4.1).
@@ -368,6 +415,7 @@ class MemberLog:
             raise ConflictError(f"log {self.member_id} checkpoint of size {cp.size} has a root this node does"
                                 " not compute", evidence=(cp.size, bytes(data)))
         root = named_root(cp, self.state.chain)
+        self._check_named_version(cp, root.version)
         witnesses = Witnesses(self.network, root)
         owner = log_verifier(self.network, self.member_id, root)
         (log_sig,) = verify_note(Note(note.text, tuple(s for s in note.signatures if s.key_id == owner.key_id)),
@@ -377,6 +425,26 @@ class MemberLog:
         if others:
             self.add_cosignatures(cp.size, others)
         return cp
+
+    def root_version_at(self, size: int) -> int:
+        """The root version the log wrote under with its first ``size`` entries: that of entry ``size - 1``.
+
+        Raises:
+            StorageError: ``size`` is larger than the log.
+        """
+        if size == 0:
+            return 1
+        if size == self.size:
+            return self.state.root_version(self.member_id)  # type: ignore[no-any-return]
+        (raw,) = self.read(size - 1, size)
+        return UnverifiedEntry.decode(raw).root
+
+    def _check_named_version(self, cp: Checkpoint, version: int) -> None:
+        # spec 7.4.1: a checkpoint names the root its newest covered entry was made under
+        at = self.root_version_at(cp.size)
+        if version != at:
+            raise VerificationError(f"log {self.member_id} checkpoint of size {cp.size} names governance root version"
+                                    f" {version}, but the log writes under version {at} at that size")
 
     def _stored(self, size: int | None) -> tuple[int, Note] | None:
         if size is None:

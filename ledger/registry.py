@@ -24,6 +24,7 @@ from typing import Any
 from ledger.bodies import (
     CredentialAnchor,
     CredentialStatus,
+    GovernanceAdopt,
     IssuerKeyAdd,
     IssuerKeyRevoke,
     IssuerKeyRotate,
@@ -35,7 +36,7 @@ from ledger.bodies import (
 )
 from ledger.entries import Entry, UnverifiedEntry
 from ledger.errors import ConflictError, DecodeError, VerificationError
-from ledger.governance import GovernanceChain
+from ledger.governance import GovernanceChain, Root
 from ledger.keys import key_id
 from ledger.records import (
     AnchorRecord,
@@ -80,6 +81,7 @@ class RegistryState:
         self._credentials: dict[tuple[str, bytes], LiveCredential] = {}
         self._anchors: dict[bytes, list[AnchorRecord]] = {}
         self._policies: dict[str, list[PolicyRecord]] = {}
+        self._adoptions: dict[str, list[tuple[int, int]]] = {}
         self._admins: dict[tuple[int, str], dict[bytes, bytes] | None] = {}
 
     # ----------------------------------------------------------------------- what the rules read
@@ -96,6 +98,10 @@ class RegistryState:
     def live_credential(self, issuer: str, credential_id: bytes) -> LiveCredential | None:
         """The credential's live record, including uncommitted effects (for the rules)."""
         return self._credentials.get((issuer, credential_id))
+
+    def governance_root(self, version: int) -> Root:
+        """The verified governance root of ``version``; raises VerificationError if the chain has none."""
+        return self.chain.root_at(version)  # type: ignore[no-any-return]
 
     def admin_keys(self, version: int, member: str) -> Mapping[bytes, bytes] | None:
         """Key id -> admin public key of ``member`` in root ``version``; None if not a member.
@@ -276,11 +282,36 @@ class RegistryState:
             found.append(rec)
             undo.append(found.pop)
 
+    def _apply_adopt(self, log: str, index: int, e: UnverifiedEntry, undo: _Undo) -> None:
+        b = e.body
+        assert isinstance(b, GovernanceAdopt)
+        found = self._adoptions.setdefault(log, [])
+        if not found:
+            undo.append(partial(self._adoptions.pop, log))
+        found.append((b.version, index))
+        undo.append(found.pop)
+
     # ----------------------------------------------------------------------- queries (spec 6.4)
 
     def size(self, log: str) -> int:
         """How many entries of ``log`` the state holds (0 for a log it has not seen)."""
         return self._logs.get(log, (0, 0, 1))[0]
+
+    def author_time(self, log: str) -> int:
+        """The author time of ``log``'s newest entry (0 when it has none); no later entry may be older (6.3.3)."""
+        return self._logs.get(log, (0, 0, 1))[1]
+
+    def root_version(self, log: str) -> int:
+        """The governance root version ``log`` writes under: that of its newest entry, 1 when it has none.
+
+        No later entry may name an older root (spec 6.3.4), and the log's checkpoints name this root
+        (spec 4.3.5, 7.4.1).
+        """
+        return self._logs.get(log, (0, 0, 1))[2]
+
+    def adoptions(self, log: str) -> list[tuple[int, int]]:
+        """(root version, entry index) of every ``governance.adopt`` entry of ``log``, oldest first (6.2.9)."""
+        return list(self._adoptions.get(log, ()))
 
     def sizes(self) -> dict[str, int]:
         """The size of every log the state holds entries of."""
@@ -435,4 +466,5 @@ _APPLY: dict[str, Callable[[RegistryState, str, int, UnverifiedEntry, _Undo], No
     "credential.anchor": RegistryState._apply_anchor,
     "credential.status": RegistryState._apply_status,
     "member.policy": RegistryState._apply_policy,
+    "governance.adopt": RegistryState._apply_adopt,
 }

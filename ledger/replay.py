@@ -24,7 +24,7 @@ from typing import Any
 from ledger import merkle
 from ledger.checkpoint import Checkpoint, log_origin
 from ledger.entries import UnverifiedEntry
-from ledger.errors import ConflictError, DecodeError, MekongError, TamperError, VerificationError
+from ledger.errors import ConflictError, DecodeError, MekongError, StorageError, TamperError, VerificationError
 from ledger.finality import Witnesses, log_verifier, named_root
 from ledger.governance import GovernanceChain, SignedRoot
 from ledger.memberlog import ParallelVerifier
@@ -271,7 +271,8 @@ def _replay_checkpoints(storage: Storage, log: str, network: str, chain: Governa
         n_cp += 1
         damaged.add(cp_size)
         try:
-            texts[cp_size] = _replay_checkpoint(data, log, network, chain, cp_size, size, roots.get(cp_size))
+            texts[cp_size] = _replay_checkpoint(storage, data, log, network, chain, cp_size, size,
+                                                  roots.get(cp_size))
             damaged.discard(cp_size)
         except (DecodeError, VerificationError) as e:
             found.add(f"{_loc(log)} checkpoint size {cp_size}", str(e), e)
@@ -295,7 +296,7 @@ def _replay_checkpoints(storage: Storage, log: str, network: str, chain: Governa
     return n_cp, n_cs
 
 
-def _replay_checkpoint(data: bytes, log: str, network: str, chain: GovernanceChain, cp_size: int, size: int,
+def _replay_checkpoint(storage: Storage, data: bytes, log: str, network: str, chain: GovernanceChain, cp_size: int, size: int,
                        recomputed: bytes | None) -> tuple[Checkpoint, Witnesses]:
     """One stored checkpoint (spec 7.5.1 step 5): the owner's only signature, under the root it names."""
     note = Note.parse(data)
@@ -316,6 +317,18 @@ def _replay_checkpoint(data: bytes, log: str, network: str, chain: GovernanceCha
         raise VerificationError(f"covers {cp_size} entries but the log holds {size}")
     if cp.root_hash != recomputed:
         raise VerificationError("root hash is not the recomputed root")
+    # spec 7.4.1: it names the root its newest covered entry was made under (a damaged or missing entry is
+    # reported in step 2 or 3, and cannot be judged here)
+    if cp_size:
+        try:
+            at = UnverifiedEntry.decode(storage.read_entries(log, cp_size - 1, cp_size)[0]).root
+        except (DecodeError, StorageError):
+            at = root.version
+        if at != root.version:
+            raise VerificationError(f"names governance root version {root.version}, but the log writes under"
+                                    f" version {at} at that size")
+    elif root.version != 1:
+        raise VerificationError(f"an empty log writes under version 1, not {root.version}")
     return cp, Witnesses(network, root)
 
 

@@ -21,6 +21,7 @@ from typing import NoReturn, Protocol
 from ledger.bodies import (
     CredentialAnchor,
     CredentialStatus,
+    GovernanceAdopt,
     IssuerKeyAdd,
     IssuerKeyRevoke,
     IssuerKeyRotate,
@@ -30,6 +31,7 @@ from ledger.bodies import (
 )
 from ledger.entries import UnverifiedEntry
 from ledger.errors import AuthorizationError, VerificationError
+from ledger.governance import Root
 from ledger.keys import key_id, next_key_digest, verify_ed25519
 from ledger.records import LiveCredential, LiveIssuer, LiveKey
 
@@ -64,6 +66,9 @@ class RuleView(Protocol):
 
     def admin_keys(self, version: int, member: str) -> Mapping[bytes, bytes] | None:
         """Key id -> admin public key of ``member`` in root ``version``; None if not a member."""
+
+    def governance_root(self, version: int) -> Root:
+        """The verified governance root of ``version`` (at most the chain's newest)."""
 
 
 def where(log: str, index: int) -> str:
@@ -237,6 +242,27 @@ def _check_policy(view: RuleView, e: UnverifiedEntry, log: str, index: int, admi
     return _admin_signer(e, log, index, admins)
 
 
+def _check_adopt(view: RuleView, e: UnverifiedEntry, log: str, index: int, admins: Mapping[bytes, bytes]) -> bytes:
+    body = e.body
+    assert isinstance(body, GovernanceAdopt)
+    # spec 6.3.17 (a): the entry is made under the root it adopts (6.3.4 checked that the log's member is
+    # a member of it and that it is not older than the previous entry's)
+    if e.root != body.version:
+        _refuse("6.3.17", log, index, f"governance.adopt of version {body.version} must be made under root version"
+                f" {body.version}, not {e.root}")
+    # (b): the root is the chain's root of that version
+    root = view.governance_root(body.version)
+    if root.root_hash != body.root_hash:
+        _refuse("6.3.17", log, index, f"root hash {body.root_hash.hex()} is not that of root version {body.version}"
+                f" ({root.root_hash.hex()})")
+    # (c): signed by the log's owner's node key in that root
+    node_key = root.node_key_of(log)
+    if e.kid != key_id(node_key):
+        _refuse("6.3.17", log, index, f"governance.adopt must be signed by the node key of {log} in root version"
+                f" {body.version}; kid {e.kid.hex()} is not it")
+    return node_key
+
+
 _Check = Callable[[RuleView, UnverifiedEntry, str, int, Mapping[bytes, bytes]], bytes]
 _CHECKS: dict[str, _Check] = {
     "issuer.register": _check_register,
@@ -247,6 +273,7 @@ _CHECKS: dict[str, _Check] = {
     "credential.anchor": _check_anchor,
     "credential.status": _check_status,
     "member.policy": _check_policy,
+    "governance.adopt": _check_adopt,
 }
 
 
@@ -282,7 +309,11 @@ def authorize(view: RuleView, log: str, index: int, e: UnverifiedEntry, prev_tim
     if e.root > latest_root:
         _refuse("6.3.4", log, index, f"root version {e.root} is newer than the latest known, {latest_root}")
     if e.root < prev_root:
-        _refuse("6.3.4", log, index, f"root version {e.root} is older than the previous entry's, {prev_root}")
+        _refuse("6.3.4", log, index, f"root version {e.root} is older than the root version {prev_root} this log"
+                " adopted; sign the entry under the current governance root")
+    # spec 6.3.17 (d): a log adopts each root once, and only a newer one
+    if e.type == "governance.adopt" and e.root <= prev_root:
+        _refuse("6.3.17", log, index, f"the log already writes under root version {prev_root}")
     admins = view.admin_keys(e.root, log)
     if admins is None:
         _refuse("6.3.4", log, index, f"{log} is not a member in root version {e.root}")

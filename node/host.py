@@ -216,6 +216,14 @@ class LedgerHost:
         for m in self.logs:
             self._refresh_final(m)
         log.info("adopted governance root version %d", root.version)
+        if self.own.can_adopt_head():
+            index = self.own.adopt_head(now)  # spec 6.2.9: from here on the own log writes under this root
+            log.info("log %s adopts governance root version %d at entry %s", self.member, root.version, index)
+        elif self.member in root.member_ids:
+            log.warning("governance root version %d gives %s another node key: this node can no longer sign its"
+                        " log; restart it with the new key", root.version, self.member)
+        else:
+            log.warning("governance root version %d removes %s: its log is frozen", root.version, self.member)
         return root
 
     # ------------------------------------------------------------------ the owner's log
@@ -320,8 +328,14 @@ class LedgerHost:
         self.member_log(req.member)
         if req.member == self.member:
             raise UnknownLog(f"this node owns log {req.member}; it does not witness it for others")
-        # The owner's node key in the governance root the checkpoint names (spec 4.3.5, 7.4.2).
-        verify_note(req.note, (log_verifier(self.network, req.member, named_root(req.checkpoint, self.chain)),))
+        # The owner's node key in the governance root the checkpoint names (spec 4.3.5, 7.4.2), which must be
+        # this witness's head: no checkpoint made under an older root is cosigned once a newer one is adopted.
+        named = named_root(req.checkpoint, self.chain)
+        verify_note(req.note, (log_verifier(self.network, req.member, named),))
+        if named.version != self.root.version:
+            raise VerificationError(f"the checkpoint of log {req.member} is made under governance root version"
+                                    f" {named.version}; this witness cosigns only under its head, version"
+                                    f" {self.root.version}")
         if req.old > req.checkpoint.size:
             raise DecodeError(f"old size {req.old} is larger than the checkpoint size {req.checkpoint.size}")
         last = self.last_cosigned(req.member)

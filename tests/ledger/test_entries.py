@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ledger import cbor
 from ledger import entries as E
-from ledger.bodies import LOAS, WILDCARD
+from ledger.bodies import LOAS, WILDCARD, GovernanceAdopt
 from ledger.cose import UnverifiedSign1, sign1
 from ledger.entries import (
     ENTRY_CONTENT_TYPE,
@@ -88,6 +88,7 @@ BODIES: dict[str, st.SearchStrategy[Any]] = {
     "credential.status": st.builds(CredentialStatus, issuer_ids, ctis,
                                    st.sampled_from(["active", "suspended", "revoked"]), text),
     "member.policy": st.builds(MemberPolicy, st.lists(policy_rules, max_size=4).map(tuple)),
+    "governance.adopt": st.builds(GovernanceAdopt, st.integers(2, (1 << 63) - 1), digests),
 }
 
 
