@@ -42,6 +42,20 @@ class ConflictError(MekongError):
         self.evidence = evidence
 
 
+class DuplicateEntryError(ConflictError):
+    """An entry a log already holds, submitted again (a replay, spec 6.3.18).
+
+    Attributes:
+        log: the log.
+        index: where the log already holds it.
+    """
+
+    def __init__(self, message: str, log: str, index: int) -> None:
+        super().__init__(message)
+        self.log = log
+        self.index = index
+
+
 class EquivocationError(ConflictError):
     """Two different valid signed statements where only one may exist."""
 

@@ -24,7 +24,14 @@ from ledger import merkle
 from ledger.bodies import GovernanceAdopt
 from ledger.checkpoint import Checkpoint, CosignatureSigner, add_signatures, log_origin, sign_checkpoint, witness_name
 from ledger.entries import Entry, UnverifiedEntry, make_entry
-from ledger.errors import AuthorizationError, ConflictError, DecodeError, StorageError, VerificationError
+from ledger.errors import (
+    AuthorizationError,
+    ConflictError,
+    DecodeError,
+    DuplicateEntryError,
+    StorageError,
+    VerificationError,
+)
 from ledger.finality import (
     Finality,
     Witnesses,
@@ -225,6 +232,7 @@ class MemberLog:
         # Step 3: leaf hashes and the complete subtrees the batch finishes (before the
         # rules, so that no Python work competes with the signature threads for the GIL).
         leaves = [merkle.leaf_hash(r) for r in raws]
+        self._refuse_replays(leaves, start)
         nodes = merkle.stored_hashes_for_batch(start, leaves, self._get)
         stored = False
 
@@ -253,6 +261,21 @@ class MemberLog:
             self._broken = f"log {log}: storage and registry state disagree after a batch; replay the database"
             raise StorageError(self._broken)
         return [e.index for e in entries]
+
+    def _refuse_replays(self, leaves: list[bytes], start: int) -> None:
+        # spec 6.3.18: a log holds each entry once; a replayed entry changes nothing.
+        log = self.member_id
+        first: dict[bytes, int] = {}
+        for i, lh in enumerate(leaves):
+            if lh in first:
+                raise DuplicateEntryError(f"log {log} entry {start + i}: spec 6.3.18: the same entry is entry"
+                                          f" {first[lh]} of this batch; nothing was stored", log, first[lh])
+            first[lh] = start + i
+        held = self.storage.find_leaves(log, leaves)
+        if held:
+            i, lh = next((i, lh) for i, lh in enumerate(leaves) if lh in held)
+            raise DuplicateEntryError(f"log {log} already holds this entry at index {held[lh]} (spec 6.3.18: a"
+                                      " replayed entry is refused); nothing was stored", log, held[lh])
 
     def read(self, start: int, end: int) -> list[bytes]:
         """Entry bytes ``[start, end)`` as stored.
@@ -491,6 +514,9 @@ class MemberLog:
             member, verified[member] = witnesses.verify(cp, sig)
             rows.append((member, sig.line().encode("utf-8")))
         self.storage.put_cosignatures(self.member_id, size, rows)
+        fin = self.finality(size)
+        if fin is not None and fin.final:  # spec 7.4.3: finality, once decided, is recorded
+            self.storage.put_final(self.member_id, size, fin.root_version, fin.witnessed_time or 0)
         return verified
 
     def finality(self, size: int | None = None) -> Finality | None:

@@ -25,7 +25,7 @@ from ledger import merkle
 from ledger.checkpoint import Checkpoint, log_origin
 from ledger.entries import UnverifiedEntry
 from ledger.errors import ConflictError, DecodeError, MekongError, StorageError, TamperError, VerificationError
-from ledger.finality import Witnesses, log_verifier, named_root
+from ledger.finality import Finality, Witnesses, log_verifier, named_root
 from ledger.governance import GovernanceChain, SignedRoot
 from ledger.memberlog import ParallelVerifier
 from ledger.note import Note, NoteSignature, verify_note
@@ -174,6 +174,7 @@ def _apply_log(storage: Storage, log: str, state: RegistryState, verify: Paralle
         pending.clear()
 
     expect = rows = 0
+    seen: dict[bytes, int] = {}
     for idx, raw, lh in storage.iter_entries(log):
         rows += 1
         if idx != expect:
@@ -182,8 +183,13 @@ def _apply_log(storage: Storage, log: str, state: RegistryState, verify: Paralle
                 stopped = True
             continue
         expect += 1
-        computed.append(merkle.leaf_hash(raw))
+        computed.append(leaf := merkle.leaf_hash(raw))
         stored.append(lh)
+        if leaf in seen and not stopped:  # spec 6.3.18: a log holds each entry once
+            flush()
+            found.add(f"{_loc(log)} entry {idx}", f"refused: spec 6.3.18: the same entry as entry {seen[leaf]}")
+            stopped = True
+        seen.setdefault(leaf, idx)
         pending.append((idx, raw))
         if len(pending) >= BATCH:
             flush()
@@ -277,6 +283,7 @@ def _replay_checkpoints(storage: Storage, log: str, network: str, chain: Governa
         except (DecodeError, VerificationError) as e:
             found.add(f"{_loc(log)} checkpoint size {cp_size}", str(e), e)
     n_cs = 0
+    valid: dict[int, dict[str, int]] = {}
     for c in storage.cosignatures(log):
         n_cs += 1
         where = f"{_loc(log)} checkpoint size {c.size} cosignature {c.witness}"
@@ -286,14 +293,32 @@ def _replay_checkpoints(storage: Storage, log: str, network: str, chain: Governa
             if c.size not in texts:
                 raise VerificationError("no checkpoint of this size is stored within the log")
             cp, witnesses = texts[c.size]
-            member, _ = witnesses.verify(cp, NoteSignature.parse_line(c.line.decode("utf-8")))
+            member, ts = witnesses.verify(cp, NoteSignature.parse_line(c.line.decode("utf-8")))
             if member != c.witness:
                 raise VerificationError(f"not by the witness key of {c.witness} but of {member}")
+            valid.setdefault(c.size, {})[member] = ts
         except UnicodeDecodeError as e:
             found.add(where, "line is not UTF-8", e)
         except (DecodeError, VerificationError) as e:
             found.add(where, str(e), e)
+    _replay_finals(storage, log, texts, valid, found)
     return n_cp, n_cs
+
+
+def _replay_finals(storage: Storage, log: str, texts: Mapping[int, tuple[Checkpoint, Witnesses]],
+                   valid: Mapping[int, Mapping[str, int]], found: _Findings) -> None:
+    """Spec 7.5.1 step 7: every recorded final checkpoint is final by its own stored cosignatures."""
+    for size, root_version, witnessed in storage.finals(log):
+        where = f"{_loc(log)} final checkpoint size {size}"
+        if size not in texts:
+            found.add(where, "recorded as final, but no valid checkpoint of this size is stored")
+            continue
+        root = texts[size][1].root
+        fin = Finality.of(log, size, root, valid.get(size, {}))
+        if not fin.final or root.version != root_version or fin.witnessed_time != witnessed:
+            found.add(where, f"recorded as final under root version {root_version} at {witnessed}, but its stored"
+                      f" cosignatures give {len(fin.cosigners)} of {fin.quorum} under version {root.version},"
+                      f" witnessed at {fin.witnessed_time}")
 
 
 def _replay_checkpoint(storage: Storage, data: bytes, log: str, network: str, chain: GovernanceChain, cp_size: int, size: int,

@@ -32,7 +32,7 @@ from ledger.errors import StorageError
 __all__ = ["SCHEMA_VERSION", "Storage", "StoredCosignature", "StoredRoot"]
 
 #: Version of the schema below; stored in ``schema_version`` (spec 7.1.1).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _HASH_SIZE = 32
 
@@ -52,6 +52,7 @@ CREATE TABLE entries (
     leaf_hash BLOB NOT NULL,
     PRIMARY KEY (log, idx)
 ) WITHOUT ROWID;
+CREATE UNIQUE INDEX entries_by_leaf ON entries (log, leaf_hash);
 CREATE TABLE nodes (
     log   TEXT NOT NULL,
     level INTEGER NOT NULL CHECK (level >= 1),
@@ -71,6 +72,13 @@ CREATE TABLE cosignatures (
     witness TEXT NOT NULL,
     line    BLOB NOT NULL,
     PRIMARY KEY (log, size, witness)
+) WITHOUT ROWID;
+CREATE TABLE finals (
+    log            TEXT NOT NULL,
+    size           INTEGER NOT NULL,
+    root_version   INTEGER NOT NULL,
+    witnessed_time INTEGER NOT NULL,
+    PRIMARY KEY (log, size)
 ) WITHOUT ROWID;
 CREATE TABLE roots (
     version INTEGER NOT NULL,
@@ -427,6 +435,53 @@ class Storage:
             row = self._conn.execute(
                 "SELECT size, note FROM checkpoints WHERE log = ? ORDER BY size DESC LIMIT 1", (log,)).fetchone()
             return None if row is None else (int(row[0]), bytes(row[1]))
+
+    def find_leaves(self, log: str, leaf_hashes: Sequence[bytes]) -> dict[bytes, int]:
+        """Leaf hash -> index, for each of ``leaf_hashes`` that ``log`` already holds (spec 6.3.18)."""
+        found: dict[bytes, int] = {}
+        hashes = list(leaf_hashes)
+        with self._wrap(f"look up entries of log {log}"):
+            for i in range(0, len(hashes), 500):  # one indexed query per 500 hashes (SQLite's variable limit)
+                chunk = hashes[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                for lh, idx in self._conn.execute(
+                        f"SELECT leaf_hash, idx FROM entries WHERE log = ? AND leaf_hash IN ({marks})", (log, *chunk)):
+                    found[bytes(lh)] = int(idx)
+        return found
+
+    def put_final(self, log: str, size: int, root_version: int, witnessed_time: int) -> None:
+        """Record that the checkpoint of ``log`` at ``size`` is final (spec 7.1.9, 7.4.3).
+
+        Recording it again keeps the earlier witnessed time: more cosignatures can only bring it forward.
+
+        Raises:
+            StorageError: no checkpoint of that size is stored, or SQLite failed.
+        """
+        with self._wrap(f"record final checkpoint {size} of log {log}"), self._transaction():
+            if self._conn.execute("SELECT 1 FROM checkpoints WHERE log = ? AND size = ?", (log, size)).fetchone() is None:
+                raise StorageError(f"log {log} has no checkpoint at size {size} to record as final")
+            self._conn.execute(
+                "INSERT INTO finals (log, size, root_version, witnessed_time) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (log, size) DO UPDATE SET witnessed_time = min(witnessed_time, excluded.witnessed_time)",
+                (log, size, root_version, witnessed_time))
+
+    def finals(self, log: str) -> list[tuple[int, int, int]]:
+        """Every recorded final checkpoint of ``log`` as ``(size, root_version, witnessed_time)``, by size."""
+        with self._wrap(f"read final checkpoints of log {log}"):
+            return [(int(a), int(b), int(c)) for a, b, c in self._conn.execute(
+                "SELECT size, root_version, witnessed_time FROM finals WHERE log = ? ORDER BY size", (log,))]
+
+    def final_covering(self, log: str, index: int) -> int | None:
+        """The size of the oldest recorded final checkpoint of ``log`` that covers entry ``index``, or None."""
+        with self._wrap(f"find the final checkpoint covering entry {index} of log {log}"):
+            row = self._conn.execute("SELECT min(size) FROM finals WHERE log = ? AND size > ?", (log, index)).fetchone()
+            return None if row is None or row[0] is None else int(row[0])
+
+    def latest_final(self, log: str) -> int | None:
+        """The size of the newest recorded final checkpoint of ``log``, or None."""
+        with self._wrap(f"find the newest final checkpoint of log {log}"):
+            row = self._conn.execute("SELECT max(size) FROM finals WHERE log = ?", (log,)).fetchone()
+            return None if row is None or row[0] is None else int(row[0])
 
     def checkpoints(self, log: str) -> list[tuple[int, bytes]]:
         """Every stored ``(size, note)`` of ``log``, by size."""

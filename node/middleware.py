@@ -27,6 +27,7 @@ from ledger.errors import (
     AuthorizationError,
     ConflictError,
     DecodeError,
+    DuplicateEntryError,
     EquivocationError,
     MekongError,
     StorageError,
@@ -104,6 +105,7 @@ class OverloadedError(HttpRefusal):
 
 # spec A.1: the ledger's exception root, most specific class first.
 _LEDGER_ERRORS: tuple[tuple[type[MekongError], int, str], ...] = (
+    (DuplicateEntryError, 409, "duplicate"),
     (AuthorizationError, 403, "not_authorized"),
     (VerificationError, 422, "verification_failed"),
     (DecodeError, 400, "bad_request"),

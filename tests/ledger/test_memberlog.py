@@ -346,3 +346,19 @@ def test_key_ids_differ_between_note_and_cosignature(net: Net) -> None:
     note_kid = NoteVerifier("mekong-trust-ledger/gms/VN", bytes(net.node["VN"].verify_key)).key_id
     assert note_kid != net.cosigner("VN").key_id
     assert key_id(bytes(net.node["VN"].verify_key)) != note_kid
+
+
+def test_replayed_entries_are_refused_with_the_index_they_are_at(net: Net, store: Storage) -> None:
+    from ledger.errors import DuplicateEntryError
+
+    log = owner_log(net, store)
+    raws = setup_entries(net, "VN") + anchors(net, "VN", 3)
+    log.append(raws)
+    with pytest.raises(DuplicateEntryError, match="at index 3") as info:
+        log.append([*anchors(net, "VN", 1, first=10, t=T0 + 100), raws[3]])
+    assert info.value.index == 3 and log.size == 5  # the whole batch is refused
+    fresh = anchors(net, "VN", 1, first=20, t=T0 + 200)
+    with pytest.raises(DuplicateEntryError, match="entry 6: spec 6.3.18"):
+        log.append(fresh + fresh)
+    assert log.append(fresh) == [5]
+    log.close()

@@ -195,9 +195,16 @@ def _tamper(clean: Path, tmp_path: Path, *sql: tuple[str, tuple]) -> Path:
     ((("UPDATE entries SET log = 'LA' WHERE log = 'TH' AND idx = 6", ()),), "log LA"),
     ((("INSERT INTO checkpoints SELECT 'MM', size, note FROM checkpoints WHERE log = 'VN' AND size = 5", ()),),
      "log MM checkpoint size 5"),
+    ((("UPDATE finals SET witnessed_time = witnessed_time - 100 WHERE log = 'VN' AND size = 12", ()),),
+     "log VN final checkpoint size 12"),
+    ((("INSERT INTO finals VALUES ('VN', 5, 1, 1)", ()),), "log VN final checkpoint size 5"),
+    ((("DROP INDEX entries_by_leaf", ()), ("UPDATE entries SET raw = (SELECT raw FROM entries WHERE log = 'VN' AND"
+                                           " idx = 3), leaf_hash = (SELECT leaf_hash FROM entries WHERE log = 'VN'"
+                                           " AND idx = 3) WHERE log = 'VN' AND idx = 4", ())), "log VN entry 4"),
 ], ids=["missing-node", "superfluous-node", "size-column", "missing-entry", "cosignature-under-wrong-witness",
         "cosignature-by-non-member", "checkpoint-size-column", "root-version-column", "unknown-log",
-        "entry-moved-to-another-log", "checkpoint-of-an-empty-log"])
+        "entry-moved-to-another-log", "checkpoint-of-an-empty-log", "final-witnessed-time-moved-back",
+        "final-without-quorum", "replayed-entry"])
 def test_structural_tampering_is_reported(clean_db: tuple[Path, dict[str, object]], net: Net, tmp_path: Path,
                                           sql: tuple, location: str) -> None:
     report = _replay(_tamper(clean_db[0], tmp_path, *sql), net)

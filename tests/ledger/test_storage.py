@@ -242,3 +242,34 @@ def test_before_commit_failure_rolls_back(store: Storage) -> None:
     calls = []
     store.append_entries("VN", 1, [b"b"], [_leaf(b"b")], [], before_commit=lambda: calls.append(1))
     assert calls == [1] and store.size("VN") == 2
+
+
+# --------------------------------------------------------------------------- replays and recorded finality
+
+
+def test_find_leaves_and_the_unique_leaf_index(store: Storage) -> None:
+    raws = [b"entry %d" % i for i in range(700)]  # more than one IN query's worth
+    _append(store, "VN", raws)
+    wanted = [_leaf(raws[3]), _leaf(b"never stored"), _leaf(raws[650])]
+    assert store.find_leaves("VN", wanted) == {_leaf(raws[3]): 3, _leaf(raws[650]): 650}
+    assert store.find_leaves("TH", wanted) == {}
+    # The database itself refuses a second copy (spec 6.3.18), even if a caller forgot to look.
+    with pytest.raises(StorageError):
+        _append(store, "VN", [raws[3]])
+    assert store.size("VN") == 700
+
+
+def test_recorded_finals(store: Storage) -> None:
+    _append(store, "VN", [b"a", b"b", b"c", b"d"])
+    with pytest.raises(StorageError, match="no checkpoint"):
+        store.put_final("VN", 2, 1, 100)
+    for size in (2, 4):
+        store.put_checkpoint("VN", size, b"note %d" % size)
+    assert store.latest_final("VN") is None and store.final_covering("VN", 0) is None
+    store.put_final("VN", 2, 1, 100)
+    store.put_final("VN", 4, 2, 200)
+    store.put_final("VN", 4, 2, 150)  # more cosignatures can only bring the witnessed time forward
+    store.put_final("VN", 4, 2, 190)
+    assert store.finals("VN") == [(2, 1, 100), (4, 2, 150)]
+    assert [store.final_covering("VN", i) for i in range(5)] == [2, 2, 4, 4, None]
+    assert store.latest_final("VN") == 4 and store.latest_final("TH") is None

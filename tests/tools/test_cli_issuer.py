@@ -103,7 +103,9 @@ def test_status_by_credential_id(scenario: Scenario) -> None:
     scenario.ok("credential", "suspend", "--cti", cti.hex(), "--issuer", "VN/customs-coo",
                 *scenario.entry_args(scenario.issuer_key))
     assert _some(scenario.net.state.credential("VN/customs-coo", cti)).history[-1].status == "suspended"
-    r = scenario.invoke("credential", "suspend", scenario.credential, *scenario.entry_args(scenario.issuer_key))
+    # Another suspension (other bytes: a replay of the same bytes is refused as a duplicate, spec 6.3.18).
+    r = scenario.invoke("credential", "suspend", scenario.credential, "--reason", "again",
+                        *scenario.entry_args(scenario.issuer_key))
     assert r.exit_code == 4 and "already suspended" in r.stderr
     scenario.ok("credential", "reinstate", scenario.credential, *scenario.entry_args(scenario.issuer_key))
 

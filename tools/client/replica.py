@@ -267,13 +267,14 @@ class Replica:
         return [str(u) for u in self.meta.get("nodes", [])]
 
     def final_checkpoints(self) -> dict[str, list[FinalCheckpoint]]:
-        """Log -> every stored checkpoint that is final (under the governance root it names), oldest first."""
+        """Log -> every recorded final checkpoint (spec 7.1.9), oldest first, with its counted cosignatures."""
         out: dict[str, list[FinalCheckpoint]] = {}
         for m, lg in self.logs.items():
             cps = []
-            for size, note in self.storage.checkpoints(m):
+            for size, _, _ in self.storage.finals(m):
                 fin = lg.finality(size)
-                if fin is not None and fin.final:
+                note = self.storage.checkpoint(m, size)
+                if fin is not None and fin.final and note is not None:
                     cps.append(FinalCheckpoint.of(m, size, Checkpoint.parse(Note.parse(note).text).root_hash,
                                                   fin.cosigners))
             out[m] = cps

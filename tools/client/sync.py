@@ -169,12 +169,7 @@ class Syncer:
         return report
 
     def _final_size(self, log: str) -> int | None:
-        lg = self.logs[log]
-        for size, _ in reversed(self.storage.checkpoints(log)):
-            fin = lg.finality(size)
-            if fin is not None and fin.final:
-                return size
-        return None
+        return self.storage.latest_final(log)
 
     def _sync_roots(self, clients: Sequence[NodeClient], report: SyncReport) -> list[NodeClient]:
         live = []
