@@ -180,6 +180,11 @@ def _tamper(clean: Path, tmp_path: Path, *sql: tuple[str, tuple]) -> Path:
     return path
 
 
+_COPY_ENTRY_3_OVER_4 = ("UPDATE entries SET raw = (SELECT raw FROM entries WHERE log = 'VN' AND idx = 3),"
+                        " leaf_hash = (SELECT leaf_hash FROM entries WHERE log = 'VN' AND idx = 3)"
+                        " WHERE log = 'VN' AND idx = 4")
+
+
 @pytest.mark.parametrize("sql,location", [
     ((("DELETE FROM nodes WHERE log = 'VN' AND level = 2 AND idx = 1", ()),), "log VN tree node level 2 index 1"),
     ((("INSERT INTO nodes VALUES ('VN', 3, 7, zeroblob(32))", ()),), "log VN tree node level 3 index 7"),
@@ -198,9 +203,7 @@ def _tamper(clean: Path, tmp_path: Path, *sql: tuple[str, tuple]) -> Path:
     ((("UPDATE finals SET witnessed_time = witnessed_time - 100 WHERE log = 'VN' AND size = 12", ()),),
      "log VN final checkpoint size 12"),
     ((("INSERT INTO finals VALUES ('VN', 5, 1, 1)", ()),), "log VN final checkpoint size 5"),
-    ((("DROP INDEX entries_by_leaf", ()), ("UPDATE entries SET raw = (SELECT raw FROM entries WHERE log = 'VN' AND"
-                                           " idx = 3), leaf_hash = (SELECT leaf_hash FROM entries WHERE log = 'VN'"
-                                           " AND idx = 3) WHERE log = 'VN' AND idx = 4", ())), "log VN entry 4"),
+    ((("DROP INDEX entries_by_leaf", ()), (_COPY_ENTRY_3_OVER_4, ())), "log VN entry 4"),
 ], ids=["missing-node", "superfluous-node", "size-column", "missing-entry", "cosignature-under-wrong-witness",
         "cosignature-by-non-member", "checkpoint-size-column", "root-version-column", "unknown-log",
         "entry-moved-to-another-log", "checkpoint-of-an-empty-log", "final-witnessed-time-moved-back",
