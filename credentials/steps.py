@@ -262,6 +262,12 @@ def freshness(run: Run) -> None:
     """Step 8: every log consulted has a final checkpoint no older than the policy allows."""
     limit = run.policy.max_age_seconds
     add = run.checks.append
+    # 8.0: the governance root judged under may still be the head (spec 5.4.3); an expired one means no
+    # newer root reached this verifier in time, as when a node withholds it.
+    expires = run.gov.expires
+    if expires is not None and run.now >= expires:
+        add(failed("8.0", "governance-current", INDETERMINATE, "TRY_LATER", "governance root v{} expired at {}: a"
+                   " newer root is needed (sync from other nodes)", run.gov.version, expires))
     for log, state in run.logs.items():
         if state is None:
             add(failed("8", "freshness", INDETERMINATE, "TRY_LATER", "no final checkpoint of log {}", log))

@@ -53,6 +53,7 @@ class GovernanceInfo:
         members: ids of the current members.
         faulty: ``f``, the most members that may be faulty.
         quorum: cosignatures that make a checkpoint final.
+        expires: when the root stops being a valid head (spec 5.4.3), or None.
     """
 
     network: str
@@ -60,6 +61,7 @@ class GovernanceInfo:
     members: frozenset[str]
     faulty: int
     quorum: int
+    expires: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +276,7 @@ class RegistryView:
         self._state = state
         root = state.chain.current
         self.governance = GovernanceInfo(root.network, root.version, frozenset(m.id for m in root.members),
-                                         root.faulty, root.quorum)
+                                         root.faulty, root.quorum, root.expires)
         self._cps: dict[str, tuple[FinalCheckpoint, ...]] = {}
         self._sizes: dict[str, list[int]] = {}
         self._as_of: dict[str, int] = {}

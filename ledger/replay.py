@@ -361,7 +361,7 @@ def _replay_checkpoint(storage: Storage, data: bytes, log: str, network: str, ch
 
 
 def replay(storage: Storage, genesis: SignedRoot, pinned_hash: bytes | None = None,
-           verifier: ParallelVerifier | None = None) -> ReplayReport:
+           verifier: ParallelVerifier | None = None, now: int | None = None) -> ReplayReport:
     """Rebuild state from ``genesis`` and check every stored byte (spec 7.5).
 
     Args:
@@ -369,6 +369,8 @@ def replay(storage: Storage, genesis: SignedRoot, pinned_hash: bytes | None = No
         genesis: the genesis root the caller trusts.
         pinned_hash: its pinned hash, or None to trust ``genesis`` as given.
         verifier: the signature pool; by default a private 2-thread pool.
+        now: when given, a head root that has expired at ``now`` is a problem (spec 5.4.3): the
+            database has missed a newer root, or is being kept from one.
 
     Returns:
         The report; its ``problems`` list every finding. Problems in the
@@ -380,6 +382,10 @@ def replay(storage: Storage, genesis: SignedRoot, pinned_hash: bytes | None = No
     """
     found = _Findings()
     chain = _replay_roots(storage, genesis, pinned_hash, found)
+    head = chain.current
+    if now is not None and head.expires is not None and now >= head.expires:
+        found.add(f"root version {head.version}", f"the newest governance root expired at {head.expires}"
+                  f" (now {now}): a newer root is missing")
     network = genesis.root.network
     state = RegistryState(chain)
     pool = verifier or ParallelVerifier()

@@ -228,8 +228,24 @@ class LedgerHost:
 
     # ------------------------------------------------------------------ the owner's log
 
-    def submit(self, raws: list[bytes]) -> list[int]:
+    def require_current_head(self, now: int) -> None:
+        """Refuse to act under an expired governance head (spec 5.4.3).
+
+        A node whose newest root has expired has missed a newer one (or is being kept from it): it
+        neither appends to its log nor cosigns until it adopts a newer root; reads, replication and
+        adopting roots go on.
+
+        Raises:
+            VerificationError: the head has expired at ``now``.
+        """
+        head = self.chain.current
+        if head.expires is not None and now >= head.expires:
+            raise VerificationError(f"governance root version {head.version} expired at {head.expires}: this node"
+                                    " acts again once it adopts a newer root")
+
+    def submit(self, raws: list[bytes], now: int) -> list[int]:
         """Verify and append entries to this node's own log; durable on return (spec 7.3)."""
+        self.require_current_head(now)
         return self.own.append(raws)
 
     def sign_checkpoint(self, now: int) -> tuple[Note, int]:
@@ -369,6 +385,7 @@ class LedgerHost:
                 verified entries (kept as evidence; 409).
         """
         self.witness_check(req)  # again: the check and the cosignature are one step on this thread
+        self.require_current_head(now)
         lg = self.logs[req.member]
         cp = req.checkpoint
         if lg.size < cp.size:

@@ -191,7 +191,7 @@ class NodeService:
                 total += len(raws)
             combined = [r for raws, _ in group for r in raws]
             try:
-                indices = await self.call(self.host.submit, combined)
+                indices = await self.call(self.host.submit, combined, self.clock())
             except MekongError:
                 if len(group) == 1:
                     await self._submit_alone(*group[0])
@@ -208,7 +208,7 @@ class NodeService:
 
     async def _submit_alone(self, raws: list[bytes], fut: asyncio.Future[list[int]]) -> None:
         try:
-            result = await self.call(self.host.submit, raws)
+            result = await self.call(self.host.submit, raws, self.clock())
         except MekongError as e:
             if not fut.done():
                 fut.set_exception(e)

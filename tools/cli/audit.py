@@ -97,7 +97,7 @@ def replay_command(ctx: click.Context, db: Path | None, nodes: tuple[str, ...], 
             genesis = _db_genesis(storage, genesis_file, pin)
             if not as_json:
                 click.echo(f"replaying {db} ...", err=True)
-            report = replay(storage, genesis, pin)
+            report = replay(storage, genesis, pin, now=now())
         finally:
             storage.close()
         doc = _report_doc(report)
@@ -113,7 +113,7 @@ def replay_command(ctx: click.Context, db: Path | None, nodes: tuple[str, ...], 
         try:
             if not as_json:
                 click.echo("replaying the replica ...", err=True)
-            report = replay(storage, replica.genesis, replica.pin)
+            report = replay(storage, replica.genesis, replica.pin, now=now())
         finally:
             storage.close()
     doc = _report_doc(report)
