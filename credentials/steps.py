@@ -16,6 +16,7 @@ from credentials.report import INDETERMINATE, TOTAL_FAILED, Check, LogState, fai
 from credentials.view import (
     GovernanceInfo,
     IssuerInfo,
+    IssuerPeriod,
     KeyInfo,
     LedgerView,
     ProofOfExistence,
@@ -23,7 +24,8 @@ from credentials.view import (
     witnessed_time,
 )
 
-__all__ = ["Run", "VerificationPolicy", "chain", "freshness", "key_at_signing_time", "status"]
+__all__ = ["Run", "VerificationPolicy", "chain", "freshness", "issuer_at_signing_time", "key_at_signing_time",
+           "status"]
 
 _WILDCARD = "*"
 _CHAIN = "CHAIN_CONSTRAINTS_FAILURE"
@@ -170,6 +172,49 @@ def _recognition(run: Run, issuer: IssuerInfo, document_type: str) -> Check:
 
 
 _SEVERITY = {None: 0, INDETERMINATE: 1, TOTAL_FAILED: 2}
+
+
+def _standing(p: IssuerPeriod, document_type: str, min_loa: str) -> str | None:
+    # What keeps an issuer state from vouching for a document of this type, or None.
+    if p.status != "active":
+        return p.status
+    if document_type not in p.document_types:
+        return f"not accredited for {document_type}"
+    if LOA_ORDER.get(p.loa, -1) < LOA_ORDER[min_loa]:
+        return f"at level {p.loa}, below {min_loa}"
+    return None
+
+
+def issuer_at_signing_time(run: Run, issuer: IssuerInfo, document_type: str, signing_time: int,
+                           poe: ProofOfExistence | None) -> Check:
+    """Step 4.7: the issuer was registered, active and accredited when it signed, as far as can be proven.
+
+    The signing time is claimed; the proof of existence bounds it from above (``now`` without one). Every
+    issuer state in force between the two must vouch for the document: a suspension after the claimed
+    time is overcome only by a proof that the document existed before it, as for keys (5.2).
+    """
+    history = issuer.history
+    iid = issuer.issuer_id
+    end = poe.time if poe is not None else run.now
+    then = None
+    for p in history:
+        if p.time > signing_time:
+            break
+        then = p
+    if then is None:
+        return failed("4.7", "issuer-at-signing-time", INDETERMINATE, _CHAIN, "issuer {} was not registered at the "
+                      "signing time {}", iid, signing_time)
+    why = _standing(then, document_type, run.policy.min_loa)
+    if why is not None:
+        return failed("4.7", "issuer-at-signing-time", INDETERMINATE, _CHAIN, "issuer {} was {} at the signing time "
+                      "{} (since {}, log {} entry {})", iid, why, signing_time, then.time, issuer.member, then.index)
+    for p in history:
+        if signing_time < p.time <= end and (why := _standing(p, document_type, run.policy.min_loa)) is not None:
+            return failed("4.7", "issuer-at-signing-time", INDETERMINATE, "REVOKED_NO_POE", "issuer {} was {} from {}"
+                          " (log {} entry {}), after the claimed signing time {}, with no proof the document existed"
+                          " before", iid, why, p.time, issuer.member, p.index, signing_time)
+    return passed("4.7", "issuer-at-signing-time", "issuer {} active and accredited for {} from the signing time {}"
+                  " to {}", iid, document_type, signing_time, "its proof of existence" if poe else "now")
 
 
 def key_at_signing_time(run: Run, key: KeyInfo, signing_time: int, poe: ProofOfExistence | None) -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "FinalCheckpoint",
     "GovernanceInfo",
     "IssuerInfo",
+    "IssuerPeriod",
     "KeyInfo",
     "KeyRevocation",
     "LedgerView",
@@ -65,8 +66,23 @@ class GovernanceInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class IssuerPeriod:
+    """An issuer's accreditation and status from ``time`` (the author time of entry ``index``) on."""
+
+    time: int
+    status: str
+    document_types: tuple[str, ...]
+    loa: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
 class IssuerInfo:
-    """A registered issuer: its member, accreditations, level of assurance and status."""
+    """A registered issuer: its member, accreditations, level of assurance and status.
+
+    The flat fields are the current state; ``history`` holds every state, oldest first, so that the
+    issuer can be judged at a credential's signing time too (specs/credentials.md check 4.7).
+    """
 
     issuer_id: str
     member: str
@@ -74,6 +90,7 @@ class IssuerInfo:
     document_types: tuple[str, ...]
     loa: str
     status: str
+    history: tuple[IssuerPeriod, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,7 +335,9 @@ class RegistryView:
         if member in self._as_of:
             rec = self._state.issuer(issuer_id, self._as_of[member])
             if rec is not None:
-                found = IssuerInfo(rec.issuer, rec.member, rec.name, rec.document_types, rec.loa, rec.status)
+                found = IssuerInfo(rec.issuer, rec.member, rec.name, rec.document_types, rec.loa, rec.status,
+                                   tuple(IssuerPeriod(h.time, h.status, h.document_types, h.loa, h.index)
+                                         for h in rec.history))
         if len(self._issuers) < _CACHE_MAX:
             self._issuers[issuer_id] = found
         return found

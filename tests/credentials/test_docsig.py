@@ -53,7 +53,7 @@ def test_issuer_key_signs_a_document(net: Net) -> None:
     report = verify(SignedDocument(sig, DOC), net.view(), VN, NOW)
     assert verdict(report) == (TOTAL_PASSED, None)
     assert report.subject == "document-signature" and report.issuer == "VN/business-registry"
-    assert [c.step for c in report.checks] == ["1", "2", "3.1", "3.2", "4.1", "4.2", "4.3", "4.4", "4.5", "4.6",
+    assert [c.step for c in report.checks] == ["1", "2", "3.1", "3.2", "4.1", "4.2", "4.3", "4.4", "4.5", "4.6", "4.7",
                                                "5.1", "5.2", "5.3", "8"]
     d = json.loads(report.to_json())
     assert d["envelope"] == {"hash_alg": "sha-256", "digest": hash_document(DOC).hex(),

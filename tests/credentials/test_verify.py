@@ -39,8 +39,8 @@ def verdict(report: VerificationReport) -> tuple[str, str | None]:
 def test_a_good_credential_passes_with_every_step_listed(net: Net, policy_th: VerificationPolicy) -> None:
     report = verify(coo(net), net.view(), policy_th, NOW)
     assert verdict(report) == (TOTAL_PASSED, None)
-    assert [c.step for c in report.checks] == ["1", "2", "3", "4.1", "4.2", "4.3", "4.4", "4.5", "4.6", "5.1", "5.2",
-                                               "5.3", "6.1", "6.2", "7.1", "8", "8"]
+    assert [c.step for c in report.checks] == ["1", "2", "3", "4.1", "4.2", "4.3", "4.4", "4.5", "4.6", "4.7", "5.1",
+                                               "5.2", "5.3", "6.1", "6.2", "7.1", "8", "8"]
     assert all(c.outcome == "passed" for c in report.checks)
     assert report.issuer == "VN/customs" and report.member == "VN"
     assert report.claims is not None and report.claims.attestation == certificate_of_origin()
@@ -172,6 +172,47 @@ def test_suspended_issuer(net: Net, policy_th: VerificationPolicy) -> None:
     report = verify(cred, net.view(), policy_th, NOW)
     assert verdict(report) == (INDETERMINATE, "CHAIN_CONSTRAINTS_FAILURE")
     assert "is suspended" in check(report, "issuer-registered")[1]
+
+
+def test_credential_signed_while_the_issuer_was_suspended_fails_after_reinstatement(
+        net: Net, policy_th: VerificationPolicy) -> None:
+    # Check 4.7: the issuer is judged at the signing time too, not only now (Trust I item 5).
+    net.sb.update_issuer("VN/customs", T0 + 300, status="suspended", reason="audit")
+    cred = coo(net, iat=T0 + 350)  # signed during the suspension
+    net.sb.update_issuer("VN/customs", T0 + 400, status="active", reason="audit closed")
+    net.sb.anchor("VN/customs", net.keys["VN/customs"], cred, T0 + 450)
+    net.sb.finalize("VN", T0 + 500)
+    report = verify(cred, net.view(), policy_th, NOW)
+    assert check(report, "issuer-registered")[0] is None  # active now
+    assert verdict(report) == (INDETERMINATE, "CHAIN_CONSTRAINTS_FAILURE")
+    sub, detail = check(report, "issuer-at-signing-time")
+    assert sub == "CHAIN_CONSTRAINTS_FAILURE" and "was suspended at the signing time 1" in detail, detail
+
+
+def test_a_suspension_after_the_claimed_signing_time_needs_proof_of_existence(
+        net: Net, policy_th: VerificationPolicy) -> None:
+    early = coo(net, iat=T0 + 200)  # anchored before the suspension: proven to exist before it
+    net.sb.anchor("VN/customs", net.keys["VN/customs"], early, T0 + 250)
+    net.sb.finalize("VN", T0 + 260)
+    backdated = coo(net, iat=T0 + 210, cti=b"backdated")  # claims the same time, never anchored
+    net.sb.update_issuer("VN/customs", T0 + 300, status="suspended", reason="key misuse")
+    net.sb.update_issuer("VN/customs", T0 + 400, status="active", reason="cleared")
+    net.sb.finalize("VN", T0 + 500)
+    assert verdict(verify(early, net.view(), policy_th, NOW)) == (TOTAL_PASSED, None)
+    report = verify(backdated, net.view(), policy_th, NOW)
+    assert verdict(report) == (INDETERMINATE, "REVOKED_NO_POE")
+    assert "after the claimed signing time" in check(report, "issuer-at-signing-time")[1]
+
+
+def test_accreditation_is_judged_at_the_signing_time(net: Net, policy_th: VerificationPolicy) -> None:
+    net.sb.update_issuer("VN/customs", T0 + 300, document_types=["aeo-status"])
+    cred = coo(net, iat=T0 + 350)
+    net.sb.update_issuer("VN/customs", T0 + 400, document_types=["certificate-of-origin", "aeo-status"])
+    net.sb.finalize("VN", T0 + 500)
+    report = verify(cred, net.view(), policy_th, NOW)
+    assert check(report, "accredited")[0] is None  # accredited now
+    sub, detail = check(report, "issuer-at-signing-time")
+    assert sub == "CHAIN_CONSTRAINTS_FAILURE" and "not accredited for certificate-of-origin" in detail
 
 
 def test_member_no_longer_in_governance(net: Net, policy_th: VerificationPolicy) -> None:
