@@ -103,8 +103,13 @@ class Run:
         return tuple(s for s in self.logs.values() if s is not None)
 
 
-def chain(run: Run, issuer: IssuerInfo, document_type: str, attested_loa: str | None, check_type: bool) -> None:
-    """Step 4: registered, current member, accredited, level of assurance, policy type, recognised."""
+def chain(run: Run, issuer: IssuerInfo, document_type: str, attested_loa: str | None, check_type: bool,
+          poe: ProofOfExistence | None = None) -> None:
+    """Step 4: registered, current member, accredited, level of assurance, policy type, recognised.
+
+    ``poe`` is the credential's (or document's) proof of existence: a member that left the network
+    still vouches for what provably existed before it left (4.2).
+    """
     add = run.checks.append
     gov = run.gov
     policy = run.policy
@@ -115,11 +120,7 @@ def chain(run: Run, issuer: IssuerInfo, document_type: str, attested_loa: str | 
     else:
         add(failed("4.1", "issuer-registered", INDETERMINATE, _CHAIN, "issuer {} is {}", iid, issuer.status))
     # 4.2
-    if issuer.member in gov.members:
-        add(passed("4.2", "member-current", "{} is a member of governance root v{}", issuer.member, gov.version))
-    else:
-        add(failed("4.2", "member-current", INDETERMINATE, _CHAIN, "{} is not a member of governance root v{}",
-                   issuer.member, gov.version))
+    add(_membership(gov, issuer.member, poe))
     # 4.3
     if document_type in issuer.document_types:
         add(passed("4.3", "accredited", "accredited for {}", document_type))
@@ -142,6 +143,21 @@ def chain(run: Run, issuer: IssuerInfo, document_type: str, attested_loa: str | 
         add(policy_type(policy, document_type))
     # 4.6
     add(_recognition(run, issuer, document_type))
+
+
+def _membership(gov: GovernanceInfo, member: str, poe: ProofOfExistence | None) -> Check:
+    if member in gov.members:
+        return passed("4.2", "member-current", "{} is a member of governance root v{}", member, gov.version)
+    left = gov.departed.get(member)
+    if left is None:
+        return failed("4.2", "member-current", INDETERMINATE, _CHAIN, "{} is not a member of governance root v{}",
+                      member, gov.version)
+    version, when = left
+    if poe is not None and poe.time < when:
+        return passed("4.2", "member-current", "{} left the network at governance root v{} (issued {}); this existed"
+                      " by {}, while it was a member", member, version, when, poe.time)
+    return failed("4.2", "member-current", INDETERMINATE, _CHAIN, "{} left the network at governance root v{} (issued"
+                  " {}), and nothing proves this existed before", member, version, when)
 
 
 def policy_type(policy: VerificationPolicy, document_type: str) -> Check:
@@ -314,6 +330,12 @@ def freshness(run: Run) -> None:
         add(failed("8.0", "governance-current", INDETERMINATE, "TRY_LATER", "governance root v{} expired at {}: a"
                    " newer root is needed (sync from other nodes)", run.gov.version, expires))
     for log, state in run.logs.items():
+        if log in run.gov.departed and state is not None:
+            # A removed member's log is frozen (spec 7.4.2): its final state can never change, so its age
+            # does not make the answer stale.
+            add(passed("8", "freshness", "log {} final at size {}, frozen since {} left at governance root v{}", log,
+                       state.checkpoint.size, log, run.gov.departed[log][0]))
+            continue
         if state is None:
             add(failed("8", "freshness", INDETERMINATE, "TRY_LATER", "no final checkpoint of log {}", log))
         elif state.age_seconds is None or state.age_seconds > limit:

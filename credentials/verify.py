@@ -143,10 +143,10 @@ def _credential(raw: bytes, view: LedgerView, policy: VerificationPolicy, now: i
         return _report(run, "credential", info)
     info["issuer"] = issuer.issuer_id
     info["member"] = issuer.member
-    steps.chain(run, issuer, doc_type, getattr(att, "loa", None), at is None)
-    # Step 5: the key at the signing time, with proof of existence.
     poe = proof_of_existence(view, cred.digest, gov.faulty)
     info["proof_of_existence"] = poe
+    steps.chain(run, issuer, doc_type, getattr(att, "loa", None), at is None, poe)
+    # Step 5: the key at the signing time, with proof of existence.
     add(steps.issuer_at_signing_time(run, issuer, doc_type, claims.iat, poe))
     steps.key_at_signing_time(run, key, claims.iat, poe)
     # Step 6: validity period, at now (or at the document's signing time, for a signer credential).
@@ -246,7 +246,7 @@ def _document(doc: SignedDocument, view: LedgerView, policy: VerificationPolicy,
             return _report(run, subject, info)
         info["issuer"] = issuer.issuer_id
         info["member"] = issuer.member
-        steps.chain(run, issuer, env.document_type, None, True)
+        steps.chain(run, issuer, env.document_type, None, True, poe)
         run.checks.append(steps.issuer_at_signing_time(run, issuer, env.document_type, env.signed_at, poe))
         steps.key_at_signing_time(run, key, env.signed_at, poe)
         run.consult(issuer.member)

@@ -55,6 +55,8 @@ class GovernanceInfo:
         faulty: ``f``, the most members that may be faulty.
         quorum: cosignatures that make a checkpoint final.
         expires: when the root stops being a valid head (spec 5.4.3), or None.
+        departed: member id -> (version, issued_at) of the root that removed it, for every member an earlier
+            root listed and the current one does not (spec 7.4.2).
     """
 
     network: str
@@ -63,6 +65,7 @@ class GovernanceInfo:
     faulty: int
     quorum: int
     expires: int | None = None
+    departed: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,8 +295,10 @@ class RegistryView:
     def __init__(self, state: Any, checkpoints: Mapping[str, Sequence[FinalCheckpoint]]) -> None:
         self._state = state
         root = state.chain.current
+        departed = {m: (r.version, r.issued_at) for m in state.chain.members_ever
+                    if (r := state.chain.departure(m)) is not None}
         self.governance = GovernanceInfo(root.network, root.version, frozenset(m.id for m in root.members),
-                                         root.faulty, root.quorum, root.expires)
+                                         root.faulty, root.quorum, root.expires, departed)
         self._cps: dict[str, tuple[FinalCheckpoint, ...]] = {}
         self._sizes: dict[str, list[int]] = {}
         self._as_of: dict[str, int] = {}

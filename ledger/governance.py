@@ -500,6 +500,19 @@ class GovernanceChain:
         """Every verified root, version 1 first."""
         return tuple(self._roots)
 
+    @property
+    def members_ever(self) -> tuple[str, ...]:
+        """The ids of every member any root of the chain lists, sorted: whose logs exist (spec 7.4.2)."""
+        return tuple(sorted({m for r in self._roots for m in r.member_ids}))
+
+    def departure(self, member: str) -> Root | None:
+        """The root that removed ``member`` from the network: the first root, after one that listed it, that
+        does not; None while the head lists it or no root ever did."""
+        last = max((r.version for r in self._roots if member in r.member_ids), default=None)
+        if last is None or last == self.current.version:
+            return None
+        return self._roots[last]  # version last + 1
+
     def signed(self, version: int) -> SignedRoot:
         """The signed root of ``version`` as added; raises VerificationError if the chain has none."""
         return self._signed[self._index(version)]

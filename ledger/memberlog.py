@@ -133,8 +133,9 @@ class MemberLog:
             if signer.public_key != self.root.node_key_of(member_id):
                 raise VerificationError(f"node signer is not the node key of {member_id} in the current root")
             self._signer = signer
-        else:
-            self.root.member(member_id)
+        elif not any(member_id in r.member_ids for r in state.chain.roots):
+            # a replica may hold the log of a member a later root removed (frozen, spec 7.4.2)
+            self.root.member(member_id)  # raises AuthorizationError naming the current root
         if state.size(member_id) != storage.size(member_id):
             raise StorageError(f"log {member_id}: registry state holds {state.size(member_id)} entries,"
                                f" storage {storage.size(member_id)}; replay the database first")

@@ -165,7 +165,8 @@ class LedgerHost:
         return self.logs[self.member]
 
     def _open_logs(self) -> None:
-        for m in self.root.member_ids:
+        # Every member any root listed: a removed member's log stays readable, frozen (spec 7.4.2).
+        for m in self.chain.members_ever:
             if m not in self.logs:
                 signer = self.node_key if m == self.member else None
                 self.logs[m] = MemberLog(self.storage, m, self.network, self.state, signer, verifier=self.verifier)
@@ -178,11 +179,11 @@ class LedgerHost:
         """The log of ``member``.
 
         Raises:
-            UnknownLog: no member of the current root has that id.
+            UnknownLog: no governance root of the chain lists that id.
         """
         found = self.logs.get(member)
         if found is None:
-            raise UnknownLog(f"no member {member[:16]!r} in root version {self.root.version}")
+            raise UnknownLog(f"no member {member[:16]!r} in any governance root up to version {self.root.version}")
         return found
 
     def sizes(self) -> dict[str, tuple[int, int | None]]:
@@ -244,8 +245,16 @@ class LedgerHost:
                                     " acts again once it adopts a newer root")
 
     def submit(self, raws: list[bytes], now: int) -> list[int]:
-        """Verify and append entries to this node's own log; durable on return (spec 7.3)."""
+        """Verify and append entries to this node's own log; durable on return (spec 7.3).
+
+        Raises:
+            VerificationError: the head expired (:meth:`require_current_head`), or it no longer lists this
+                node's member, whose log is then frozen (spec 7.4.2).
+        """
         self.require_current_head(now)
+        if self.member not in self.root.member_ids:
+            raise VerificationError(f"governance root version {self.root.version} removed {self.member} from the"
+                                    " network: its log is frozen and takes no entries")
         return self.own.append(raws)
 
     def sign_checkpoint(self, now: int) -> tuple[Note, int]:

@@ -220,7 +220,23 @@ def test_member_no_longer_in_governance(net: Net, policy_th: VerificationPolicy)
     net.sb.next_root(["CN", "KH", "LA", "MM", "TH"], T0 + 300)
     report = verify(cred, net.view(), policy_th, NOW)
     assert verdict(report) == (INDETERMINATE, "CHAIN_CONSTRAINTS_FAILURE")
-    assert "VN is not a member of governance root v2" in check(report, "member-current")[1]
+    assert "VN left the network at governance root v2 (issued 1700000300), and nothing proves" in check(
+        report, "member-current")[1]
+
+
+def test_a_departed_members_credential_keeps_its_proof_of_existence(net: Net, policy_th: VerificationPolicy) -> None:
+    # Spec 7.4.2: a removed member's log is frozen; what provably existed before it left still verifies, and
+    # its log's age does not make the answer stale.
+    cred = coo(net)
+    net.sb.anchor("VN/customs", net.keys["VN/customs"], cred, T0 + 250)
+    net.sb.finalize("VN", T0 + 260)
+    net.sb.next_root(["CN", "KH", "LA", "MM", "TH"], T0 + 300)
+    net.sb.finalize("TH", T0 + 400 * DAY)
+    report = verify(cred, net.view(), policy_th, T0 + 400 * DAY)
+    assert verdict(report) == (TOTAL_PASSED, None), report.render_text()
+    assert "VN left the network at governance root v2" in check(report, "member-current")[1]
+    fresh = [c.detail for c in report.checks if c.name == "freshness"]
+    assert any("frozen since VN left" in d for d in fresh), fresh
 
 
 # --------------------------------------------------------------------------- step 5: keys over time

@@ -210,7 +210,7 @@ def compare(ctx: click.Context, nodes: tuple[str, ...], genesis_file: Path | Non
     chain, live = _chain_of(clients, genesis, pin, problems, unreachable)
     root = chain.current
     logs: dict[str, list[_Seen]] = {}
-    for m in root.member_ids:
+    for m in chain.members_ever:
         seen = logs[m] = []
         for c in live:
             try:

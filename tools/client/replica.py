@@ -241,7 +241,7 @@ class Replica:
         self.close()
 
     def _open_logs(self) -> None:
-        for m in self.chain.current.member_ids:
+        for m in self.chain.members_ever:  # a removed member's log stays, frozen (spec 7.4.2)
             if m not in self.logs:
                 self.logs[m] = MemberLog(self.storage, m, self.network, self.state, verifier=self._verifier)
 

@@ -151,7 +151,7 @@ class Syncer:
                 report.failed.values()) if report.failed else "no node given")
         self._open_logs()
         plans: list[tuple[MemberLog, list[_Candidate]]] = []
-        for m in self.chain.current.member_ids:
+        for m in self.chain.members_ever:  # a removed member's log stays, frozen (spec 7.4.2)
             lg = self.logs[m]
             report.logs[m] = LogSync(m, lg.size, lg.size, self._final_size(m))
             candidates = self._candidates(lg, live, report)
