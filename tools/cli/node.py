@@ -9,10 +9,13 @@ from pathlib import Path
 
 import click
 
+from ledger.errors import VerificationError
 from ledger.governance import SignedRoot, root_hash
 from node.config import DATABASE_NAME, Limits, NodeConfig, Peer, load_config, write_config
+from node.join import chain_for_member, seed_governance
 from node.keystore import read_public_key
 from tools.cli.util import ToolError
+from tools.client.http import NodeClient
 
 
 @click.group("node")
@@ -34,24 +37,36 @@ def node_group() -> None:
               help="The assembled genesis root (mekong genesis assemble).")
 @click.option("--pin", default=None, help="The genesis root hash agreed at the ceremony (hex); checked here.")
 @click.option("--peer", "peers", multiple=True, metavar="XX=URL",
-              help="A peer's base URL (repeatable); default: the endpoints in the genesis root.")
+              help="A peer's base URL (repeatable); default: the endpoints in the newest governance root.")
+@click.option("--root", "root_files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A later signed governance root file (repeatable), for a member that a later root added.")
+@click.option("--roots-from", "roots_from", multiple=True, metavar="URL",
+              help="Fetch the later governance roots from this node (repeatable); every one is verified from"
+                   " the pinned genesis.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Config file to write.")
 def init(member: str, network: str, data_dir: Path, listen: str, node_key: Path, passphrase_env: str,
-         genesis: Path, pin: str | None, peers: tuple[str, ...], out: Path) -> None:
+         genesis: Path, pin: str | None, peers: tuple[str, ...], root_files: tuple[Path, ...],
+         roots_from: tuple[str, ...], out: Path) -> None:
     """Write a node configuration and create its data directory.
 
-    The genesis root is checked against --pin, and this member's node key
-    must be the one the genesis lists for it.
+    The genesis root is checked against --pin. A founding member's node key must be the one the genesis
+    lists for it. A member that a later governance root added gives that root (and those before it) with
+    --root FILE or --roots-from URL: the chain is verified from the pinned genesis, its newest root must
+    list the member with this node key, and every root is stored in the new database, so that the node
+    starts empty, adopts the newest root and catches up from its peers.
     """
     signed = SignedRoot.from_cbor(genesis.read_bytes())
     digest = root_hash(signed.payload)
     if pin is not None and pin.lower() != digest.hex():
         raise click.ClickException(f"{genesis} has root hash {digest.hex()}, not the pinned {pin}")
-    root = signed.root
-    if member not in root.member_ids:
-        raise click.ClickException(f"member {member} is not in the genesis root (members: {', '.join(root.member_ids)})")
-    if read_public_key(node_key) != root.node_key_of(member):
-        raise click.ClickException(f"{node_key} is not the node key the genesis lists for {member}")
+    candidates = [SignedRoot.from_cbor(f.read_bytes()) for f in root_files]
+    for url in roots_from:
+        versions, _ = NodeClient(url).root_versions()
+        candidates += [SignedRoot.from_cbor(NodeClient(url).root(v)) for v in sorted(set(versions)) if v > 1]
+    try:
+        chain = chain_for_member(signed, candidates, digest, member, read_public_key(node_key))
+    except VerificationError as e:
+        raise click.ClickException(f"{e} ({node_key}, {genesis})") from None
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
         raise click.BadParameter("expected HOST:PORT", param_hint="--listen")
@@ -62,6 +77,9 @@ def init(member: str, network: str, data_dir: Path, listen: str, node_key: Path,
             raise click.BadParameter(f"{item!r} is not XX=URL", param_hint="--peer")
         peer_list.append(Peer(pid, url.rstrip("/")))
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if chain.current.version > 1:
+        seed_governance(data_dir / DATABASE_NAME, chain)
+        click.echo(f"stored governance roots 1 to {chain.current.version} in {data_dir / DATABASE_NAME}")
     cfg = NodeConfig(member=member, network=network, data_dir=data_dir.absolute(), listen_host=host,
                      listen_port=int(port), node_key_file=node_key.absolute(), passphrase_env=passphrase_env,
                      genesis_file=genesis.absolute(), genesis_hash=digest,
