@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ledger.bodies import LOA_ORDER
 from ledger.errors import DecodeError
 
 __all__ = [
@@ -39,7 +40,6 @@ __all__ = [
     "HS_CODE",
     "KEY32",
     "LOA",
-    "LOA_ORDER",
     "MINOR_UNITS",
     "SHORT_TEXT",
     "TEXT",
@@ -57,9 +57,6 @@ __all__ = [
     "record",
     "tuple_of",
 ]
-
-#: Levels of assurance, lowest first (eIDAS Regulation 910/2014 article 8 vocabulary).
-LOA_ORDER: dict[str, int] = {"low": 0, "substantial": 1, "high": 2}
 
 #: Hash algorithms accepted in digests, with their output sizes.
 HASH_SIZES: dict[str, int] = {"sha-256": 32, "sha-384": 48, "sha-512": 64}

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from credentials.cwt import DEFAULT_CREDENTIAL_LIMITS, CredentialLimits
-from credentials.fields import LOA_ORDER
 from credentials.report import INDETERMINATE, TOTAL_FAILED, Check, LogState, failed, passed
 from credentials.view import (
     GovernanceInfo,
@@ -23,11 +22,11 @@ from credentials.view import (
     StatusEvent,
     witnessed_time,
 )
+from ledger.bodies import LOA_ORDER
 
 __all__ = ["Run", "VerificationPolicy", "chain", "freshness", "issuer_at_signing_time", "key_at_signing_time",
            "status"]
 
-_WILDCARD = "*"
 _CHAIN = "CHAIN_CONSTRAINTS_FAILURE"
 
 
@@ -176,11 +175,8 @@ def _recognition(run: Run, issuer: IssuerInfo, document_type: str) -> Check:
     if rules is None:
         return failed("4.6", "recognised", INDETERMINATE, _CHAIN, "{} has published no recognition policy; "
                       "only its own issuers are recognised", me)
-    loa = LOA_ORDER.get(issuer.loa, -1)
     for r in rules:
-        if ((r.member == _WILDCARD or r.member == issuer.member)
-                and (_WILDCARD in r.document_types or document_type in r.document_types)
-                and loa >= LOA_ORDER.get(r.min_loa, 99)):
+        if r.covers(issuer.member, document_type, issuer.loa):  # spec 6.2.8, one implementation
             return passed("4.6", "recognised", "{} recognises {} issuers for {} at {} or above", me, r.member,
                           document_type, r.min_loa)
     return failed("4.6", "recognised", INDETERMINATE, _CHAIN, "{}'s policy does not recognise {} issuers for {} "

@@ -185,6 +185,10 @@ class RecognitionRule(Protocol):
     @property
     def min_loa(self) -> str: ...
 
+    def covers(self, member: str, document_type: str, loa: str) -> bool:
+        """Whether the rule accepts an issuer of ``member`` for ``document_type`` at ``loa`` (spec 6.2.8)."""
+        ...
+
 
 class LedgerView(Protocol):
     """The registry questions the verifier asks (spec section 5.1).

@@ -417,10 +417,6 @@ class MemberPolicy(_Body):
             raise DecodeError(f"member.policy: more than {MAX_POLICY_RULES} rules")
         return cls(tuple(PolicyRule.from_map(r) for r in m["rules"]))
 
-    def recognises(self, member: str, document_type: str, loa: str) -> bool:
-        """Whether some rule accepts an issuer of ``member`` for the type at the level."""
-        return any(r.covers(member, document_type, loa) for r in self.rules)
-
 
 @dataclass(frozen=True, slots=True)
 class GovernanceAdopt(_Body):

@@ -347,36 +347,6 @@ class CosignatureVerifier:
         return cosig.timestamp
 
 
-# --------------------------------------------------------------------------- signed checkpoints
-
-
-@dataclass(frozen=True, slots=True)
-class SignedCheckpoint:
-    """A checkpoint and the note that carries it, exactly as received (spec 4.3).
-
-    Holding one says nothing about its signatures: use :func:`open_checkpoint`.
-
-    Raises:
-        CheckpointError: the note's text is not ``checkpoint.format()``.
-    """
-
-    checkpoint: Checkpoint
-    note: Note
-
-    def __post_init__(self) -> None:
-        if self.note.text != self.checkpoint.format():
-            raise CheckpointError("note text is not the checkpoint's text")
-
-    @classmethod
-    def from_note(cls, note: Note) -> SignedCheckpoint:
-        """Parse the note's text as a checkpoint.
-
-        Raises:
-            CheckpointError: see :meth:`Checkpoint.parse`.
-        """
-        return cls(Checkpoint.parse(note.text), note)
-
-
 def sign_checkpoint(cp: Checkpoint, log_signer: NoteSigner) -> Note:
     """Sign a checkpoint with the log's note key (spec 4.3.4).
 

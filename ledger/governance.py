@@ -254,10 +254,6 @@ class Root:
         """The node key of ``member_id``; raises AuthorizationError when this root has no such member."""
         return self.member(member_id).node_key
 
-    def member_for_admin_kid(self, kid: bytes) -> Member | None:
-        """The member listing an admin key whose key id is ``kid``, or None."""
-        return found[0] if (found := self._kids.get(kid)) else None
-
     def admin_key_owner(self, kid: bytes) -> str | None:
         """The id of the member listing an admin key whose key id is ``kid``, or None."""
         return found[0].id if (found := self._kids.get(kid)) else None

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ledger.bodies import LOA_ORDER, PolicyRule
+from ledger.bodies import PolicyRule
 
 __all__ = [
     "KEY_STATUSES",
@@ -89,27 +89,6 @@ class IssuerRecord:
     keys: tuple[bytes, ...]
     history: tuple[IssuerState, ...]
     entries: tuple[int, ...]
-
-    def at(self, time: int) -> IssuerState | None:
-        """The state in force at author time ``time``, or None before registration."""
-        found = None
-        for state in self.history:
-            if state.time > time:
-                break
-            found = state
-        return found
-
-    def accredited(self, document_type: str, loa: str, time: int | None = None) -> bool:
-        """Whether the issuer was active and accredited for ``document_type`` at level ``loa`` or higher.
-
-        Args:
-            document_type: a profile name.
-            loa: the least level of assurance required.
-            time: an author time to ask about; None means the current state.
-        """
-        state = self.history[-1] if time is None else self.at(time)
-        return (state is not None and state.status == "active" and document_type in state.document_types
-                and LOA_ORDER[state.loa] >= LOA_ORDER.get(loa, len(LOA_ORDER)))
 
 
 class LiveIssuer:
@@ -238,10 +217,6 @@ class KeyRecord:
     superseded_by: bytes | None
     entries: tuple[int, ...]
 
-    def status_at(self, time: int) -> KeyStatus:
-        """The key's status at ``time``, as this record knows it (spec 6.4.3)."""
-        return key_status(self.valid_from, self.valid_until, self.history[0].index, self.history[1:], time)
-
 
 class LiveKey:
     """The registry's mutable record of an issuer key; events only grow (internal)."""
@@ -364,15 +339,6 @@ class CredentialRecord:
     anchors: tuple[AnchorRecord, ...]
     entries: tuple[int, ...]
 
-    def status_at(self, time: int) -> str:
-        """The status in force at author time ``time``."""
-        status = "active"
-        for ev in self.history:
-            if ev.time > time:
-                break
-            status = ev.status
-        return status
-
 
 class LiveCredential:
     """The registry's mutable record of a credential (internal)."""
@@ -417,11 +383,3 @@ class PolicyRecord:
     rules: tuple[PolicyRule, ...]
     time: int
     entries: tuple[int, ...]
-
-    def recognises(self, member: str, document_type: str, loa: str) -> bool:
-        """Whether some rule accepts an issuer of ``member`` for ``document_type`` at ``loa``.
-
-        A member's own issuers are recognised only if a rule says so; whether
-        to trust them anyway is the verifier's decision.
-        """
-        return any(r.covers(member, document_type, loa) for r in self.rules)

@@ -127,7 +127,7 @@ class RegistryState:
         The rules are checked entry by entry, each against the state the
         earlier entries (of this batch too) left; the signature checks are
         collected and handed to ``verify_signatures`` in one call, which may
-        spread them over threads (:func:`ledger.rules.pool_verifier`). Only
+        spread them over threads (:class:`ledger.memberlog.ParallelVerifier`). Only
         when every check passed does the state change.
 
         Args:

@@ -5,7 +5,7 @@ the log's earlier entries built, and returns the public key that must have
 signed it. It changes nothing: :class:`ledger.registry.RegistryState` applies
 the entry's effect, collects the signature checks as :data:`SignatureJob`
 tuples, and runs them through a ``verify_signatures`` callable such as
-:func:`verify_sequential` or :func:`pool_verifier`.
+:func:`verify_sequential` or :class:`ledger.memberlog.ParallelVerifier`.
 
 Every refusal is an :class:`~ledger.errors.AuthorizationError` whose message
 starts with the log and entry index and names the rule (``spec 6.3.n``).
@@ -15,7 +15,6 @@ Each check below cites the rule it implements.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Executor
 from typing import NoReturn, Protocol
 
 from ledger.bodies import (
@@ -41,7 +40,6 @@ __all__ = [
     "SignatureVerifier",
     "authorize",
     "first_failure",
-    "pool_verifier",
     "verify_sequential",
     "where",
 ]
@@ -331,32 +329,6 @@ def verify_sequential(jobs: Sequence[SignatureJob]) -> None:
     """
     for pub, message, signature in jobs:
         verify_ed25519(pub, message, signature)
-
-
-def pool_verifier(executor: Executor, parts: int = 2, min_jobs: int = 16) -> SignatureVerifier:
-    """A ``verify_signatures`` callable that splits the jobs over ``executor``.
-
-    pynacl releases the GIL while verifying, so ``parts`` worker threads
-    verify close to ``parts`` times as fast. Batches smaller than
-    ``min_jobs`` are verified in the calling thread.
-
-    Raises:
-        ValueError: ``parts`` is less than 1.
-    """
-    if parts < 1:
-        raise ValueError("parts must be at least 1")
-
-    def verify(jobs: Sequence[SignatureJob]) -> None:
-        if len(jobs) < min_jobs or parts == 1:
-            verify_sequential(jobs)
-            return
-        step = -(-len(jobs) // parts)
-        futures = [executor.submit(verify_sequential, jobs[i:i + step]) for i in range(0, len(jobs), step)]
-        errors = [err for err in (f.exception() for f in futures) if err is not None]
-        if errors:
-            raise errors[0]
-
-    return verify
 
 
 def first_failure(jobs: Sequence[SignatureJob]) -> int | None:

@@ -27,7 +27,6 @@ from ledger.checkpoint import (
     Cosignature,
     CosignatureSigner,
     CosignatureVerifier,
-    SignedCheckpoint,
     add_signatures,
     cosignature_message,
     log_origin,
@@ -81,7 +80,6 @@ def test_checkpoint_note_parses(c: dict[str, Any]) -> None:
     cp = Checkpoint.parse(note.text)
     assert cp == _parsed(c)
     assert cp.format() == c["note_text"]
-    assert SignedCheckpoint.from_note(note).checkpoint == cp
     assert [(s.name, s.key_id.hex(), s.signature.hex()) for s in note.signatures] == [
         (s["key_name"], s["key_id"], s["signature"]) for s in c["signatures"]]
 
@@ -382,12 +380,8 @@ def test_timestamp_range() -> None:
         Cosignature.from_note_signature(_resign(sig, b"\xff" * 8 + sig.signature[8:]))
 
 
-def test_signed_checkpoint_and_add_signatures() -> None:
+def test_add_signatures() -> None:
     note = sign_checkpoint(_CP1, _LOG)
-    sc = SignedCheckpoint.from_note(note)
-    assert sc == SignedCheckpoint(_CP1, note)
-    with pytest.raises(CheckpointError):
-        SignedCheckpoint(Checkpoint(_CP1.origin, 11, _CP1.root_hash), note)
     a, b = _W[0].cosign(_CP1, 1), _W[1].cosign(_CP1, 2)
     merged = add_signatures(note, [a, b, _W[0].cosign(_CP1, 3), note.signatures[0]])
     assert merged.signatures == (note.signatures[0], a, b)
