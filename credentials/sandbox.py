@@ -43,11 +43,12 @@ from ledger.checkpoint import (
 )
 from ledger.entries import make_entry
 from ledger.finality import checkpoint_extensions, open_signed
-from ledger.governance import GovernanceChain, Member, Root, SignedRoot
+from ledger.governance import GovernanceChain
 from ledger.keys import key_id, next_key_digest, public_key_of
 from ledger.merkle import MemoryTree, leaf_hash
 from ledger.note import NoteSigner
 from ledger.registry import RegistryState
+from ledger.roots import Member, Root, SignedRoot
 
 __all__ = ["GMS_MEMBERS", "Sandbox"]
 

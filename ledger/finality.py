@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 
 from ledger.checkpoint import Checkpoint, CheckpointError, CosignatureVerifier, log_origin, witness_name
 from ledger.errors import AuthorizationError, DecodeError, VerificationError
-from ledger.governance import GovernanceChain, Root
+from ledger.governance import GovernanceChain
 from ledger.note import DEFAULT_MAX_SIGNATURES, Note, NoteSignature, NoteVerifier, verify_note
+from ledger.roots import Root
 
 __all__ = ["GOVERNANCE_KEYWORD", "Finality", "Witnesses", "checkpoint_extensions", "count_cosignatures",
            "governance_line", "log_verifier", "named_root", "open_signed", "root_reference",

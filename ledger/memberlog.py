@@ -41,9 +41,9 @@ from ledger.finality import (
     named_root,
     open_signed,
 )
-from ledger.governance import Root
 from ledger.note import Note, NoteSignature, NoteSigner, verify_note
 from ledger.registry import RegistryState
+from ledger.roots import Root
 from ledger.rules import SignatureJob, verify_sequential
 from ledger.storage import Storage
 

@@ -36,7 +36,7 @@ from ledger.bodies import (
 )
 from ledger.entries import Entry, UnverifiedEntry
 from ledger.errors import ConflictError, DecodeError, VerificationError
-from ledger.governance import GovernanceChain, Root
+from ledger.governance import GovernanceChain
 from ledger.keys import key_id
 from ledger.records import (
     AnchorRecord,
@@ -53,6 +53,7 @@ from ledger.records import (
     PolicyRecord,
     key_status,
 )
+from ledger.roots import Root
 from ledger.rules import SignatureJob, SignatureVerifier, authorize, first_failure, verify_sequential, where
 
 __all__ = ["RegistryState"]

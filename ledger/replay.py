@@ -26,10 +26,11 @@ from ledger.checkpoint import Checkpoint, log_origin
 from ledger.entries import UnverifiedEntry
 from ledger.errors import ConflictError, DecodeError, MekongError, StorageError, TamperError, VerificationError
 from ledger.finality import Finality, Witnesses, log_verifier, named_root
-from ledger.governance import GovernanceChain, SignedRoot
+from ledger.governance import GovernanceChain
 from ledger.memberlog import ParallelVerifier
 from ledger.note import Note, NoteSignature, verify_note
 from ledger.registry import RegistryState
+from ledger.roots import SignedRoot
 from ledger.storage import Storage
 
 __all__ = ["ReplayReport", "replay"]

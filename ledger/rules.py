@@ -30,9 +30,9 @@ from ledger.bodies import (
 )
 from ledger.entries import UnverifiedEntry
 from ledger.errors import AuthorizationError, VerificationError
-from ledger.governance import Root
 from ledger.keys import key_id, next_key_digest, verify_ed25519
 from ledger.records import LiveCredential, LiveIssuer, LiveKey
+from ledger.roots import Root
 
 __all__ = [
     "RuleView",

@@ -25,10 +25,11 @@ from ledger import merkle
 from ledger.checkpoint import Checkpoint, CosignatureSigner, add_signatures, parse_log_origin, witness_name
 from ledger.errors import ConflictError, DecodeError, EquivocationError, StorageError, VerificationError
 from ledger.finality import Witnesses, log_verifier, named_root, open_signed
-from ledger.governance import GovernanceChain, Root, SignedRoot
+from ledger.governance import GovernanceChain
 from ledger.memberlog import MemberLog, ParallelVerifier
 from ledger.note import Note, NoteSignature, verify_note
 from ledger.replay import replay
+from ledger.roots import Root, SignedRoot
 from ledger.storage import Storage
 
 log = logging.getLogger("mekong.node")

@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ledger.errors import VerificationError
-from ledger.governance import GovernanceChain, SignedRoot, walk
+from ledger.governance import GovernanceChain, walk
+from ledger.roots import SignedRoot
 from ledger.storage import Storage
 
 __all__ = ["chain_for_member", "seed_governance"]

@@ -26,7 +26,7 @@ from aiohttp import web
 from ledger import cbor
 from ledger.bodies import check_issuer_id, member_of
 from ledger.errors import DecodeError, VerificationError
-from ledger.governance import SignedRoot, root_hash
+from ledger.roots import SignedRoot, root_hash
 from node.app import CLOCK_KEY, CONFIG_KEY, METRICS_KEY, RATE_LIMITER_KEY, SIGNING_KEY, STORAGE_KEY
 from node.host import BadProof, LedgerHost, UnknownLog, WitnessConflict
 from node.jsonview import to_json

@@ -26,8 +26,8 @@ import aiohttp
 from ledger import cbor
 from ledger.checkpoint import Checkpoint
 from ledger.errors import DecodeError, MekongError
-from ledger.governance import Root
 from ledger.note import Note
+from ledger.roots import Root
 from node.config import NodeConfig
 from node.host import AddCheckpoint, LedgerHost
 from node.metrics import NodeMetrics

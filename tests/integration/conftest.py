@@ -30,8 +30,8 @@ from ledger import cbor
 from ledger.bodies import CredentialAnchor, IssuerKeyAdd, IssuerRegister
 from ledger.checkpoint import Checkpoint, CosignatureVerifier, log_origin, open_checkpoint, witness_name
 from ledger.entries import make_entry
-from ledger.governance import SignedRoot
 from ledger.note import NoteVerifier
+from ledger.roots import SignedRoot
 from node.config import Limits, load_config
 from tools.devnet import network as dn
 

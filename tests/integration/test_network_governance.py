@@ -18,7 +18,7 @@ import pytest
 
 from ledger.bodies import IssuerRegister
 from ledger.entries import make_entry
-from ledger.governance import Root, SignedRoot
+from ledger.roots import Root, SignedRoot
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Net

@@ -22,7 +22,8 @@ import pytest
 from ledger import cbor
 from ledger.bodies import CredentialAnchor
 from ledger.entries import make_entry
-from ledger.governance import GovernanceChain, Root, SignedRoot
+from ledger.governance import GovernanceChain
+from ledger.roots import Root, SignedRoot
 from node import keystore
 from tools.devnet import network as dn
 

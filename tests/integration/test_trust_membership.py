@@ -27,7 +27,8 @@ from ledger import cbor
 from ledger.bodies import IssuerRegister
 from ledger.entries import make_entry
 from ledger.finality import open_signed
-from ledger.governance import GovernanceChain, Member, Root, SignedRoot
+from ledger.governance import GovernanceChain
+from ledger.roots import Member, Root, SignedRoot
 from node import keystore
 from tests.integration.conftest import request
 from tools.devnet import network as dn

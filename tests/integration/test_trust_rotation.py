@@ -32,8 +32,9 @@ from ledger.bodies import CredentialAnchor, IssuerRegister
 from ledger.checkpoint import Checkpoint
 from ledger.entries import UnverifiedEntry, make_entry
 from ledger.finality import open_signed, root_reference
-from ledger.governance import GovernanceChain, Root, SignedRoot
+from ledger.governance import GovernanceChain
 from ledger.note import Note
+from ledger.roots import Root, SignedRoot
 from node import keystore
 from tools.devnet import network as dn
 

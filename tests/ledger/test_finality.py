@@ -22,10 +22,11 @@ from ledger.finality import (
     root_reference,
     witnessed_time,
 )
-from ledger.governance import GovernanceChain, Root, SignedRoot
+from ledger.governance import GovernanceChain
 from ledger.memberlog import MemberLog
 from ledger.note import NoteSigner
 from ledger.registry import RegistryState
+from ledger.roots import Root, SignedRoot
 from ledger.storage import Storage
 
 

@@ -21,20 +21,9 @@ from ledger import cbor
 from ledger.cbor import Tag
 from ledger.cose import SIGN1_LIMITS, sign1
 from ledger.errors import AuthorizationError, DecodeError, EquivocationError, MekongError, VerificationError
-from ledger.governance import (
-    CONTENT_TYPE,
-    GovernanceChain,
-    Member,
-    Root,
-    SignedRoot,
-    check_thresholds,
-    root_hash,
-    sign_root,
-    verify_genesis,
-    verify_successor,
-    walk,
-)
+from ledger.governance import GovernanceChain, check_thresholds, verify_genesis, verify_successor, walk
 from ledger.keys import key_id
+from ledger.roots import CONTENT_TYPE, Member, Root, SignedRoot, root_hash, sign_root
 
 GMS = ("CN", "KH", "LA", "MM", "TH", "VN")
 NAMES = {"CN": "China", "KH": "Cambodia", "LA": "Lao PDR", "MM": "Myanmar", "TH": "Thailand",

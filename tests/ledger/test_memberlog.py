@@ -18,11 +18,12 @@ from ledger.bodies import CredentialAnchor, IssuerKeyAdd, IssuerRegister
 from ledger.checkpoint import Checkpoint, CosignatureSigner, open_checkpoint, witness_name
 from ledger.entries import make_entry
 from ledger.errors import AuthorizationError, ConflictError, DecodeError, StorageError, VerificationError
-from ledger.governance import GovernanceChain, Member, Root, SignedRoot
+from ledger.governance import GovernanceChain
 from ledger.keys import key_id
 from ledger.memberlog import MemberLog
 from ledger.note import Note, NoteSignature, NoteVerifier
 from ledger.registry import RegistryState
+from ledger.roots import Member, Root, SignedRoot
 from ledger.storage import Storage
 
 NETWORK = "gms"

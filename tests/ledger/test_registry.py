@@ -35,10 +35,11 @@ from ledger.errors import (
     MekongError,
     VerificationError,
 )
-from ledger.governance import GovernanceChain, Member, Root, SignedRoot
+from ledger.governance import GovernanceChain
 from ledger.keys import key_id, next_key_digest, public_key_of
 from ledger.memberlog import ParallelVerifier
 from ledger.registry import RegistryState
+from ledger.roots import Member, Root, SignedRoot
 from ledger.rules import SignatureJob, verify_sequential
 
 MEMBERS = ("KH", "LA", "TH", "VN")

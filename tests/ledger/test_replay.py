@@ -19,10 +19,10 @@ from test_memberlog import MEMBERS, NETWORK, T0, Net, anchors, make_net, setup_e
 
 from ledger.checkpoint import Checkpoint
 from ledger.errors import TamperError, VerificationError
-from ledger.governance import Root, SignedRoot
 from ledger.memberlog import MemberLog
 from ledger.registry import RegistryState
 from ledger.replay import ReplayReport, replay
+from ledger.roots import Root, SignedRoot
 from ledger.storage import Storage
 
 WITNESSES = ("CN", "KH", "LA", "TH")

@@ -27,10 +27,11 @@ import nacl.signing
 from ledger import cbor
 from ledger.checkpoint import Checkpoint, CosignatureSigner, add_signatures, witness_name
 from ledger.errors import AuthorizationError, ConflictError, MekongError, VerificationError
-from ledger.governance import GovernanceChain, Member, Root, SignedRoot
+from ledger.governance import GovernanceChain
 from ledger.memberlog import MemberLog
 from ledger.note import Note, NoteSignature
 from ledger.registry import RegistryState
+from ledger.roots import Member, Root, SignedRoot
 from ledger.storage import Storage
 
 MEMBERS = ("KH", "LA", "TH", "VN")

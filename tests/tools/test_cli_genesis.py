@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import Invoke, make_key
 
-from ledger.governance import GovernanceChain, SignedRoot, root_hash, verify_genesis
+from ledger.governance import GovernanceChain, verify_genesis
 from ledger.keys import key_id
+from ledger.roots import SignedRoot, root_hash
 from node import keystore
 
 MEMBERS = ("KH", "TH", "VN")

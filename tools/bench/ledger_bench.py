@@ -28,9 +28,10 @@ import nacl.signing
 from ledger import merkle
 from ledger.bodies import CredentialAnchor, IssuerKeyAdd, IssuerRegister
 from ledger.entries import UnverifiedEntry, make_entry
-from ledger.governance import GovernanceChain, Member, Root, SignedRoot
+from ledger.governance import GovernanceChain
 from ledger.memberlog import MemberLog
 from ledger.registry import RegistryState
+from ledger.roots import Member, Root, SignedRoot
 from ledger.storage import Storage
 
 APPEND_ENTRIES = 20_000

@@ -44,7 +44,7 @@ import nacl.signing
 from ledger import cbor
 from ledger.bodies import CredentialAnchor, IssuerKeyAdd, IssuerRegister
 from ledger.entries import UnverifiedEntry, make_entry
-from ledger.governance import SignedRoot
+from ledger.roots import SignedRoot
 from node.config import Limits
 from tools.devnet import network as dn
 

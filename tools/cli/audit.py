@@ -22,8 +22,9 @@ from ledger import merkle
 from ledger.checkpoint import Checkpoint
 from ledger.errors import ConflictError, DecodeError, VerificationError
 from ledger.finality import open_signed
-from ledger.governance import GovernanceChain, SignedRoot, walk
+from ledger.governance import GovernanceChain, walk
 from ledger.replay import replay
+from ledger.roots import SignedRoot
 from ledger.storage import Storage
 from tools.cli.genesis import load_signed_root
 from tools.cli.governance import fetch_chain

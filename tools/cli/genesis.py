@@ -23,8 +23,9 @@ import click
 
 from ledger.cose import UnverifiedSign1
 from ledger.errors import DecodeError, VerificationError
-from ledger.governance import Member, Root, SignedRoot, check_thresholds, sign_root, verify_genesis
+from ledger.governance import check_thresholds, verify_genesis
 from ledger.keys import key_id, public_key_of
+from ledger.roots import Member, Root, SignedRoot, sign_root
 from tools.cli.util import (
     HashParam,
     MemberParam,

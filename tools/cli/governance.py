@@ -17,8 +17,9 @@ from typing import Any
 import click
 
 from ledger.errors import ConflictError, DecodeError, VerificationError
-from ledger.governance import GovernanceChain, Member, Root, SignedRoot, check_thresholds, walk
+from ledger.governance import GovernanceChain, check_thresholds, walk
 from ledger.keys import key_id
+from ledger.roots import Member, Root, SignedRoot
 from tools.cli.genesis import describe_root, load_signed_root, merge_signed, root_lines, sign_command
 from tools.cli.util import (
     HashParam,

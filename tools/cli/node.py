@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ledger.errors import VerificationError
-from ledger.governance import SignedRoot, root_hash
+from ledger.roots import SignedRoot, root_hash
 from node.config import DATABASE_NAME, Limits, NodeConfig, Peer, load_config, write_config
 from node.join import chain_for_member, seed_governance
 from node.keystore import read_public_key

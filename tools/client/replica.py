@@ -25,10 +25,11 @@ from typing import Any, Self
 from credentials.view import FinalCheckpoint, RegistryView, witnessed_time
 from ledger.checkpoint import Checkpoint
 from ledger.errors import DecodeError, MekongError
-from ledger.governance import GovernanceChain, SignedRoot, verify_genesis
+from ledger.governance import GovernanceChain, verify_genesis
 from ledger.memberlog import MemberLog, ParallelVerifier
 from ledger.note import Note
 from ledger.replay import replay
+from ledger.roots import SignedRoot
 from ledger.storage import Storage
 from tools.client.http import ClientError, NodeClient
 from tools.client.sync import Progress, Syncer, SyncReport

@@ -26,8 +26,9 @@ from ledger import merkle
 from ledger.checkpoint import Checkpoint
 from ledger.errors import ConflictError, DecodeError, EquivocationError, StorageError, VerificationError
 from ledger.finality import open_signed
-from ledger.governance import GovernanceChain, SignedRoot
+from ledger.governance import GovernanceChain
 from ledger.memberlog import MemberLog
+from ledger.roots import SignedRoot
 from ledger.storage import Storage
 from tools.client.http import ENTRIES_PAGE, ClientError, NodeClient
 

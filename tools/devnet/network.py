@@ -31,7 +31,8 @@ from pathlib import Path
 
 import nacl.signing
 
-from ledger.governance import Member, Root, SignedRoot, root_hash, sign_root, verify_genesis
+from ledger.governance import verify_genesis
+from ledger.roots import Member, Root, SignedRoot, root_hash, sign_root
 from node.config import Limits, NodeConfig, Peer, write_config
 from node.keystore import (
     MEMLIMIT_INTERACTIVE,
