@@ -23,124 +23,15 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
 from ledger.errors import StorageError
+from ledger.schema import StoredCosignature, StoredEvidence, StoredRoot, connect
 
-__all__ = ["SCHEMA_VERSION", "Storage", "StoredCosignature", "StoredRoot"]
-
-#: Version of the schema below; stored in ``schema_version`` (spec 7.1.1).
-SCHEMA_VERSION = 2
+__all__ = ["Storage"]
 
 _HASH_SIZE = 32
-
-# spec 7.1: every table, in the order the spec lists them.
-_SCHEMA = """
-CREATE TABLE schema_version (
-    version INTEGER NOT NULL
-);
-CREATE TABLE logs (
-    log  TEXT PRIMARY KEY,
-    size INTEGER NOT NULL CHECK (size >= 0)
-) WITHOUT ROWID;
-CREATE TABLE entries (
-    log       TEXT NOT NULL,
-    idx       INTEGER NOT NULL,
-    raw       BLOB NOT NULL,
-    leaf_hash BLOB NOT NULL,
-    PRIMARY KEY (log, idx)
-) WITHOUT ROWID;
-CREATE UNIQUE INDEX entries_by_leaf ON entries (log, leaf_hash);
-CREATE TABLE nodes (
-    log   TEXT NOT NULL,
-    level INTEGER NOT NULL CHECK (level >= 1),
-    idx   INTEGER NOT NULL,
-    hash  BLOB NOT NULL,
-    PRIMARY KEY (log, level, idx)
-) WITHOUT ROWID;
-CREATE TABLE checkpoints (
-    log  TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    note BLOB NOT NULL,
-    PRIMARY KEY (log, size)
-) WITHOUT ROWID;
-CREATE TABLE cosignatures (
-    log     TEXT NOT NULL,
-    size    INTEGER NOT NULL,
-    witness TEXT NOT NULL,
-    line    BLOB NOT NULL,
-    PRIMARY KEY (log, size, witness)
-) WITHOUT ROWID;
-CREATE TABLE finals (
-    log            TEXT NOT NULL,
-    size           INTEGER NOT NULL,
-    root_version   INTEGER NOT NULL,
-    witnessed_time INTEGER NOT NULL,
-    PRIMARY KEY (log, size)
-) WITHOUT ROWID;
-CREATE TABLE roots (
-    version INTEGER NOT NULL,
-    digest  BLOB NOT NULL,
-    signed  BLOB NOT NULL,
-    PRIMARY KEY (version, digest)
-) WITHOUT ROWID;
-CREATE TABLE evidence (
-    id       INTEGER PRIMARY KEY,
-    log      TEXT NOT NULL,
-    kind     TEXT NOT NULL,
-    received INTEGER NOT NULL,
-    reason   TEXT NOT NULL,
-    data     BLOB NOT NULL
-);
-"""
-
-_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
-
-
-@dataclass(frozen=True, slots=True)
-class StoredRoot:
-    """A governance root document as stored (spec 7.1.7).
-
-    Attributes:
-        version: the version the writer claimed for it.
-        digest: SHA-256 of ``signed``, computed when it was stored.
-        signed: the ``SignedRoot`` CBOR bytes exactly as received.
-    """
-
-    version: int
-    digest: bytes
-    signed: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEvidence:
-    """A signed object refused by a check, kept as evidence (spec 7.1.8)."""
-
-    log: str
-    kind: str
-    received: int
-    reason: str
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class StoredCosignature:
-    """One witness's cosignature on one checkpoint (spec 7.1.6).
-
-    Attributes:
-        log: the member id of the log.
-        size: the size of the cosigned checkpoint.
-        witness: the member id of the witness.
-        line: the signature line exactly as received (no trailing newline).
-    """
-
-    log: str
-    size: int
-    witness: str
-    line: bytes
-
 
 class Storage:
     """The single writer connection to one ledger database.
@@ -159,7 +50,7 @@ class Storage:
 
     @classmethod
     def open(cls, path: str | Path, *, synchronous: str = "FULL") -> Storage:
-        """Open (creating if needed) the database at ``path`` (spec 7.1, 7.2).
+        """Open (creating if needed) the database at ``path`` (spec 7.1, 7.2; :func:`ledger.schema.connect`).
 
         Args:
             path: a file path, or ``":memory:"`` for tests.
@@ -171,40 +62,7 @@ class Storage:
             StorageError: SQLite failed, WAL mode could not be set, or the
                 database has a different schema version.
         """
-        if synchronous.upper() not in _SYNCHRONOUS:
-            raise StorageError(f"unknown synchronous level {synchronous!r}")
-        try:
-            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE).
-            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as e:
-            raise StorageError(f"cannot open database {path}: {e}") from e
-        store = cls(conn, str(path))
-        try:
-            store._configure(synchronous.upper())
-        except BaseException:
-            conn.close()
-            raise
-        return store
-
-    def _configure(self, synchronous: str) -> None:
-        with self._wrap("configure the database"):
-            mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode.lower() != "wal" and self.path != ":memory:":
-                raise StorageError(f"could not enable WAL mode (got {mode})")
-            self._conn.execute(f"PRAGMA synchronous={synchronous}")
-            self._conn.execute("PRAGMA foreign_keys=OFF")
-            with self._transaction():
-                have = self._conn.execute(
-                    "SELECT name FROM sqlite_master WHERE type='table' AND name='schema_version'"
-                ).fetchone()
-                if have is None:
-                    for stmt in _SCHEMA.split(";"):
-                        if stmt.strip():
-                            self._conn.execute(stmt)
-                    self._conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-            rows = self._conn.execute("SELECT version FROM schema_version").fetchall()
-            if rows != [(SCHEMA_VERSION,)]:
-                raise StorageError(f"database schema version {rows} is not the supported {SCHEMA_VERSION}")
+        return cls(connect(path, synchronous), str(path))
 
     def close(self) -> None:
         """Close the connection. Safe to call twice."""

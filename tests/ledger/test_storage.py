@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from ledger.errors import StorageError
-from ledger.storage import SCHEMA_VERSION, Storage
+from ledger.schema import SCHEMA_VERSION
+from ledger.storage import Storage
 
 
 def _leaf(raw: bytes) -> bytes:
