@@ -40,7 +40,7 @@ from credentials.report import (
     passed,
 )
 from credentials.steps import Run, VerificationPolicy
-from credentials.view import GovernanceInfo, LedgerView, ProofOfExistence, proof_of_existence
+from credentials.view import GovernanceInfo, KeyInfo, LedgerView, ProofOfExistence, proof_of_existence
 from ledger.cose import sig_structure
 from ledger.errors import DecodeError, VerificationError
 from ledger.keys import key_id, verify_ed25519
@@ -150,12 +150,24 @@ def _credential(raw: bytes, view: LedgerView, policy: VerificationPolicy, now: i
     add(steps.issuer_at_signing_time(run, issuer, doc_type, claims.iat, poe))
     steps.key_at_signing_time(run, key, claims.iat, poe)
     # Step 6: validity period, at now (or at the document's signing time, for a signer credential).
-    t = now if at is None else at
+    _validity_period(run, claims, at)
+    # Step 7: credential status (and, for a signatory, that of the legal entity credential it rests on).
+    _credential_status(run, claims, at, doc_poe)
+    # Step 8: freshness of every log consulted.
+    run.consult(issuer.member)
+    steps.freshness(run)
+    return _report(run, "credential", info)
+
+
+def _validity_period(run: Run, claims: Any, at: int | None) -> None:
+    """Step 6: ``nbf``/``iat`` and ``exp`` at now, or at a document's signing time ``at``."""
+    add = run.checks.append
+    t = run.now if at is None else at
     what = "now" if at is None else "the document's signing time"
     if claims.nbf is not None and t < claims.nbf:
         add(failed("6.1", "not-before", INDETERMINATE, "NOT_YET_VALID", "{} {} is before nbf {}", what, t,
                    claims.nbf))
-    elif t + policy.clock_skew_seconds < claims.iat:
+    elif t + run.policy.clock_skew_seconds < claims.iat:
         add(failed("6.1", "not-before", INDETERMINATE, "NOT_YET_VALID", "{} {} is before the credential was "
                    "issued at {}", what, t, claims.iat))
     else:
@@ -164,18 +176,20 @@ def _credential(raw: bytes, view: LedgerView, policy: VerificationPolicy, now: i
         add(failed("6.2", "expiry", TOTAL_FAILED, "EXPIRED", "expired at {}; {} is {}", claims.exp, what, t))
     else:
         add(passed("6.2", "expiry", "valid until {}", "further notice" if claims.exp is None else claims.exp))
-    # Step 7: credential status (and, for a signatory, that of the legal entity credential it rests on).
-    add(steps.status("7.1", "credential-status", "credential", view.credential_status(claims.iss, claims.cti),
-                     at, doc_poe))
+
+
+def _credential_status(run: Run, claims: Any, at: int | None, doc_poe: ProofOfExistence | None) -> None:
+    """Step 7: the credential's status; for a signatory, also that of the legal entity credential."""
+    view = run.view
+    run.checks.append(steps.status("7.1", "credential-status", "credential",
+                                   view.credential_status(claims.iss, claims.cti), at, doc_poe))
+    att = claims.attestation
     if type(att) is AuthorisedSignatory:
         ref = att.legal_entity
-        add(steps.status("7.2", "legal-entity-status", f"legal entity credential {ref.cti.hex()} of {ref.issuer}",
-                         view.credential_status(ref.issuer, ref.cti), at, doc_poe))
+        run.checks.append(steps.status("7.2", "legal-entity-status",
+                                       f"legal entity credential {ref.cti.hex()} of {ref.issuer}",
+                                       view.credential_status(ref.issuer, ref.cti), at, doc_poe))
         run.consult(ref.issuer.partition("/")[0])  # its status lives in its issuer's member log
-    # Step 8: freshness of every log consulted.
-    run.consult(issuer.member)
-    steps.freshness(run)
-    return _report(run, "credential", info)
 
 
 # --------------------------------------------------------------------------- documents
@@ -199,62 +213,91 @@ def _document(doc: SignedDocument, view: LedgerView, policy: VerificationPolicy,
                 envelope=env.to_json())
     add(passed("1", "decode", "signature of {} ({}) as {}", env.file_name, env.media_type, env.document_type))
     # Step 2: an issuer key on the ledger, or a key certified by an authorised-signatory credential.
-    key = view.key(sig.kid)
-    signatory: AuthorisedSignatory | None = None
+    found = _document_key(run, sig)
+    if found is None:
+        return _report(run, subject, info)
+    key, public_key, signatory = found
+    # Step 3: the signature over the envelope, then the document's digest.
+    if not _document_signature(run, sig, doc, public_key):
+        return _report(run, subject, info)
+    poe = proof_of_existence(view, sig.digest, gov.faulty)
+    info["proof_of_existence"] = poe
     if key is not None:
-        public_key = key.public_key
+        _issuer_key_document(run, key, env, poe, info)
+        return _report(run, subject, info)
+    # Steps 4-8 through the signatory's credential, verified in turn at the document's signing time.
+    assert signatory is not None and sig.signer_credential is not None
+    _signatory_document(run, sig.signer_credential, signatory, env, poe, info)
+    return _report(run, subject, info)
+
+
+def _document_key(run: Run, sig: UnverifiedDocumentSignature) -> tuple[KeyInfo | None, bytes,
+                                                                            AuthorisedSignatory | None] | None:
+    """Step 2 for a document: (issuer key or None, public key, signatory or None); None after a failed check."""
+    add = run.checks.append
+    key = run.view.key(sig.kid)
+    if key is not None:
         add(passed("2", "key-found", "issuer key {} of {}", sig.kid.hex(), key.issuer))
-    elif sig.signer_credential is not None:
-        try:
-            signer = UnverifiedCredential.decode(sig.signer_credential, policy.limits)
-        except DecodeError as e:
-            add(failed("1", "decode", TOTAL_FAILED, "FORMAT_FAILURE", "signer credential: {}", str(e)))
-            return _report(run, subject, info)
-        att = signer.claims.attestation
-        if type(att) is not AuthorisedSignatory or key_id(att.signatory_key) != sig.kid:
-            add(failed("2", "key-found", INDETERMINATE, "NO_SIGNING_CERTIFICATE_FOUND", "key {} is not on the "
-                       "ledger and the {} credential carried does not certify it", sig.kid.hex(), att.TYPE))
-            return _report(run, subject, info)
-        signatory = att
-        public_key = att.signatory_key
-        add(passed("2", "key-found", "key {} of signatory {} ({}), certified by credential {} of {}",
-                   sig.kid.hex(), att.person_name, att.role, signer.claims.cti.hex(), signer.claims.iss))
-    else:
+        return key, key.public_key, None
+    if sig.signer_credential is None:
         add(failed("2", "key-found", INDETERMINATE, "NO_SIGNING_CERTIFICATE_FOUND", "no issuer key with id {} on "
                    "the ledger, and no signer credential", sig.kid.hex()))
-        return _report(run, subject, info)
-    # Step 3: the signature over the envelope, then the document's digest.
+        return None
+    try:
+        signer = UnverifiedCredential.decode(sig.signer_credential, run.policy.limits)
+    except DecodeError as e:
+        add(failed("1", "decode", TOTAL_FAILED, "FORMAT_FAILURE", "signer credential: {}", str(e)))
+        return None
+    att = signer.claims.attestation
+    if type(att) is not AuthorisedSignatory or key_id(att.signatory_key) != sig.kid:
+        add(failed("2", "key-found", INDETERMINATE, "NO_SIGNING_CERTIFICATE_FOUND", "key {} is not on the "
+                   "ledger and the {} credential carried does not certify it", sig.kid.hex(), att.TYPE))
+        return None
+    add(passed("2", "key-found", "key {} of signatory {} ({}), certified by credential {} of {}",
+               sig.kid.hex(), att.person_name, att.role, signer.claims.cti.hex(), signer.claims.iss))
+    return None, att.signatory_key, att
+
+
+def _document_signature(run: Run, sig: UnverifiedDocumentSignature, doc: SignedDocument, public_key: bytes) -> bool:
+    """Step 3 for a document: the signature over the hash envelope, then the document's digest."""
+    add = run.checks.append
+    env = sig.envelope
     sign1 = sig.sign1
     problem = _signature_ok(public_key, sign1.protected, sign1.payload or b"", sign1.signature)
     if problem is not None:
         add(failed("3.1", "signature", TOTAL_FAILED, "SIG_CRYPTO_FAILURE", "{}", problem))
-        return _report(run, subject, info)
+        return False
     add(passed("3.1", "signature", "Ed25519 signature over the hash envelope verifies"))
     if hash_document(doc.document, env.hash_alg) != env.digest:
         add(failed("3.2", "document-digest", TOTAL_FAILED, "HASH_FAILURE", "the document's {} digest differs from "
                    "the signed one", env.hash_alg))
-        return _report(run, subject, info)
+        return False
     add(passed("3.2", "document-digest", "{} of {} bytes matches", env.hash_alg, len(doc.document)))
-    poe = proof_of_existence(view, sig.digest, gov.faulty)
-    info["proof_of_existence"] = poe
-    if key is not None:
-        # Steps 4, 5 and 8 for a document signed by an issuer key; 6 and 7 do not apply (spec 5.4).
-        issuer = view.issuer(key.issuer)
-        if issuer is None:
-            add(failed("4.1", "issuer-registered", INDETERMINATE, "CHAIN_CONSTRAINTS_FAILURE",
-                       "issuer {} is not registered", key.issuer))
-            return _report(run, subject, info)
-        info["issuer"] = issuer.issuer_id
-        info["member"] = issuer.member
-        steps.chain(run, issuer, env.document_type, None, True, poe)
-        run.checks.append(steps.issuer_at_signing_time(run, issuer, env.document_type, env.signed_at, poe))
-        steps.key_at_signing_time(run, key, env.signed_at, poe)
-        run.consult(issuer.member)
-        steps.freshness(run)
-        return _report(run, subject, info)
-    # Steps 4-8 through the signatory's credential, verified in turn at the document's signing time.
-    assert signatory is not None and sig.signer_credential is not None
-    inner = _credential(sig.signer_credential, view, policy, now, gov, env.signed_at, poe)
+    return True
+
+
+def _issuer_key_document(run: Run, key: KeyInfo, env: Any, poe: ProofOfExistence | None,
+                         info: dict[str, Any]) -> None:
+    """Steps 4, 5 and 8 for a document signed by an issuer key; 6 and 7 do not apply (spec 5.4)."""
+    issuer = run.view.issuer(key.issuer)
+    if issuer is None:
+        run.checks.append(failed("4.1", "issuer-registered", INDETERMINATE, "CHAIN_CONSTRAINTS_FAILURE",
+                                 "issuer {} is not registered", key.issuer))
+        return
+    info["issuer"] = issuer.issuer_id
+    info["member"] = issuer.member
+    steps.chain(run, issuer, env.document_type, None, True, poe)
+    run.checks.append(steps.issuer_at_signing_time(run, issuer, env.document_type, env.signed_at, poe))
+    steps.key_at_signing_time(run, key, env.signed_at, poe)
+    run.consult(issuer.member)
+    steps.freshness(run)
+
+
+def _signatory_document(run: Run, signer_credential: bytes, signatory: AuthorisedSignatory, env: Any,
+                        poe: ProofOfExistence | None, info: dict[str, Any]) -> None:
+    """Steps 4-8 through the signatory's credential, verified in turn at the document's signing time."""
+    add = run.checks.append
+    inner = _credential(signer_credential, run.view, run.policy, run.now, run.gov, env.signed_at, poe)
     info.update(signer=inner, issuer=inner.issuer, member=inner.member)
     for state in inner.ledger_state:
         run.logs[state.checkpoint.log] = state
@@ -268,6 +311,5 @@ def _document(doc: SignedDocument, view: LedgerView, policy: VerificationPolicy,
                    "not {}", ", ".join(signatory.scope), env.document_type))
     else:
         add(passed("4.5", "signer-scope", "the signatory may sign {}", env.document_type))
-    add(steps.policy_type(policy, env.document_type))
+    add(steps.policy_type(run.policy, env.document_type))
     add(steps.existence_order(run, env.signed_at, poe))
-    return _report(run, subject, info)
