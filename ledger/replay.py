@@ -134,6 +134,32 @@ def _replay_roots(storage: Storage, genesis: SignedRoot, pinned_hash: bytes | No
 # --------------------------------------------------------------------------- step 2: entries
 
 
+def _apply_pending(state: RegistryState, log: str, pending: list[tuple[int, bytes]], verify: ParallelVerifier,
+                   found: _Findings) -> int:
+    """Decode and apply consecutive entries; return how many were applied, stopping at the first failure."""
+    start = pending[0][0]
+    unverified = []
+    for idx, raw in pending:
+        try:
+            unverified.append(UnverifiedEntry.decode(raw))
+        except DecodeError as e:
+            found.add(f"{_loc(log)} entry {idx}", f"does not decode: {e}", e)
+            break
+    try:
+        if unverified:
+            state.apply_batch(log, start, unverified, verify_signatures=verify)
+        return len(unverified)
+    except MekongError:
+        pass
+    for i, u in enumerate(unverified):  # find the first failing entry by applying one at a time
+        try:
+            state.apply_batch(log, start + i, [u], verify_signatures=verify)
+        except MekongError as e:
+            found.add(f"{_loc(log)} entry {start + i}", f"refused: {e}", e)
+            return i
+    return len(unverified)
+
+
 def _apply_log(storage: Storage, log: str, state: RegistryState, verify: ParallelVerifier,
                found: _Findings) -> tuple[int, int, list[bytes], list[bytes]]:
     """Apply a log's entries; return (size, verified count, raw leaf hashes, stored leaf hashes)."""
@@ -146,32 +172,10 @@ def _apply_log(storage: Storage, log: str, state: RegistryState, verify: Paralle
 
     def flush() -> None:
         nonlocal verified, stopped
-        if stopped or not pending:
-            pending.clear()
-            return
-        start = pending[0][0]
-        unverified = []
-        for idx, raw in pending:
-            try:
-                unverified.append(UnverifiedEntry.decode(raw))
-            except DecodeError as e:
-                found.add(f"{_loc(log)} entry {idx}", f"does not decode: {e}", e)
-                break
-        try:
-            if unverified:
-                state.apply_batch(log, start, unverified, verify_signatures=verify)
-                verified += len(unverified)
-        except MekongError:
-            # Find the first failing entry by applying one at a time.
-            for i, u in enumerate(unverified):
-                try:
-                    state.apply_batch(log, start + i, [u], verify_signatures=verify)
-                    verified += 1
-                except MekongError as e:
-                    found.add(f"{_loc(log)} entry {start + i}", f"refused: {e}", e)
-                    break
-        if verified != pending[-1][0] + 1:
-            stopped = True
+        if not stopped and pending:
+            verified += _apply_pending(state, log, pending, verify, found)
+            if verified != pending[-1][0] + 1:
+                stopped = True
         pending.clear()
 
     expect = rows = 0
@@ -361,6 +365,19 @@ def _replay_checkpoint(storage: Storage, data: bytes, log: str, network: str, ch
 # --------------------------------------------------------------------------- replay
 
 
+def _replay_log(storage: Storage, log: str, network: str, chain: GovernanceChain, state: RegistryState,
+                pool: ParallelVerifier, found: _Findings) -> tuple[int, bytes, tuple[int, int, int, int]]:
+    """Steps 2-7 for one log: (entries verified, recomputed root, (entries, nodes, checkpoints, cosignatures))."""
+    size, ok, computed, stored = _apply_log(storage, log, state, pool, found)
+    cp_sizes = [s for s, _ in storage.checkpoints(log) if 0 < s <= size]
+    wanted = {k for s in {*cp_sizes, size} for k in _root_nodes(s)}
+    checked, picked = _check_tree(storage, log, ok, computed, stored, wanted, found)
+    cp_roots = {s: merkle.tree_root(s, _reader(picked)) for s in {*cp_sizes, size}}
+    cp_roots[0] = merkle.EMPTY_ROOT
+    n_cp, n_cs = _replay_checkpoints(storage, log, network, chain, size, cp_roots, found)
+    return ok, cp_roots[size], (size, checked, n_cp, n_cs)
+
+
 def replay(storage: Storage, genesis: SignedRoot, pinned_hash: bytes | None = None,
            verifier: ParallelVerifier | None = None, now: int | None = None) -> ReplayReport:
     """Rebuild state from ``genesis`` and check every stored byte (spec 7.5).
@@ -390,33 +407,23 @@ def replay(storage: Storage, genesis: SignedRoot, pinned_hash: bytes | None = No
     network = genesis.root.network
     state = RegistryState(chain)
     pool = verifier or ParallelVerifier()
-    members = {m for r in chain.roots for m in r.member_ids}
+    members = set(chain.members_ever)
     sizes: dict[str, int] = {}
     verified: dict[str, int] = {}
     roots: dict[str, bytes] = {}
-    n_entries = n_nodes = n_cp = n_cs = 0
+    counts = [0, 0, 0, 0]  # entries, nodes, checkpoints, cosignatures
     try:
         for log in storage.logs(every_table=True):
             if log not in members:
                 found.add(_loc(log), "no root of the governance chain lists this member")
                 continue
             sizes[log] = storage.size(log)
-            size, ok, computed, stored = _apply_log(storage, log, state, pool, found)
-            n_entries += size
-            verified[log] = ok
-            cp_sizes = [s for s, _ in storage.checkpoints(log) if 0 < s <= size]
-            wanted = {k for s in {*cp_sizes, size} for k in _root_nodes(s)}
-            checked, picked = _check_tree(storage, log, ok, computed, stored, wanted, found)
-            n_nodes += checked
-            cp_roots = {s: merkle.tree_root(s, _reader(picked)) for s in {*cp_sizes, size}}
-            cp_roots[0] = merkle.EMPTY_ROOT
-            roots[log] = cp_roots[size]
-            c1, c2 = _replay_checkpoints(storage, log, network, chain, size, cp_roots, found)
-            n_cp += c1
-            n_cs += c2
+            verified[log], roots[log], n = _replay_log(storage, log, network, chain, state, pool, found)
+            counts = [a + b for a, b in zip(counts, n)]
     finally:
         if verifier is None:
             pool.close()
+    n_entries, n_nodes, n_cp, n_cs = counts
     return ReplayReport(
         logs=tuple(sorted(sizes)), sizes=MappingProxyType(sizes), verified=MappingProxyType(verified),
         roots=MappingProxyType(roots), entries_checked=n_entries, nodes_checked=n_nodes,
