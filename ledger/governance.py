@@ -18,7 +18,7 @@ from ledger.cose import HDR_KID
 from ledger.errors import AuthorizationError, EquivocationError, VerificationError
 from ledger.roots import Root, SignedRoot
 
-__all__ = ["GovernanceChain", "check_thresholds", "verify_genesis", "verify_successor", "walk"]
+__all__ = ["GovernanceChain", "check_thresholds", "verify_genesis", "verify_successor", "walk", "walk_prefix"]
 
 
 def check_thresholds(n: int, faulty: int, quorum: int, threshold: int) -> None:
@@ -225,17 +225,17 @@ class GovernanceChain:
                                 f" {signed.root_hash.hex()}", evidence=(held, signed))
 
 
-def walk(genesis: SignedRoot, candidates: Iterable[SignedRoot], pinned_hash: bytes | None,
-         now: int | None = None) -> GovernanceChain:
-    """Build the chain from a pinned genesis and candidate roots in any order (spec 5.5).
+def walk_prefix(genesis: SignedRoot, candidates: Iterable[SignedRoot],
+                pinned_hash: bytes | None) -> tuple[GovernanceChain, list[tuple[SignedRoot, VerificationError]]]:
+    """The longest chain that candidates in any order make from a pinned genesis, and those left out (spec 5.5).
 
     Copies of one payload are merged (the union of their signatures), then added by version and root hash,
-    so the order given does not matter; within a version, equivocation is reported before a candidate that
-    fails. When ``now`` is given, the resulting head must be unexpired.
+    so the order given does not matter. A candidate that does not verify (or does not follow the chain
+    built so far) is left out with its error, and the walk goes on; this is what a tool that shows drafts
+    still waiting for signatures wants. :func:`walk` is the strict form.
 
     Raises:
-        VerificationError: a candidate does not verify, a version is missing, or the head has expired.
-        AuthorizationError: a candidate lacks the signatures it needs.
+        VerificationError: the genesis does not verify (against ``pinned_hash``).
         EquivocationError: two different valid roots for one version; ``evidence`` holds both SignedRoots.
     """
     chain = GovernanceChain(genesis, pinned_hash)
@@ -244,16 +244,31 @@ def walk(genesis: SignedRoot, candidates: Iterable[SignedRoot], pinned_hash: byt
         held = merged.get(c.root_hash)
         merged[c.root_hash] = c if held is None else replace(
             held, signatures=tuple(sorted(set(held.signatures) | set(c.signatures))))
-    ordered = sorted(merged.values(), key=lambda s: (s.root.version, s.root_hash))
-    for v in sorted({s.root.version for s in ordered}):
-        failure: VerificationError | None = None
-        for c in (s for s in ordered if s.root.version == v):
-            try:
-                chain.add(c)
-            except VerificationError as e:  # an EquivocationError is no VerificationError: it propagates
-                failure = failure or e
-        if failure is not None:
-            raise failure
+    refused: list[tuple[SignedRoot, VerificationError]] = []
+    for c in sorted(merged.values(), key=lambda s: (s.root.version, s.root_hash)):
+        try:
+            chain.add(c)
+        except VerificationError as e:  # an EquivocationError is no VerificationError: it propagates
+            refused.append((c, e))
+    return chain, refused
+
+
+def walk(genesis: SignedRoot, candidates: Iterable[SignedRoot], pinned_hash: bytes | None,
+         now: int | None = None) -> GovernanceChain:
+    """Build the chain from a pinned genesis and candidate roots in any order (spec 5.5).
+
+    As :func:`walk_prefix`, but every candidate must verify: the first failure, in version order, is raised
+    (equivocation within a version is reported even when an invalid candidate of that version is present
+    too). When ``now`` is given, the resulting head must be unexpired.
+
+    Raises:
+        VerificationError: a candidate does not verify, a version is missing, or the head has expired.
+        AuthorizationError: a candidate lacks the signatures it needs.
+        EquivocationError: two different valid roots for one version; ``evidence`` holds both SignedRoots.
+    """
+    chain, refused = walk_prefix(genesis, candidates, pinned_hash)
+    if refused:
+        raise refused[0][1]
     if now is not None:
         chain.current_at(now)
     return chain

@@ -21,7 +21,7 @@ from ledger import cbor
 from ledger.cbor import Tag
 from ledger.cose import SIGN1_LIMITS, sign1
 from ledger.errors import AuthorizationError, DecodeError, EquivocationError, MekongError, VerificationError
-from ledger.governance import GovernanceChain, check_thresholds, verify_genesis, verify_successor, walk
+from ledger.governance import GovernanceChain, check_thresholds, verify_genesis, verify_successor, walk, walk_prefix
 from ledger.keys import key_id
 from ledger.roots import CONTENT_TYPE, Member, Root, SignedRoot, root_hash, sign_root
 
@@ -576,3 +576,14 @@ def test_random_bytes_only_raise_decode_error(blob: bytes) -> None:
     for decode in (Root.from_cbor, SignedRoot.from_cbor):
         with pytest.raises(DecodeError):
             decode(blob)
+
+
+def test_walk_prefix_keeps_the_valid_chain_and_says_why_the_rest_is_left_out(genesis: SignedRoot,
+                                                                             v2: SignedRoot) -> None:
+    draft = sign(next_root(v2), ["VN"])  # version 3 with one signature: below the threshold
+    chain, refused = walk_prefix(genesis, [draft, v2], genesis.root_hash)
+    assert chain.current.version == 2
+    assert [(s.root.version, type(e)) for s, e in refused] == [(3, AuthorizationError)]
+    with pytest.raises(AuthorizationError):
+        walk(genesis, [draft, v2], genesis.root_hash)
+    assert walk(genesis, [v2], genesis.root_hash).current.version == 2

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from ledger.errors import ConflictError, DecodeError, VerificationError
-from ledger.governance import GovernanceChain, check_thresholds, walk
+from ledger.governance import check_thresholds, walk_prefix
 from ledger.keys import key_id
 from ledger.roots import Member, Root, SignedRoot
 from tools.cli.genesis import describe_root, load_signed_root, merge_signed, root_lines, sign_command
@@ -280,12 +280,10 @@ def show(node: str | None, chain_files: tuple[Path, ...], genesis_file: Path | N
             raise ToolError(f"node {node} serves genesis {genesis_root.root_hash.hex()}, not the genesis in "
                             f"{genesis_file} ({pinned_genesis.root_hash.hex()})")
     try:
-        chain = walk(genesis_root, rest, pin)
-        pending: list[tuple[SignedRoot, str]] = []
+        chain, refused = walk_prefix(genesis_root, rest, pin)
     except ConflictError as e:
         raise ToolError(f"EQUIVOCATION: {e}") from None
-    except VerificationError:
-        chain, pending = _walk_prefix(genesis_root, rest, pin)
+    pending = [(signed, str(e)) for signed, e in refused]
     docs: list[dict[str, Any]] = []
     for r in chain.roots:
         signed = chain.signed(r.version)
@@ -307,16 +305,3 @@ def show(node: str | None, chain_files: tuple[Path, ...], genesis_file: Path | N
         lines += ["NOT VALID (yet):"] + root_lines(d) + [f"  why: {why}"]
     emit(as_json, {"roots": docs, "current": chain.current.version, "pinned": pin is not None, "verified": True,
                    "pending": pending_docs}, lines)
-
-
-def _walk_prefix(genesis: SignedRoot, rest: list[SignedRoot],
-                 pin: bytes | None) -> tuple[GovernanceChain, list[tuple[SignedRoot, str]]]:
-    """The longest valid chain, and the roots that do not (yet) verify after it, with why."""
-    chain = GovernanceChain(genesis, pin)
-    pending = []
-    for signed in sorted(rest, key=lambda r: r.root.version):
-        try:
-            chain.add(signed)
-        except VerificationError as e:
-            pending.append((signed, str(e)))
-    return chain, pending
