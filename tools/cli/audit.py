@@ -26,10 +26,9 @@ from ledger.governance import GovernanceChain, walk
 from ledger.replay import replay
 from ledger.roots import SignedRoot
 from ledger.storage import Storage
-from tools.cli.genesis import load_signed_root
-from tools.cli.governance import fetch_chain
+from tools.cli.roots import load_signed_root
 from tools.cli.util import EXIT_FAILED, EXIT_OK, EXIT_TOOL, ClickProgress, HashParam, ToolError, emit, json_option, now
-from tools.client.http import ClientError, NodeClient
+from tools.client.http import ClientError, NodeClient, fetch_roots
 from tools.client.replica import DB_FILE, Replica
 
 __all__ = ["audit"]
@@ -158,9 +157,9 @@ def _chain_of(clients: list[NodeClient], genesis: SignedRoot | None, pin: bytes 
     genesis_seen: SignedRoot | None = genesis
     for c in clients:
         try:
-            first, rest = fetch_chain(c)
-        except (ClientError, ToolError) as e:
-            unreachable[c.url] = str(e.message if isinstance(e, ToolError) else e)
+            first, rest = fetch_roots(c)
+        except ClientError as e:
+            unreachable[c.url] = str(e)
             continue
         live.append(c)
         if pin is not None and first.root_hash != pin:

@@ -1,4 +1,4 @@
-"""``mekong credential``, ``mekong sign`` and ``mekong verify-signature``: what issuers and signers do.
+"""``mekong credential`` and ``mekong sign``: what issuers and signers do.
 
 - ``credential issue`` signs a profile (:mod:`credentials.profiles`) read from
   JSON as a CWT credential (:func:`credentials.issue.issue_credential`), offline.
@@ -6,9 +6,9 @@
   (``credential.anchor``), which later gives it a proof of existence;
   ``revoke``, ``suspend`` and ``reinstate`` publish its status
   (``credential.status``). These are entries signed with an issuer key and
-  submitted like the administrators' (:func:`tools.cli.issuer.submit_entry`).
+  submitted like the administrators' (:func:`tools.cli.submit.submit_entry`).
 - ``sign`` makes a detached document signature (:func:`credentials.docsig.sign_document`);
-  ``verify-signature`` checks one like ``mekong verify`` checks a credential.
+  ``mekong verify-signature`` (:mod:`tools.cli.verify`) checks one.
 
 Claims files are JSON: the profile's fields by name, byte strings as hex (the
 form verification reports print them in).
@@ -26,7 +26,7 @@ from typing import Any
 import click
 
 from credentials.cwt import UnverifiedCredential, credential_digest
-from credentials.docsig import SignedDocument, UnverifiedDocumentSignature, sign_document
+from credentials.docsig import UnverifiedDocumentSignature, sign_document
 from credentials.fields import Record
 from credentials.issue import issue_credential
 from credentials.profiles import DOCUMENT_TYPE, PROFILES
@@ -34,9 +34,8 @@ from credentials.report import claims_json
 from ledger.bodies import CredentialAnchor, CredentialStatus, check_issuer_id, member_of
 from ledger.errors import DecodeError
 from ledger.keys import key_id, public_key_of
-from tools.cli.issuer import entry_options, submit_entry
+from tools.cli.submit import entry_options, submit_entry
 from tools.cli.util import (
-    EXIT_CODES_HELP,
     HashParam,
     IssuerParam,
     TimeParam,
@@ -49,9 +48,8 @@ from tools.cli.util import (
     read_bytes,
     write_bytes,
 )
-from tools.cli.verify import run_verification, verification_options
 
-__all__ = ["credential", "profile_from_json", "sign", "verify_signature"]
+__all__ = ["credential", "profile_from_json", "sign"]
 
 _CTI = HashParam(16, "credential id")
 
@@ -299,19 +297,3 @@ def sign(file: Path, key: Path, out: Path, document_type: str, media_type: str |
     emit(as_json, doc, [f"wrote {out}: signature of {file} ({media}) as {document_type}",
                         f"key id {doc['kid']}; signature digest {doc['digest']}",
                         f"anchor it with: mekong credential anchor {out} --issuer ISSUER ..."])
-
-
-@click.command("verify-signature", epilog=EXIT_CODES_HELP)
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("signature", type=click.Path(dir_okay=False, path_type=Path))
-@verification_options
-@click.pass_context
-def verify_signature(ctx: click.Context, file: Path, signature: Path, **opts: Any) -> None:
-    """Verify a document's detached signature against the ledger, trusting no single node.
-
-    Checks the signature and the document's digest, then the signer: an issuer key on
-    the ledger, or a key certified by an authorised-signatory credential carried in
-    the signature (itself verified). Options as for 'mekong verify'.
-    """
-    subject = SignedDocument(signature=read_bytes(signature, "signature"), document=read_bytes(file, "document"))
-    run_verification(ctx, subject, opts)

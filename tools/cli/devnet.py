@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from tools.cli.node import fetch_status, render_status
+from tools.cli.render import render_status
+from tools.client.http import NodeClient
 from tools.devnet import network as devnet
 
 DEFAULT_DIR = Path("devnet")
@@ -74,7 +75,7 @@ def status(directory: Path, as_json: bool) -> None:
     out = {}
     for m in net.members:
         pid = devnet.running(m)
-        out[m.id] = {"url": m.url, "pid": pid, "status": fetch_status(m.url) if pid and devnet.healthy(m.url) else None}
+        out[m.id] = {"url": m.url, "pid": pid, "status": NodeClient(m.url).status() if pid and devnet.healthy(m.url) else None}
     if as_json:
         click.echo(json.dumps(out, indent=2, sort_keys=True))
         return

@@ -20,7 +20,7 @@ from ledger.errors import ConflictError, DecodeError, VerificationError
 from ledger.governance import check_thresholds, walk_prefix
 from ledger.keys import key_id
 from ledger.roots import Member, Root, SignedRoot
-from tools.cli.genesis import describe_root, load_signed_root, merge_signed, root_lines, sign_command
+from tools.cli.roots import describe_root, load_signed_root, merge_signed, root_lines, sign_command
 from tools.cli.util import (
     HashParam,
     MemberParam,
@@ -33,9 +33,9 @@ from tools.cli.util import (
     public_key_arg,
     write_bytes,
 )
-from tools.client.http import NodeClient
+from tools.client.http import NodeClient, fetch_roots
 
-__all__ = ["fetch_chain", "governance"]
+__all__ = ["governance"]
 
 _HASH = HashParam(32, "root hash")
 
@@ -223,24 +223,6 @@ def submit(files: tuple[Path, ...], node: str, as_json: bool) -> None:
                        f"(hash {merged.root_hash.hex()})")
 
 
-def fetch_chain(client: NodeClient) -> tuple[SignedRoot, list[SignedRoot]]:
-    """Every signed root the node holds: (version 1, the rest), unverified.
-
-    Raises:
-        ClientError: the node failed or sent something malformed.
-    """
-    versions, _ = client.root_versions()
-    roots = []
-    for v in sorted(set(versions) | {1}):
-        data = client.root(v)
-        try:
-            roots.append(SignedRoot.from_cbor(data))
-        except DecodeError as e:
-            raise ToolError(f"node {client.url} sent a malformed root version {v}: {e}") from None
-    genesis = [r for r in roots if r.root.version == 1]
-    return genesis[0], [r for r in roots if r.root.version != 1]
-
-
 @governance.command("show")
 @click.option("--node", metavar="URL", help="Fetch the chain from this node.")
 @click.option("--chain", "chain_files", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -261,7 +243,7 @@ def show(node: str | None, chain_files: tuple[Path, ...], genesis_file: Path | N
     if (node is None) == (not chain_files):
         raise click.UsageError("give --node URL or --chain FILE... (one of them)")
     if node is not None:
-        genesis_root, rest = fetch_chain(NodeClient(node))
+        genesis_root, rest = fetch_roots(NodeClient(node))
     else:
         loaded = [load_signed_root(f) for f in chain_files]
         if len(loaded) == 1 and genesis_file is None and not loaded[0].signatures:

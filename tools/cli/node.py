@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import click
@@ -14,8 +12,8 @@ from ledger.roots import SignedRoot, root_hash
 from node.config import DATABASE_NAME, Limits, NodeConfig, Peer, load_config, write_config
 from node.join import chain_for_member, seed_governance
 from node.keystore import read_public_key
-from tools.cli.util import ToolError
-from tools.client.http import NodeClient
+from tools.cli.render import render_status
+from tools.client.http import NodeClient, fetch_roots
 
 
 @click.group("node")
@@ -61,8 +59,7 @@ def init(member: str, network: str, data_dir: Path, listen: str, node_key: Path,
         raise click.ClickException(f"{genesis} has root hash {digest.hex()}, not the pinned {pin}")
     candidates = [SignedRoot.from_cbor(f.read_bytes()) for f in root_files]
     for url in roots_from:
-        versions, _ = NodeClient(url).root_versions()
-        candidates += [SignedRoot.from_cbor(NodeClient(url).root(v)) for v in sorted(set(versions)) if v > 1]
+        candidates += fetch_roots(NodeClient(url))[1]
     try:
         chain = chain_for_member(signed, candidates, digest, member, read_public_key(node_key))
     except VerificationError as e:
@@ -107,43 +104,10 @@ def start(config_path: Path) -> None:
     serve(cfg)
 
 
-def fetch_status(url: str, timeout: float = 5.0) -> dict[str, object]:
-    """``GET /status`` of a node.
-
-    Raises:
-        ToolError: the node is unreachable or answers an error (exit status 4).
-    """
-    try:
-        with urllib.request.urlopen(url.rstrip("/") + "/status", timeout=timeout) as resp:
-            return dict(json.loads(resp.read()))
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        raise ToolError(f"node {url} unreachable: {e}") from e
-
-
-def render_status(status: dict[str, object]) -> str:
-    """The text form of a node's status, for people."""
-    logs = status["logs"]
-    assert isinstance(logs, dict)
-    title = f"node {status['member']} of network {status['network']}, governance root version {status['root_version']}"
-    lines = [title, f"{'log':<5} {'stored':>8} {'final':>8}"]
-    for m, v in logs.items():
-        final = v["final_size"] if v["final_size"] is not None else "-"
-        mark = "  (own)" if m == status["member"] else ""
-        lines.append(f"{m:<5} {v['size']:>8} {final!s:>8}{mark}")
-    witnesses = status.get("witnesses") or {}
-    assert isinstance(witnesses, dict)
-    own = logs.get(status["member"], {}).get("size", 0)
-    if witnesses:
-        lines.append("witness lag on the own log (entries not yet cosigned by each peer):")
-        for peer, size in witnesses.items():
-            lines.append(f"  {peer}: {'never answered' if size is None else own - size}")
-    return "\n".join(lines)
-
-
 @node_group.command("status")
 @click.option("--node", "url", default="http://127.0.0.1:7101", show_default=True, help="The node's base URL.")
 @click.option("--json", "as_json", is_flag=True, help="Print the node's /status document as JSON.")
 def status(url: str, as_json: bool) -> None:
     """Show a node's logs, final sizes and witness lag per peer."""
-    st = fetch_status(url)
+    st = NodeClient(url).status()
     click.echo(json.dumps(st, indent=2, sort_keys=True) if as_json else render_status(st))

@@ -21,8 +21,9 @@ from typing import Any
 
 from ledger import cbor
 from ledger.errors import DecodeError, MekongError
+from ledger.roots import SignedRoot
 
-__all__ = ["ClientError", "NodeClient", "NodeRefused", "NodeUnreachable", "check_url"]
+__all__ = ["ClientError", "NodeClient", "NodeRefused", "NodeUnreachable", "check_url", "fetch_roots"]
 
 #: Default time allowed for one request, in seconds.
 DEFAULT_TIMEOUT = 15.0
@@ -297,3 +298,23 @@ class NodeClient:
         if not isinstance(doc, dict):
             raise self._bad("governance answer", "not a JSON object")
         return doc
+
+
+def fetch_roots(client: NodeClient) -> tuple[SignedRoot, list[SignedRoot]]:
+    """Every signed governance root the node holds, as (version 1, the later ones), decoded but not verified.
+
+    Walk them from a pinned genesis (:func:`ledger.governance.walk`) before believing any.
+
+    Raises:
+        ClientError: the node failed or sent something malformed.
+    """
+    versions, _ = client.root_versions()
+    roots = []
+    for v in sorted(set(versions) | {1}):
+        data = client.root(v)
+        try:
+            roots.append(SignedRoot.from_cbor(data))
+        except DecodeError as e:
+            raise ClientError(client.url, f"node {client.url} sent a malformed governance root version {v}: {e}") from None
+    genesis = [r for r in roots if r.root.version == 1]
+    return genesis[0], [r for r in roots if r.root.version != 1]
