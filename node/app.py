@@ -1,13 +1,10 @@
-"""The node's aiohttp application: wiring, resources and the handlers that exist so far.
+"""The node's aiohttp application: the one place that assembles it.
 
-:func:`create_app` builds a :class:`aiohttp.web.Application` from a
-:class:`~node.config.NodeConfig` (house style rule 9): typed ``web.AppKey``s
-for everything handlers share, resources opened and closed in
-``cleanup_ctx`` (the SQLite storage, the node key), the middlewares in their
-order (metrics, errors, body size, concurrency), and the routes of
-specs/api.md: ``/healthz``, ``/metrics`` and the C2SP tiles of every log the
-node stores. Replication, witnessing, submission and registry queries are
-added on top by their own modules, using the keys defined here.
+:func:`create_app` builds the whole :class:`aiohttp.web.Application` of a member node from a
+:class:`~node.config.NodeConfig` (house style rule 9), as the server, the tests and the devnet use it:
+typed ``web.AppKey`` values (:mod:`node.appkeys`), resources opened and closed in ``cleanup_ctx`` (the
+SQLite storage, the node key, then the ledger host and its service), the middlewares in their order
+(metrics, errors, body size, concurrency), and every route of specs/api.md (:func:`node.routes.add_routes`).
 
 No module-level state: two applications in one process share nothing.
 """
@@ -16,46 +13,40 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
-import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
 
 import nacl.signing
 from aiohttp import web
 
+from ledger.errors import VerificationError
+from ledger.roots import SignedRoot, root_hash
 from ledger.storage import Storage
+from node.appkeys import (
+    CLOCK_KEY,
+    CONCURRENCY_KEY,
+    CONFIG_KEY,
+    METRICS_KEY,
+    RATE_LIMITER_KEY,
+    SERVICE_KEY,
+    SIGNING_KEY,
+    STORAGE_KEY,
+    Clock,
+)
 from node.config import NodeConfig
+from node.host import LedgerHost
 from node.keystore import load_signing_key, passphrase_from_env
 from node.limits import ConcurrencyLimiter, TokenBucketLimiter, body_size_middleware, concurrency_middleware
-from node.metrics import CONTENT_TYPE, NodeMetrics, node_metrics
-from node.middleware import NotFoundError, error_middleware, metrics_middleware
-from node.tiles import TILE_ROUTE, StorageTileSource, TileSource, tile_handler
+from node.metrics import node_metrics
+from node.middleware import error_middleware, metrics_middleware
+from node.routes import add_routes
+from node.service import NodeService, unix_now
 
-__all__ = [
-    "CLOCK_KEY", "CONCURRENCY_KEY", "CONFIG_KEY", "METRICS_KEY", "RATE_LIMITER_KEY", "SIGNING_KEY", "STORAGE_KEY",
-    "create_app", "run",
-]  # fmt: skip
-
-Clock = Callable[[], int]
-
-CONFIG_KEY = web.AppKey("mekong.config", NodeConfig)
-METRICS_KEY = web.AppKey("mekong.metrics", NodeMetrics)
-STORAGE_KEY = web.AppKey("mekong.storage", Storage)
-SIGNING_KEY = web.AppKey("mekong.signing_key", nacl.signing.SigningKey)
-RATE_LIMITER_KEY = web.AppKey("mekong.rate_limiter", TokenBucketLimiter)
-CONCURRENCY_KEY = web.AppKey("mekong.concurrency", ConcurrencyLimiter)
-#: Unix seconds, as every ledger function takes ``now``; tests pass a fixed clock.
-CLOCK_KEY: web.AppKey[Clock] = web.AppKey("mekong.clock")
-
-_MEMBER_RE = re.compile(r"[A-Z]{2}")
-
-
-def _unix_now() -> int:
-    return int(time.time())
+__all__ = ["create_app"]
 
 
 def create_app(config: NodeConfig, *, storage: Storage | None = None,
-               signing_key: nacl.signing.SigningKey | None = None, clock: Clock = _unix_now,
+               signing_key: nacl.signing.SigningKey | None = None, clock: Clock = unix_now,
                environ: Mapping[str, str] | None = None) -> web.Application:
     """Build the node application.
 
@@ -93,11 +84,9 @@ def create_app(config: NodeConfig, *, storage: Storage | None = None,
     app[CLOCK_KEY] = clock
     app.cleanup_ctx.append(_storage_ctx(storage))
     app.cleanup_ctx.append(_signing_key_ctx(signing_key, environ))
+    app.cleanup_ctx.append(_service_ctx)
     metrics.registry.add_collector(lambda: _collect(app))
-
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics_handler)
-    app.router.add_get(TILE_ROUTE, tile_handler(_resolve_log))
+    add_routes(app.router)
     return app
 
 
@@ -138,6 +127,27 @@ def _signing_key_ctx(given: nacl.signing.SigningKey | None,
     return ctx
 
 
+async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
+    # Opened after the storage and the node key: the pinned genesis, the ledger host (which replays the
+    # database) and the service's loops; closed first.
+    config = app[CONFIG_KEY]
+    genesis_bytes = await asyncio.to_thread(Path(config.genesis_file).read_bytes)
+    genesis = SignedRoot.from_cbor(genesis_bytes)
+    if root_hash(genesis.payload) != config.genesis_hash:
+        raise VerificationError(f"genesis file {config.genesis_file} does not match the pinned genesis hash")
+    host = await asyncio.to_thread(LedgerHost, app[STORAGE_KEY], genesis, config.genesis_hash, config.member,
+                                   config.network, app[SIGNING_KEY])
+    service = NodeService(config, host, app[METRICS_KEY], app[CLOCK_KEY])
+    app[SERVICE_KEY] = service
+    await service.start()
+    try:
+        yield
+    finally:
+        await service.stop()
+        await asyncio.get_running_loop().run_in_executor(host.executor, host.close)
+        host.executor.shutdown(wait=True)
+
+
 def _collect(app: web.Application) -> None:
     storage = app.get(STORAGE_KEY)
     if storage is None:
@@ -145,33 +155,3 @@ def _collect(app: web.Application) -> None:
     metrics = app[METRICS_KEY]
     for log in storage.logs():
         metrics.log_size.set(storage.size(log), log=log)
-
-
-# ----------------------------------------------------------------------------- handlers (specs/api.md)
-
-
-async def healthz(request: web.Request) -> web.Response:
-    """``GET /healthz``: 200 with the member, network and own log size while storage answers (spec A.4)."""
-    config = request.app[CONFIG_KEY]
-    size = await asyncio.to_thread(request.app[STORAGE_KEY].size, config.member)
-    return web.json_response({"status": "ok", "member": config.member, "network": config.network, "log_size": size},
-                             headers={"Cache-Control": "no-store"})
-
-
-async def metrics_handler(request: web.Request) -> web.Response:
-    """``GET /metrics``: the Prometheus text format (spec A.5)."""
-    text = await asyncio.to_thread(request.app[METRICS_KEY].registry.render)
-    return web.Response(body=text.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})
-
-
-async def _resolve_log(request: web.Request) -> tuple[int, TileSource]:
-    member = request.match_info["member"]
-    storage = request.app[STORAGE_KEY]
-    if not _MEMBER_RE.fullmatch(member) or member not in await asyncio.to_thread(storage.logs):
-        raise NotFoundError(f"this node serves no log {member[:16]!r}")
-    return await asyncio.to_thread(storage.size, member), StorageTileSource(storage, member)
-
-
-def run(config: NodeConfig) -> None:  # pragma: no cover - exercised by the integration tests
-    """Serve the node on ``config.listen_host:listen_port`` until interrupted."""
-    web.run_app(create_app(config), host=config.listen_host, port=config.listen_port, access_log=None)

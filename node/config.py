@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ledger.errors import DecodeError
+from ledger.files import FileTooLargeError, read_bounded
 
 __all__ = ["DATABASE_NAME", "ConfigError", "Limits", "NodeConfig", "Peer", "load_config", "write_config"]
 
@@ -253,12 +254,11 @@ def load_config(path: str | Path) -> NodeConfig:
     """
     p = Path(path)
     try:
-        with open(p, "rb") as f:
-            raw = f.read(MAX_CONFIG_BYTES + 1)
+        raw = read_bounded(p, MAX_CONFIG_BYTES)
     except OSError as e:
         raise ConfigError(f"cannot read config {p}: {e.strerror or e}") from e
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"config {p} is larger than {MAX_CONFIG_BYTES} bytes")
+    except FileTooLargeError as e:
+        raise ConfigError(f"config {p} is larger than {MAX_CONFIG_BYTES} bytes") from e
     try:
         doc = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as e:

@@ -28,6 +28,7 @@ from nacl.pwhash import argon2id
 
 from ledger import cbor
 from ledger.errors import DecodeError
+from ledger.files import FileTooLargeError, read_bounded
 
 __all__ = [
     "BOX_ALG", "FORMAT_VERSION", "KDF_ALG", "MAX_LABEL_CHARS", "MAX_MEMLIMIT", "MAX_OPSLIMIT", "MEMLIMIT_INTERACTIVE",
@@ -287,12 +288,11 @@ def read_key_file(path: str | Path) -> KeyFile:
     """
     p = Path(path)
     try:
-        with open(p, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
+        data = read_bounded(p, MAX_FILE_BYTES)
     except OSError as e:
         raise KeyFileError(f"cannot read key file {p}: {e.strerror or e}") from e
-    if len(data) > MAX_FILE_BYTES:
-        raise KeyFileError(f"key file {p} is larger than {MAX_FILE_BYTES} bytes: not a key file")
+    except FileTooLargeError as e:
+        raise KeyFileError(f"key file {p} is larger than {MAX_FILE_BYTES} bytes: not a key file") from e
     try:
         return KeyFile.from_cbor(data)
     except DecodeError as e:

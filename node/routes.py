@@ -6,9 +6,8 @@ are exceptions from the ledger's root, mapped to statuses by the one error
 middleware; the witness endpoint alone answers in C2SP tlog-witness's own
 terms (409 with ``text/x.tlog.size``, 422, 404, 403).
 
-:func:`install` adds the service (opened after storage and the node key, in
-``cleanup_ctx``) and the routes to an application made by
-:func:`node.app.create_app`.
+:func:`add_routes` adds every route to the application :func:`node.app.create_app` builds: health and
+metrics (A.4, A.5), the C2SP tiles, and the ledger API.
 """
 
 from __future__ import annotations
@@ -16,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -26,16 +23,16 @@ from aiohttp import web
 from ledger import cbor
 from ledger.bodies import check_issuer_id, member_of
 from ledger.errors import DecodeError, VerificationError
-from ledger.roots import SignedRoot, root_hash
-from node.app import CLOCK_KEY, CONFIG_KEY, METRICS_KEY, RATE_LIMITER_KEY, SIGNING_KEY, STORAGE_KEY
-from node.host import BadProof, LedgerHost, UnknownLog, WitnessConflict
+from node.appkeys import CONFIG_KEY, METRICS_KEY, RATE_LIMITER_KEY, SERVICE_KEY, STORAGE_KEY
+from node.host import BadProof, UnknownLog, WitnessConflict
 from node.jsonview import to_json
 from node.limits import SUBMITTER, read_body, submitter_of
+from node.metrics import CONTENT_TYPE
 from node.middleware import HttpRefusal, NotFoundError, RequestTooLargeError
 from node.peerauth import verify_request
 from node.service import NodeService
+from node.tiles import TILE_ROUTE, StorageTileSource, TileSource, tile_handler
 
-SERVICE_KEY = web.AppKey("mekong.service", NodeService)
 _MEMBER = re.compile(r"[A-Z]{2}")
 _HEX = re.compile(r"(?:[0-9a-f]{2}){1,64}")
 SUBMIT_LIMITS = cbor.CborLimits(max_size=1 << 28, max_depth=2, max_items=100_001)
@@ -48,10 +45,11 @@ class Misdirected(HttpRefusal):
     kind = "misdirected"
 
 
-def install(app: web.Application) -> None:
-    """Add the node service and the ledger routes to ``app``."""
-    app.cleanup_ctx.append(_service_ctx)
-    r = app.router
+def add_routes(r: web.UrlDispatcher) -> None:
+    """Add every route of specs/api.md (called once, by :func:`node.app.create_app`)."""
+    r.add_get("/healthz", healthz)
+    r.add_get("/metrics", metrics_handler)
+    r.add_get(TILE_ROUTE, tile_handler(_resolve_log))
     r.add_get("/status", status)
     r.add_get("/logs/{member}/checkpoint", get_checkpoint)
     r.add_post("/logs/{member}/checkpoint", post_checkpoint)
@@ -70,23 +68,29 @@ def install(app: web.Application) -> None:
     r.add_get("/registry/policies/{member}", registry_policy)
 
 
-async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
-    config = app[CONFIG_KEY]
-    genesis_bytes = await asyncio.to_thread(Path(config.genesis_file).read_bytes)
-    genesis = SignedRoot.from_cbor(genesis_bytes)
-    if root_hash(genesis.payload) != config.genesis_hash:
-        raise VerificationError(f"genesis file {config.genesis_file} does not match the pinned genesis hash")
-    host = await asyncio.to_thread(LedgerHost, app[STORAGE_KEY], genesis, config.genesis_hash, config.member,
-                                   config.network, app[SIGNING_KEY])
-    service = NodeService(config, host, app[METRICS_KEY], app[CLOCK_KEY])
-    app[SERVICE_KEY] = service
-    await service.start()
-    try:
-        yield
-    finally:
-        await service.stop()
-        await asyncio.get_running_loop().run_in_executor(host.executor, host.close)
-        host.executor.shutdown(wait=True)
+# ----------------------------------------------------------------------------- health, metrics, tiles
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """``GET /healthz``: 200 with the member, network and own log size while storage answers (spec A.4)."""
+    config = request.app[CONFIG_KEY]
+    size = await asyncio.to_thread(request.app[STORAGE_KEY].size, config.member)
+    return web.json_response({"status": "ok", "member": config.member, "network": config.network, "log_size": size},
+                             headers={"Cache-Control": "no-store"})
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    """``GET /metrics``: the Prometheus text format (spec A.5)."""
+    text = await asyncio.to_thread(request.app[METRICS_KEY].registry.render)
+    return web.Response(body=text.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})
+
+
+async def _resolve_log(request: web.Request) -> tuple[int, TileSource]:
+    member = request.match_info["member"]
+    storage = request.app[STORAGE_KEY]
+    if not _MEMBER.fullmatch(member) or member not in await asyncio.to_thread(storage.logs):
+        raise NotFoundError(f"this node serves no log {member[:16]!r}")
+    return await asyncio.to_thread(storage.size, member), StorageTileSource(storage, member)
 
 
 def _svc(request: web.Request) -> NodeService:

@@ -1,8 +1,7 @@
 """Running a node process: the full application and its entry point.
 
 ``python -m node --config FILE`` (or ``mekong node start``) builds the
-application of :func:`node.app.create_app` with the ledger routes of
-:func:`node.routes.install` and serves it until SIGINT or SIGTERM. On either
+application of :func:`node.app.create_app` and serves it until SIGINT or SIGTERM. On either
 signal aiohttp stops accepting requests, pending submissions are flushed to
 the database before the process exits, and nothing acknowledged is lost;
 after ``kill -9`` the node replays its database at start-up and serves
@@ -20,14 +19,6 @@ from aiohttp import web
 from ledger.errors import MekongError
 from node.app import create_app
 from node.config import NodeConfig, load_config
-from node.routes import install
-
-
-def build_app(config: NodeConfig) -> web.Application:
-    """The complete node application for ``config``."""
-    app = create_app(config)
-    install(app)
-    return app
 
 
 def serve(config: NodeConfig) -> None:
@@ -37,7 +28,7 @@ def serve(config: NodeConfig) -> None:
         MekongError: start-up failed (wrong passphrase, a database that does
             not replay, a genesis that does not match the pin).
     """
-    web.run_app(build_app(config), host=config.listen_host, port=config.listen_port, access_log=None,
+    web.run_app(create_app(config), host=config.listen_host, port=config.listen_port, access_log=None,
                 print=lambda *_: None, handle_signals=True)
 
 

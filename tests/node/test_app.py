@@ -27,7 +27,8 @@ from ledger.errors import (
 )
 from ledger.storage import Storage
 from node import keystore
-from node.app import (
+from node.app import create_app
+from node.appkeys import (
     CLOCK_KEY,
     CONCURRENCY_KEY,
     CONFIG_KEY,
@@ -35,7 +36,6 @@ from node.app import (
     RATE_LIMITER_KEY,
     SIGNING_KEY,
     STORAGE_KEY,
-    create_app,
 )
 from node.keystore import KeyFileError
 from node.limits import SUBMITTER, read_json, submitter_of
@@ -81,8 +81,8 @@ def test_healthz_and_resources(tmp_path: Path) -> None:
 
 def test_node_key_from_key_file_and_env(tmp_path: Path) -> None:
     cfg = make_config(tmp_path)
-    pub = keystore.generate_key_file(cfg.node_key_file, b"pw", "VN node",
-                                     opslimit=keystore.OPSLIMIT_MIN, memlimit=keystore.MEMLIMIT_MIN)
+    pub = keystore.write_key_file(cfg.node_key_file, node_key(), b"pw", "VN node",
+                                  opslimit=keystore.OPSLIMIT_MIN, memlimit=keystore.MEMLIMIT_MIN)
     storage = Storage.open(":memory:")
     app = create_app(cfg, storage=storage, environ={cfg.passphrase_env: "pw"})
 

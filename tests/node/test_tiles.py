@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from httphelp import make_config, node_key, run_with_client
+from httphelp import make_config, node_key, run_with_client, signed_entries
 
 from ledger import merkle
 from ledger.errors import DecodeError, StorageError
@@ -263,7 +263,7 @@ def _serve(tmp_path: Path, storage: Storage, scenario: Callable[[TestClient[Any,
 
 
 def test_http_reader_recomputes_root(tmp_path: Path) -> None:
-    entries = _entries(1000)
+    entries = signed_entries(1000)
     storage = _storage_with(entries)
     fetched: dict[str, bytes] = {}
 
@@ -291,7 +291,7 @@ def test_http_reader_recomputes_root(tmp_path: Path) -> None:
 
 
 def test_http_refusals(tmp_path: Path) -> None:
-    storage = _storage_with(_entries(300))
+    storage = _storage_with(signed_entries(300))
 
     async def scenario(client: TestClient[Any, Any]) -> None:
         cases = {
@@ -318,7 +318,7 @@ def test_http_refusals(tmp_path: Path) -> None:
         assert resp.status == 200 and len(await resp.read()) == 44 * 32
         resp = await client.get("/logs/VN/tile/entries/001.p/44", headers={"Accept-Encoding": "identity"})
         assert resp.status == 200 and "Content-Encoding" not in resp.headers
-        assert tiles.parse_entry_bundle(await resp.read(), 44)[0] == _entries(300)[256]
+        assert tiles.parse_entry_bundle(await resp.read(), 44)[0] == signed_entries(300)[256]
         resp = await client.head("/logs/VN/tile/0/000")
         assert resp.status == 200 and resp.headers["Cache-Control"] == tiles.FULL_TILE_CACHE
         resp = await client.post("/logs/VN/tile/0/000")
@@ -332,7 +332,7 @@ def test_http_refusals(tmp_path: Path) -> None:
 
 
 def test_storage_failure_is_a_generic_500(tmp_path: Path) -> None:
-    storage = _storage_with(_entries(10))
+    storage = _storage_with(signed_entries(10))
 
     def broken(log: str, start: int, end: int) -> list[bytes]:
         raise StorageError("disk I/O error at /secret/path/ledger.sqlite3")

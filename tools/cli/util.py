@@ -23,6 +23,7 @@ import nacl.signing
 
 from ledger.bodies import check_issuer_id
 from ledger.errors import DecodeError
+from ledger.files import FileTooLargeError, read_bounded
 from ledger.keys import PUBLIC_KEY_SIZE
 from node import keystore
 
@@ -204,9 +205,11 @@ def public_key_arg(value: str) -> bytes:
         return bytes.fromhex(text)
     p = Path(value)
     try:
-        data = p.read_bytes()[:keystore.MAX_FILE_BYTES + 1]
+        data = read_bounded(p, keystore.MAX_FILE_BYTES)
     except OSError as e:
         raise ToolError(f"cannot read public key {value}: {e.strerror or e}") from None
+    except FileTooLargeError:
+        raise ToolError(f"{value} is neither a key file nor a public key file (it is too large)") from None
     try:
         return keystore.KeyFile.from_cbor(data).public_key
     except DecodeError:
@@ -232,13 +235,11 @@ def read_bytes(path: str | Path, what: str, max_bytes: int = MAX_INPUT_BYTES) ->
         ToolError: it cannot be read or is larger than ``max_bytes``.
     """
     try:
-        with open(path, "rb") as f:
-            data = f.read(max_bytes + 1)
+        return read_bounded(path, max_bytes)
     except OSError as e:
         raise ToolError(f"cannot read {what} {path}: {e.strerror or e}") from None
-    if len(data) > max_bytes:
-        raise ToolError(f"{what} {path} is larger than {max_bytes} bytes")
-    return data
+    except FileTooLargeError:
+        raise ToolError(f"{what} {path} is larger than {max_bytes} bytes") from None
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
