@@ -1,4 +1,4 @@
-"""Fixtures for the CLI tests: a runner with exit-code handling, fast key files, in-process fake nodes."""
+"""Fixtures for the CLI tests: a runner with exit-code handling, fast key files, real nodes in-process."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from fakenode import FakeNetwork, FakeNode
+from netfixture import Network
 
 from node import keystore
 from tools.cli.main import cli
@@ -61,11 +61,11 @@ def closed_port_url() -> str:
 
 
 @pytest.fixture
-def net(tmp_path: Path) -> Iterator[FakeNetwork]:
-    """A fake four-member network (f = 1, quorum 3), with every admin key as a key file in tmp_path/keys."""
+def net(tmp_path: Path) -> Iterator[Network]:
+    """Four real member nodes in-process (f = 1, quorum 3), with every admin key as a key file in tmp_path/keys."""
     d = tmp_path / "net"
     d.mkdir()
-    network = FakeNetwork(d)
+    network = Network(d)
     (tmp_path / "keys").mkdir()
     for m, k in network.admin.items():
         write_key(tmp_path / "keys" / f"{m}-admin.key", k)
@@ -73,12 +73,27 @@ def net(tmp_path: Path) -> Iterator[FakeNetwork]:
     network.close()
 
 
+class NodeHandle:
+    """One member's node of :class:`Network`: its URL, and stopping and starting it again."""
+
+    def __init__(self, net: Network, member: str) -> None:
+        self.net, self.member = net, member
+
+    @property
+    def url(self) -> str:
+        return self.net.urls[self.member]
+
+    def stop(self) -> None:
+        self.net.stop(self.member)
+
+    def start(self) -> None:
+        self.net.start(self.member)
+
+
 @pytest.fixture
-def node(net: FakeNetwork) -> Iterator[FakeNode]:
-    """The fake network served over HTTP."""
-    server = FakeNode(net)
-    yield server
-    server.stop()
+def node(net: Network) -> NodeHandle:
+    """Viet Nam's node: where its administrators and issuers submit, and a node verifiers read from."""
+    return NodeHandle(net, "VN")
 
 
 def check_no_secret(text: str, *paths: Path) -> None:
@@ -94,9 +109,9 @@ os.environ.setdefault("COLUMNS", "120")
 
 class Scenario:
     """VN registers VN/customs-coo with an issuer key, TH recognises VN's certificates of origin,
-    and VN/customs-coo issues and anchors one; all through the CLI against the fake node."""
+    and VN/customs-coo issues and anchors one; all through the CLI against the real nodes."""
 
-    def __init__(self, invoke: Invoke, tmp_path: Path, net: FakeNetwork, node: FakeNode) -> None:
+    def __init__(self, invoke: Invoke, tmp_path: Path, net: Network, node: NodeHandle) -> None:
         self.invoke, self.net, self.node, self.dir = invoke, net, node, tmp_path
         keys = tmp_path / "keys"
         self.vn_admin, self.th_admin = keys / "VN-admin.key", keys / "TH-admin.key"
@@ -110,13 +125,14 @@ class Scenario:
         self.ok("issuer", "add-key", "VN/customs-coo", "--issuer-key", self.issuer_key, "--next-key", self.next_key,
                 "--valid-from", "2020-01-01", *self.entry_args(self.vn_admin))
         self.ok("policy", "set", "--member", "TH", "--recognise", "VN:certificate-of-origin:substantial",
-                *self.entry_args(self.th_admin))
+                *self.entry_args(self.th_admin, "TH"))
         self.ok("credential", "issue", "--claims", COO_CLAIMS, "--issuer", "VN/customs-coo", "--key",
                 self.issuer_key, "--passphrase-env", "PP", "--out", self.credential, "--exp", "2100-01-01")
         self.ok("credential", "anchor", self.credential, *self.entry_args(self.issuer_key))
 
-    def entry_args(self, key: Path) -> list[object]:
-        return ["--node", self.node.url, "--key", key, "--passphrase-env", "PP"]
+    def entry_args(self, key: Path, member: str = "VN") -> list[object]:
+        """The options submitting an entry of ``member``'s log to that member's own node."""
+        return ["--node", self.net.urls[member], "--key", key, "--passphrase-env", "PP"]
 
     def ok(self, *args: object) -> Result:
         r = self.invoke(*args)
@@ -128,6 +144,6 @@ class Scenario:
 
 
 @pytest.fixture
-def scenario(invoke: Invoke, tmp_path: Path, net: FakeNetwork, node: FakeNode) -> Scenario:
-    """The fake network after the usual first steps (see :class:`Scenario`)."""
+def scenario(invoke: Invoke, tmp_path: Path, net: Network, node: NodeHandle) -> Scenario:
+    """The network after the usual first steps (see :class:`Scenario`)."""
     return Scenario(invoke, tmp_path, net, node)

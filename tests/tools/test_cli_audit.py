@@ -8,14 +8,15 @@ import time
 from pathlib import Path
 
 from conftest import Invoke, Scenario
-from fakenode import FakeNetwork, FakeNode
+from netfixture import Network
 
 from ledger.bodies import IssuerRegister
 from ledger.entries import make_entry
 
 
 def test_replay_a_database(scenario: Scenario, invoke: Invoke) -> None:
-    r = invoke("audit", "replay", "--db", scenario.net.path, "--pin", scenario.pin, "--json")
+    scenario.net.wait_replicated()
+    r = invoke("audit", "replay", "--db", scenario.net.database("VN"), "--pin", scenario.pin, "--json")
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["ok"] and doc["logs"]["VN"] == {"size": 3, "verified": 3, "root": doc["logs"]["VN"]["root"]}
@@ -24,7 +25,7 @@ def test_replay_a_database(scenario: Scenario, invoke: Invoke) -> None:
 
 def test_replay_finds_tampering(scenario: Scenario, invoke: Invoke, tmp_path: Path) -> None:
     copy = tmp_path / "copy.sqlite"
-    src, db = sqlite3.connect(scenario.net.path), sqlite3.connect(copy)
+    src, db = sqlite3.connect(scenario.net.database("VN")), sqlite3.connect(copy)
     src.backup(db)  # the database is in WAL mode: a file copy could miss the log
     src.close()
     raw = db.execute("SELECT raw FROM entries WHERE log = 'VN' AND idx = 1").fetchone()[0]
@@ -38,13 +39,13 @@ def test_replay_finds_tampering(scenario: Scenario, invoke: Invoke, tmp_path: Pa
     assert "PROBLEMS" in r.stdout and "log VN entry 1" in r.stdout
 
 
-def test_replay_usage_and_tool_errors(invoke: Invoke, tmp_path: Path, net: FakeNetwork) -> None:
+def test_replay_usage_and_tool_errors(invoke: Invoke, tmp_path: Path, net: Network) -> None:
     assert invoke("audit", "replay").exit_code == 3
-    assert invoke("audit", "replay", "--db", net.path).exit_code == 3  # which genesis?
+    assert invoke("audit", "replay", "--db", net.database("VN")).exit_code == 3  # which genesis?
     r = invoke("audit", "replay", "--db", tmp_path / "missing.sqlite", "--pin", "00" * 32)
     assert r.exit_code == 4 and "no database file" in r.stderr
     assert not (tmp_path / "missing.sqlite").exists()
-    r = invoke("audit", "replay", "--db", net.path, "--pin", "00" * 32)
+    r = invoke("audit", "replay", "--db", net.database("VN"), "--pin", "00" * 32)
     assert r.exit_code == 4 and "no genesis with the pinned hash" in r.stderr
 
 
@@ -57,13 +58,10 @@ def test_replay_from_a_node(scenario: Scenario, invoke: Invoke, tmp_path: Path) 
 
 
 def test_compare_consistent_nodes(scenario: Scenario, invoke: Invoke) -> None:
-    second = FakeNode(scenario.net)
-    try:
-        before = scenario.net.logs["VN"].size
-        r = invoke("audit", "compare", "--node", scenario.node.url, "--node", second.url, "--pin", scenario.pin,
-                   "--json")
-    finally:
-        second.stop()
+    scenario.net.wait_replicated()
+    before = scenario.net.host("VN").own.size
+    r = invoke("audit", "compare", "--node", scenario.node.url, "--node", scenario.net.urls["TH"], "--pin",
+               scenario.pin, "--json")
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["split_views"] == [] and doc["problems"] == []
@@ -72,15 +70,13 @@ def test_compare_consistent_nodes(scenario: Scenario, invoke: Invoke) -> None:
 
 def test_compare_finds_a_split_view(scenario: Scenario, invoke: Invoke, tmp_path: Path) -> None:
     (tmp_path / "fork").mkdir()
-    fork = FakeNetwork(tmp_path / "fork")
-    forked = FakeNode(fork)
+    fork = Network(tmp_path / "fork")
     try:
         t = int(time.time())
         fork.submit("VN", [make_entry("VN", "issuer.register", t, IssuerRegister(
             f"VN/{name}", "Forged", ("e-invoice",), "high", "VN"), fork.admin["VN"]) for name in ("a", "b", "c", "d")])
-        r = invoke("audit", "compare", "--node", scenario.node.url, "--node", forked.url, "--pin", scenario.pin)
+        r = invoke("audit", "compare", "--node", scenario.node.url, "--node", fork.urls["VN"], "--pin", scenario.pin)
     finally:
-        forked.stop()
         fork.close()
     assert r.exit_code == 1, r.output
     assert "SPLIT VIEW: log VN: the checkpoint of size 3" in r.stdout and "not consistent" in r.stdout

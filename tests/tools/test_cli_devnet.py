@@ -11,7 +11,7 @@ credential, stale replica with ``--offline``) with their documented exit codes
 (0 passed, 1 failed, 2 indeterminate, 3 usage, 4 tool errors).
 
 The CliRunner tests next to this module cover the same commands in-process
-against a fake node; these check that the real pieces fit together.
+against real nodes in-process (tests/tools/netfixture.py); these run every piece as its own process.
 """
 
 from __future__ import annotations

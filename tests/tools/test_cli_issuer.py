@@ -1,4 +1,4 @@
-"""``mekong issuer``, ``policy``, credential status and ``governance submit/show --node`` against the fake node."""
+"""``mekong issuer``, ``policy``, credential status and ``governance submit/show --node`` against real nodes in-process."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import TypeVar
 
-from conftest import Invoke, Scenario, make_key
-from fakenode import FakeNetwork, FakeNode
+from conftest import Invoke, NodeHandle, Scenario, make_key
+from netfixture import Network
 
 from credentials.cwt import UnverifiedCredential
 from ledger.keys import key_id
@@ -22,13 +22,13 @@ def _some(value: T | None) -> T:
 
 
 def test_scenario_entries_are_on_the_ledger(scenario: Scenario) -> None:
-    state = scenario.net.state
+    state = scenario.net.state_of("VN")
     issuer = state.issuer("VN/customs-coo")
     assert issuer is not None and issuer.document_types == ("certificate-of-origin",)
     kid = key_id(keystore.read_public_key(scenario.issuer_key))
     key = state.key(kid)
     assert key is not None and key.issuer == "VN/customs-coo"
-    policy = state.policy("TH")
+    policy = scenario.net.state_of("TH").policy("TH")
     assert policy is not None and any(r.covers("VN", "certificate-of-origin", "high") for r in policy.rules)
     cred = UnverifiedCredential.decode(scenario.credential.read_bytes())
     assert [a.log for a in state.anchors(cred.digest)] == ["VN"]
@@ -41,7 +41,7 @@ def test_entry_json_output(scenario: Scenario) -> None:
     assert doc["type"] == "issuer.update" and doc["log"] == "VN" and doc["index"] == 3
     assert doc["final"] is True and doc["root_version"] == 1
     assert doc["signer_key_id"] == key_id(keystore.read_public_key(scenario.vn_admin)).hex()
-    assert _some(scenario.net.state.issuer("VN/customs-coo")).loa == "substantial"
+    assert _some(scenario.net.state_of("VN").issuer("VN/customs-coo")).loa == "substantial"
 
 
 def test_the_node_refusal_names_the_rule(scenario: Scenario) -> None:
@@ -76,10 +76,10 @@ def test_key_rotation_and_revocation(scenario: Scenario) -> None:
     r = scenario.ok("issuer", "rotate-key", "VN/customs-coo", "--old-key", scenario.issuer_key,
                     *scenario.entry_args(scenario.next_key), "--json")
     assert json.loads(r.stdout)["kid"] == new.hex()
-    assert _some(scenario.net.state.key(new)).issuer == "VN/customs-coo"
+    assert _some(scenario.net.state_of("VN").key(new)).issuer == "VN/customs-coo"
     scenario.ok("issuer", "revoke-key", "VN/customs-coo", "--kid", old.hex(), "--reason", "compromised",
                 "--effective", "2021-01-01", *scenario.entry_args(scenario.vn_admin))
-    assert _some(scenario.net.state.key(old)).history[-1].status == "revoked"
+    assert _some(scenario.net.state_of("VN").key(old)).history[-1].status == "revoked"
     r = scenario.invoke("issuer", "revoke-key", "VN/customs-coo", "--reason", "ceased",
                         *scenario.entry_args(scenario.vn_admin))
     assert r.exit_code == 3 and "--kid HEX or --issuer-key FILE" in r.stderr
@@ -88,13 +88,13 @@ def test_key_rotation_and_revocation(scenario: Scenario) -> None:
 def test_policy_from_file_and_bad_rules(scenario: Scenario) -> None:
     rules = scenario.dir / "rules.json"
     rules.write_text(json.dumps([{"member": "*", "document_types": ["*"], "min_loa": "high"}]))
-    scenario.ok("policy", "set", "--member", "TH", "--rules", rules, *scenario.entry_args(scenario.th_admin))
-    assert any(r.covers("LA", "e-invoice", "high") for r in _some(scenario.net.state.policy("TH")).rules)
+    scenario.ok("policy", "set", "--member", "TH", "--rules", rules, *scenario.entry_args(scenario.th_admin, "TH"))
+    assert any(r.covers("LA", "e-invoice", "high") for r in _some(scenario.net.state_of("TH").policy("TH")).rules)
     r = scenario.invoke("policy", "set", "--member", "TH", "--recognise", "VN-certificate",
-                        *scenario.entry_args(scenario.th_admin))
+                        *scenario.entry_args(scenario.th_admin, "TH"))
     assert r.exit_code == 3 and "MEMBER:TYPES:MIN_LOA" in r.stderr
     r = scenario.invoke("policy", "set", "--member", "TH", "--recognise", "VN:coo:excellent",
-                        *scenario.entry_args(scenario.th_admin))
+                        *scenario.entry_args(scenario.th_admin, "TH"))
     assert r.exit_code == 3 and "min_loa" in r.stderr
 
 
@@ -102,7 +102,7 @@ def test_status_by_credential_id(scenario: Scenario) -> None:
     cti = UnverifiedCredential.decode(scenario.credential.read_bytes()).claims.cti
     scenario.ok("credential", "suspend", "--cti", cti.hex(), "--issuer", "VN/customs-coo",
                 *scenario.entry_args(scenario.issuer_key))
-    assert _some(scenario.net.state.credential("VN/customs-coo", cti)).history[-1].status == "suspended"
+    assert _some(scenario.net.state_of("VN").credential("VN/customs-coo", cti)).history[-1].status == "suspended"
     # Another suspension (other bytes: a replay of the same bytes is refused as a duplicate, spec 6.3.18).
     r = scenario.invoke("credential", "suspend", scenario.credential, "--reason", "again",
                         *scenario.entry_args(scenario.issuer_key))
@@ -121,8 +121,8 @@ def test_node_unreachable(invoke: Invoke, tmp_path: Path, closed_port_url: str) 
     assert r.exit_code == 4 and "not a node URL" in r.stderr
 
 
-def test_governance_submit_and_show_from_a_node(invoke: Invoke, tmp_path: Path, net: FakeNetwork,
-                                                node: FakeNode) -> None:
+def test_governance_submit_and_show_from_a_node(invoke: Invoke, tmp_path: Path, net: Network,
+                                                node: NodeHandle) -> None:
     pin = net.genesis.root_hash.hex()
     r = invoke("governance", "show", "--node", node.url, "--pin", pin, "--save", tmp_path / "roots")
     assert r.exit_code == 0, r.output
@@ -141,6 +141,7 @@ def test_governance_submit_and_show_from_a_node(invoke: Invoke, tmp_path: Path, 
     r = invoke("governance", "submit", draft, *signed, "--node", node.url, "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["version"] == 2
-    assert net.chain.current.member("VN").endpoints == ("https://vn.example:7101", "https://vn2.example:7101")
+    assert net.host("VN").chain.current.member("VN").endpoints == ("https://vn.example:7101",
+                                                                   "https://vn2.example:7101")
     r = invoke("governance", "show", "--node", node.url, "--pin", pin, "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["current"] == 2

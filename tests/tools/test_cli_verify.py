@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from conftest import Invoke, Scenario
-from fakenode import FakeNetwork, FakeNode
+from netfixture import Liar, Network
 
 from ledger.bodies import IssuerRegister
 from ledger.entries import make_entry
@@ -59,7 +59,7 @@ def test_offline_with_a_stale_replica_shows_its_age(scenario: Scenario) -> None:
     assert "OFFLINE: last synced" in r.stdout and "(3 d ago)" in r.stdout
     fresh = scenario.verify("--offline", "--as-member", "TH", "--json")
     assert fresh.exit_code == 0 and json.loads(fresh.stdout)["offline"] is True
-    scenario.node = FakeNode(scenario.net)  # the fixture stops it again
+    scenario.node.start()
 
 
 def test_offline_without_replica_is_a_tool_error(invoke: Invoke, tmp_path: Path) -> None:
@@ -113,17 +113,23 @@ def test_one_unreachable_node_of_two_is_a_warning(scenario: Scenario, closed_por
 
 def test_replica_ignores_what_is_not_final(scenario: Scenario) -> None:
     net = scenario.net
-    # An entry the quorum has not cosigned: only the owner and one witness (quorum is 3).
+    # An entry the quorum has not cosigned: with KH and LA down only the owner and TH witness (quorum is 3).
+    net.wait_replicated()
+    net.stop("KH")
+    net.stop("LA")
     raw = make_entry("VN", "issuer.register", int(time.time()),
                      IssuerRegister("VN/late", "Late", ("certificate-of-origin",), "high", "VN"), net.admin["VN"])
-    net.logs["VN"].append([raw])
-    net.finalize("VN", witnesses=("TH",))
-    liar = FakeNode(net, serve_unfinal=True)  # serves that checkpoint as if it were final
+    assert net.submit("VN", [raw], wait_final=False)["size"] == 4
+    net.wait_until("VN's newest checkpoint carries TH's cosignature", lambda: len(
+        net.host("VN").storage.cosignatures("VN", 4)) == 2)
+    liar = Liar(net, "VN", "VN")  # serves that checkpoint as if it were final
     try:
         r = scenario.verify("--node", liar.url, "--node", scenario.node.url, "--pin", scenario.pin,
                             "--as-member", "TH", "--json")
     finally:
         liar.stop()
+        net.start("KH")
+        net.start("LA")
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["sync"]["logs"]["VN"]["after"] == 3  # the fourth entry was not fetched
@@ -134,21 +140,19 @@ def test_replica_ignores_what_is_not_final(scenario: Scenario) -> None:
 def test_split_view_is_evidence_and_never_passes(scenario: Scenario, tmp_path: Path) -> None:
     # A second network with the same keys whose VN log holds a different first entry, finalised by a quorum.
     (tmp_path / "fork").mkdir()
-    fork = FakeNetwork(tmp_path / "fork")
-    forked = FakeNode(fork)
+    fork = Network(tmp_path / "fork")
     try:
         t = int(time.time())
         fork.submit("VN", [make_entry("VN", "issuer.register", t, IssuerRegister(
             f"VN/{name}", "Forged", ("certificate-of-origin",), "high", "VN"), fork.admin["VN"])
             for name in ("customs-coo", "a", "b")])
-        r = scenario.verify("--node", scenario.node.url, "--node", forked.url, "--pin", scenario.pin,
+        r = scenario.verify("--node", scenario.node.url, "--node", fork.urls["TH"], "--pin", scenario.pin,
                             "--as-member", "TH")
         assert r.exit_code == 2, r.output
         assert "SPLIT VIEW" in r.stdout and "NOT TRUSTED" in r.stdout
         with Replica.open(scenario.replica) as rep:
             assert [e.kind for e in rep.storage.evidence("VN")] == ["split-view"]
     finally:
-        forked.stop()
         fork.close()
 
 
