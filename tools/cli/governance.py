@@ -108,51 +108,9 @@ def propose(current_file: Path, add: tuple[tuple[str, str, str, str, str], ...],
     """
     current = load_signed_root(current_file, "current root")
     prev = current.root
-    members = {m.id: m for m in prev.members}
-    changes: list[str] = []
     try:
-        for mid in remove:
-            _member(members, mid, "--remove-member")
-            del members[mid]
-            changes.append(f"remove member {mid}")
-        for mid, name, admin, node, url in add:
-            if mid in members:
-                raise click.BadParameter(f"{mid} is already a member", param_hint="--add-member")
-            members[mid] = Member(mid, name, (public_key_arg(admin),), public_key_arg(node), (url,))
-            changes.append(f"add member {mid} ({name})")
-        for mid, old, new in rotate:
-            m = _member(members, mid, "--rotate-admin-key")
-            old_kid = _kid_or_key(old)
-            if old_kid not in {key_id(k) for k in m.admin_keys}:
-                raise click.BadParameter(f"{old} is not an admin key of {mid}", param_hint="--rotate-admin-key")
-            new_key = public_key_arg(new)
-            members[mid] = replace(m, admin_keys=tuple(new_key if key_id(k) == old_kid else k for k in m.admin_keys))
-            changes.append(f"rotate admin key {old_kid.hex()} of {mid} to {key_id(new_key).hex()}")
-        for mid, key in add_admin:
-            m = _member(members, mid, "--add-admin-key")
-            k = public_key_arg(key)
-            members[mid] = replace(m, admin_keys=(*m.admin_keys, k))
-            changes.append(f"add admin key {key_id(k).hex()} to {mid}")
-        for mid, key in remove_admin:
-            m = _member(members, mid, "--remove-admin-key")
-            kid = _kid_or_key(key)
-            kept = tuple(k for k in m.admin_keys if key_id(k) != kid)
-            if len(kept) == len(m.admin_keys):
-                raise click.BadParameter(f"{key} is not an admin key of {mid}", param_hint="--remove-admin-key")
-            members[mid] = replace(m, admin_keys=kept)
-            changes.append(f"remove admin key {kid.hex()} of {mid}")
-        for mid, key in node_key:
-            m = _member(members, mid, "--set-node-key")
-            k = public_key_arg(key)
-            members[mid] = replace(m, node_key=k)
-            changes.append(f"set node key of {mid} to {key_id(k).hex()}")
-        for mid, urls in set_endpoints:
-            m = _member(members, mid, "--set-endpoints")
-            members[mid] = replace(m, endpoints=tuple(u.strip() for u in urls.split(",") if u.strip()))
-            changes.append(f"set endpoints of {mid} to {urls}")
-        for mid, name in set_name:
-            members[mid] = replace(_member(members, mid, "--set-name"), name=name)
-            changes.append(f"rename {mid} to {name!r}")
+        members, changes = _apply_member_changes(prev, add, remove, rotate, add_admin, remove_admin, node_key,
+                                                 set_endpoints, set_name)
     except DecodeError as e:
         raise click.UsageError(str(e)) from None
     quorum = set_quorum or prev.quorum
@@ -184,6 +142,73 @@ def propose(current_file: Path, add: tuple[tuple[str, str, str, str, str], ...],
         f"needs signatures from {prev.threshold} of {', '.join(prev.member_ids)}"
         + (f", and from {', '.join(added)} (added)" if added else ""),
         f"wrote {out}", f"ROOT HASH {signed.root_hash.hex()}"])
+
+
+def _apply_member_changes(prev: Root, add: tuple[tuple[str, str, str, str, str], ...], remove: tuple[str, ...],
+                          rotate: tuple[tuple[str, str, str], ...], add_admin: tuple[tuple[str, str], ...],
+                          remove_admin: tuple[tuple[str, str], ...], node_key: tuple[tuple[str, str], ...],
+                          set_endpoints: tuple[tuple[str, str], ...],
+                          set_name: tuple[tuple[str, str], ...]) -> tuple[dict[str, Member], list[str]]:
+    """The members of the next root after the options' changes, and a line per change, in the order applied.
+
+    Raises:
+        click.BadParameter: a change names a member or key that is not there.
+        DecodeError: a changed member is not well formed.
+    """
+    members = {m.id: m for m in prev.members}
+    changes: list[str] = []
+    for mid in remove:
+        _member(members, mid, "--remove-member")
+        del members[mid]
+        changes.append(f"remove member {mid}")
+    for mid, name, admin, node, url in add:
+        if mid in members:
+            raise click.BadParameter(f"{mid} is already a member", param_hint="--add-member")
+        members[mid] = Member(mid, name, (public_key_arg(admin),), public_key_arg(node), (url,))
+        changes.append(f"add member {mid} ({name})")
+    changes += _key_changes(members, rotate, add_admin, remove_admin, node_key)
+    for mid, urls in set_endpoints:
+        m = _member(members, mid, "--set-endpoints")
+        members[mid] = replace(m, endpoints=tuple(u.strip() for u in urls.split(",") if u.strip()))
+        changes.append(f"set endpoints of {mid} to {urls}")
+    for mid, name in set_name:
+        members[mid] = replace(_member(members, mid, "--set-name"), name=name)
+        changes.append(f"rename {mid} to {name!r}")
+    return members, changes
+
+
+def _key_changes(members: dict[str, Member], rotate: tuple[tuple[str, str, str], ...],
+                 add_admin: tuple[tuple[str, str], ...], remove_admin: tuple[tuple[str, str], ...],
+                 node_key: tuple[tuple[str, str], ...]) -> list[str]:
+    """Apply the admin and node key changes to ``members`` in place; a line per change."""
+    changes = []
+    for mid, old, new in rotate:
+        m = _member(members, mid, "--rotate-admin-key")
+        old_kid = _kid_or_key(old)
+        if old_kid not in {key_id(k) for k in m.admin_keys}:
+            raise click.BadParameter(f"{old} is not an admin key of {mid}", param_hint="--rotate-admin-key")
+        new_key = public_key_arg(new)
+        members[mid] = replace(m, admin_keys=tuple(new_key if key_id(k) == old_kid else k for k in m.admin_keys))
+        changes.append(f"rotate admin key {old_kid.hex()} of {mid} to {key_id(new_key).hex()}")
+    for mid, key in add_admin:
+        m = _member(members, mid, "--add-admin-key")
+        k = public_key_arg(key)
+        members[mid] = replace(m, admin_keys=(*m.admin_keys, k))
+        changes.append(f"add admin key {key_id(k).hex()} to {mid}")
+    for mid, key in remove_admin:
+        m = _member(members, mid, "--remove-admin-key")
+        kid = _kid_or_key(key)
+        kept = tuple(k for k in m.admin_keys if key_id(k) != kid)
+        if len(kept) == len(m.admin_keys):
+            raise click.BadParameter(f"{key} is not an admin key of {mid}", param_hint="--remove-admin-key")
+        members[mid] = replace(m, admin_keys=kept)
+        changes.append(f"remove admin key {kid.hex()} of {mid}")
+    for mid, key in node_key:
+        m = _member(members, mid, "--set-node-key")
+        k = public_key_arg(key)
+        members[mid] = replace(m, node_key=k)
+        changes.append(f"set node key of {mid} to {key_id(k).hex()}")
+    return changes
 
 
 @governance.command("sign")

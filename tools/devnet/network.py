@@ -150,6 +150,19 @@ def create_devnet(directory: str | Path, members: dict[str, str] | None = None, 
     threshold = threshold or safe
     ids = sorted(members)
     urls = {m: f"http://127.0.0.1:{base_port + i}" for i, m in enumerate(ids)}
+    signed = _genesis_ceremony(d, members, urls, network, quorum, threshold, faulty,
+                               now if now is not None else int(time.time()))
+    pinned = root_hash(signed.payload)
+    out = [_member_config(d, m, network, urls, pinned, limits or Limits()) for m in ids]
+    (d / MANIFEST).write_text(json.dumps({"network": network, "genesis": "genesis.cbor",
+                                          "genesis_hash": pinned.hex(), "members": out}, indent=2) + "\n")
+    return Devnet.load(d)
+
+
+def _genesis_ceremony(d: Path, members: dict[str, str], urls: dict[str, str], network: str, quorum: int,
+                      threshold: int, faulty: int, issued_at: int) -> SignedRoot:
+    """The four steps of spec 5.4.1 as the founders would run them; writes the draft and the genesis."""
+    ids = sorted(members)
     # Step 1: each member makes its own keys (in a real ceremony, on its own machine).
     pp = passphrase()
     for m in ids:
@@ -160,7 +173,7 @@ def create_devnet(directory: str | Path, members: dict[str, str] | None = None, 
     root = Root(network=network, version=1, previous=None, members=tuple(
         Member(m, members[m], (read_public_key(d / "keys" / f"{m}-admin.key"),),
                read_public_key(d / "keys" / f"{m}-node.key"), (urls[m],)) for m in ids),
-        quorum=quorum, threshold=threshold, faulty=faulty, issued_at=now if now is not None else int(time.time()))
+        quorum=quorum, threshold=threshold, faulty=faulty, issued_at=issued_at)
     draft = SignedRoot.create(root)
     (d / "genesis-draft.cbor").write_bytes(draft.to_cbor())
     # Step 3: each founder signs the draft with its own admin key; step 4: assemble and check every rule.
@@ -169,22 +182,23 @@ def create_devnet(directory: str | Path, members: dict[str, str] | None = None, 
         signed = signed.with_signature(sign_root(draft.payload, load_key(d / "keys" / f"{m}-admin.key")))
     verify_genesis(signed, root_hash(signed.payload))
     (d / "genesis.cbor").write_bytes(signed.to_cbor())
-    pinned = root_hash(signed.payload)
-    out = []
-    for i, m in enumerate(ids):
-        md = d / m
-        md.mkdir()
-        cfg = NodeConfig(member=m, network=network, data_dir=(md / "data").absolute(), listen_host="127.0.0.1",
-                         listen_port=base_port + i, node_key_file=(d / "keys" / f"{m}-node.key").absolute(),
-                         passphrase_env=PASSPHRASE_ENV, genesis_file=(d / "genesis.cbor").absolute(),
-                         genesis_hash=pinned, peers=tuple(Peer(p, urls[p]) for p in ids if p != m),
-                         limits=limits or Limits())
-        write_config(md / "node.toml", cfg)
-        out.append({"id": m, "url": urls[m], "config": f"{m}/node.toml", "admin_key": f"keys/{m}-admin.key",
-                    "node_key": f"keys/{m}-node.key", "log": f"{m}/node.log"})
-    (d / MANIFEST).write_text(json.dumps({"network": network, "genesis": "genesis.cbor",
-                                          "genesis_hash": pinned.hex(), "members": out}, indent=2) + "\n")
-    return Devnet.load(d)
+    return signed
+
+
+def _member_config(d: Path, m: str, network: str, urls: dict[str, str], pinned: bytes,
+                   limits: Limits) -> dict[str, str]:
+    """Write member ``m``'s node.toml; its entry of the devnet manifest."""
+    md = d / m
+    md.mkdir()
+    port = int(urls[m].rsplit(":", 1)[1])
+    cfg = NodeConfig(member=m, network=network, data_dir=(md / "data").absolute(), listen_host="127.0.0.1",
+                     listen_port=port, node_key_file=(d / "keys" / f"{m}-node.key").absolute(),
+                     passphrase_env=PASSPHRASE_ENV, genesis_file=(d / "genesis.cbor").absolute(),
+                     genesis_hash=pinned, peers=tuple(Peer(p, u) for p, u in sorted(urls.items()) if p != m),
+                     limits=limits)
+    write_config(md / "node.toml", cfg)
+    return {"id": m, "url": urls[m], "config": f"{m}/node.toml", "admin_key": f"keys/{m}-admin.key",
+            "node_key": f"keys/{m}-node.key", "log": f"{m}/node.log"}
 
 
 def free_base_port(count: int) -> int:
