@@ -17,6 +17,9 @@ import atexit
 import hashlib
 import http.client
 import json
+import os
+import subprocess
+import sys
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -30,11 +33,14 @@ from ledger import cbor
 from ledger.bodies import CredentialAnchor, IssuerKeyAdd, IssuerRegister
 from ledger.checkpoint import Checkpoint, CosignatureVerifier, log_origin, open_checkpoint, witness_name
 from ledger.entries import make_entry
+from ledger.governance import GovernanceChain
 from ledger.note import NoteVerifier
 from ledger.roots import SignedRoot
+from node import keystore
 from node.config import Limits, load_config
 from tools.devnet import network as dn
 
+REPO = Path(__file__).resolve().parents[2]
 #: Four members: quorum and threshold 3 with f = 1, so any one node may be down.
 FOUR = {"KH": "Cambodia customs", "LA": "Lao customs", "TH": "Thai customs", "VN": "Viet Nam customs"}
 #: Generous rate limits (tests submit hundreds of entries at once) and a quick sync loop.
@@ -223,6 +229,38 @@ class Net:
         for node in self.ids:
             self.wait_until(f"{node} holds log {log} final at exactly {size}",
                             lambda node=node: self.final_size(node, log) == size, timeout)  # type: ignore[misc]
+
+    # -------------------------------------------------------------- the real CLI
+
+    def mekong(self, cwd: Path, *args: object, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run ``mekong ARGS`` as a subprocess in ``cwd``: the devnet passphrase in the environment, a replica
+        in ``cwd``, and never the user's own ``MEKONG_*`` settings."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MEKONG_")}
+        env[dn.PASSPHRASE_ENV] = dn.passphrase().decode()
+        env["MEKONG_REPLICA"] = str(cwd / "replica")
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+        return subprocess.run([sys.executable, "-m", "tools.cli", *map(str, args)], cwd=cwd, env=env,
+                              capture_output=True, text=True, timeout=timeout, check=False)
+
+    def mekong_ok(self, cwd: Path, *args: object) -> subprocess.CompletedProcess[str]:
+        """:meth:`mekong`, asserting exit code 0 (the output is in the message otherwise)."""
+        r = self.mekong(cwd, *args)
+        assert r.returncode == 0, f"mekong {' '.join(map(str, args))}\nexit {r.returncode}\n{r.stdout}\n{r.stderr}"
+        return r
+
+    def write_keys(self, directory: Path, keys: dict[str, nacl.signing.SigningKey]) -> None:
+        """Each key as an encrypted key file ``directory/NAME`` under the devnet passphrase (fast KDF)."""
+        for name, key in keys.items():
+            keystore.write_key_file(directory / name, key, dn.passphrase(), name, opslimit=keystore.OPSLIMIT_MIN,
+                                    memlimit=keystore.MEMLIMIT_MIN)
+
+    def chain(self, node: str = "KH") -> GovernanceChain:
+        """The governance chain ``node`` holds, verified from the pinned genesis."""
+        current = self.get(node, "/governance/roots").json()["current"]
+        chain = GovernanceChain(self.genesis, self.genesis.root_hash)
+        for v in range(2, current + 1):
+            chain.add(SignedRoot.from_cbor(self.get(node, f"/governance/roots/{v}").body))
+        return chain
 
     # -------------------------------------------------------------- verifying what nodes serve
 

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,9 +19,7 @@ import pytest
 from ledger import cbor
 from ledger.bodies import CredentialAnchor
 from ledger.entries import make_entry
-from ledger.governance import GovernanceChain
 from ledger.roots import Root, SignedRoot
-from node import keystore
 from tools.devnet import network as dn
 
 if TYPE_CHECKING:
@@ -35,26 +30,8 @@ REPO = Path(__file__).resolve().parents[2]
 COO_CLAIMS = REPO / "tests" / "tools" / "coo.json"
 
 
-def _mekong(cwd: Path, *args: object) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEKONG_")}
-    env[dn.PASSPHRASE_ENV] = dn.passphrase().decode()
-    env["MEKONG_REPLICA"] = str(cwd / "replica")
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
-    return subprocess.run([sys.executable, "-m", "tools.cli", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
-
-
-def _ok(cwd: Path, *args: object) -> None:
-    r = _mekong(cwd, *args)
-    assert r.returncode == 0, f"mekong {' '.join(map(str, args))}\nexit {r.returncode}\n{r.stdout}\n{r.stderr}"
-
-
 def _head(net: Net) -> Root:
-    versions = net.get("KH", "/governance/roots").json()["current"]
-    chain = GovernanceChain(net.genesis, net.genesis.root_hash)
-    for v in range(2, versions + 1):
-        chain.add(SignedRoot.from_cbor(net.get("KH", f"/governance/roots/{v}").body))
-    return chain.current
+    return net.chain().current
 
 
 def _adopt(net: Net, root: Root) -> None:
@@ -68,14 +45,12 @@ def test_an_expired_head_stops_nodes_and_verifiers_until_a_newer_root(net: Net, 
     issuer, key, entries = net.register_issuer("VN", "coo")
     net.wait_final("VN", net.submit("VN", entries)["size"])
     pp = ("--passphrase-env", dn.PASSPHRASE_ENV)
-    for path, k in ((tmp_path / "issuer.key", key), (tmp_path / "th-admin.key", net.admin_key("TH"))):
-        keystore.write_key_file(path, k, dn.passphrase(), path.stem, opslimit=keystore.OPSLIMIT_MIN,
-                                memlimit=keystore.MEMLIMIT_MIN)
-    _ok(tmp_path, "policy", "set", "--member", "TH", "--recognise", "VN:certificate-of-origin:substantial",
+    net.write_keys(tmp_path, {"issuer.key": key, "th-admin.key": net.admin_key("TH")})
+    net.mekong_ok(tmp_path, "policy", "set", "--member", "TH", "--recognise", "VN:certificate-of-origin:substantial",
         "--node", net.url("TH"), "--key", "th-admin.key", *pp)
-    _ok(tmp_path, "credential", "issue", "--profile", "certificate-of-origin", "--claims", COO_CLAIMS, "--issuer",
+    net.mekong_ok(tmp_path, "credential", "issue", "--profile", "certificate-of-origin", "--claims", COO_CLAIMS, "--issuer",
         issuer, "--key", "issuer.key", "--out", "coo.cbor", "--exp", "2100-01-01", *pp)
-    _ok(tmp_path, "credential", "anchor", "coo.cbor", "--node", net.url("VN"), "--key", "issuer.key", *pp)
+    net.mekong_ok(tmp_path, "credential", "anchor", "coo.cbor", "--node", net.url("VN"), "--key", "issuer.key", *pp)
     # Version 2 expires in a few seconds; nothing newer follows in time.
     g = _head(net)
     expires = int(time.time()) + 4
@@ -88,14 +63,14 @@ def test_an_expired_head_stops_nodes_and_verifiers_until_a_newer_root(net: Net, 
     resp = net.post("VN", "/logs/VN/entries", cbor.encode([late]))
     assert resp.status == 422 and "expired" in resp.json()["message"], resp
     # ... a verifier answers INDETERMINATE/TRY_LATER, naming the expired root ...
-    r = _mekong(tmp_path, "verify", "coo.cbor", "--node", net.url("TH"), "--as-member", "TH", "--genesis",
+    r = net.mekong(tmp_path, "verify", "coo.cbor", "--node", net.url("TH"), "--as-member", "TH", "--genesis",
                 net.devnet.genesis, "--pin", net.genesis.root_hash.hex(), "--json")
     assert r.returncode == 2, r.stdout + r.stderr
     report = json.loads(r.stdout)
     assert report["indication"] == "INDETERMINATE" and report["sub_indication"] == "TRY_LATER", report
     assert any(c["name"] == "governance-current" and str(expires) in c["detail"] for c in report["checks"]), report
     # ... and an auditor's replay reports it.
-    r = _mekong(tmp_path, "audit", "replay", "--node", net.url("LA"), "--genesis", net.devnet.genesis, "--pin",
+    r = net.mekong(tmp_path, "audit", "replay", "--node", net.url("LA"), "--genesis", net.devnet.genesis, "--pin",
                 net.genesis.root_hash.hex())
     assert r.returncode == 1 and f"expired at {expires}" in r.stdout, r.stdout + r.stderr
     # A newer root ends it: the same anchor, under version 3, becomes final, and the verifier passes.
@@ -103,6 +78,6 @@ def test_an_expired_head_stops_nodes_and_verifiers_until_a_newer_root(net: Net, 
     _adopt(net, Root(v2.network, 3, v2.root_hash, v2.members, v2.quorum, v2.threshold, v2.faulty, int(time.time())))
     answer = net.submit("VN", [make_entry("VN", "credential.anchor", net.now("VN"), body, key, root=3)])
     net.wait_final("VN", answer["size"])
-    r = _mekong(tmp_path, "verify", "coo.cbor", "--node", net.url("TH"), "--as-member", "TH", "--genesis",
+    r = net.mekong(tmp_path, "verify", "coo.cbor", "--node", net.url("TH"), "--as-member", "TH", "--genesis",
                 net.devnet.genesis, "--pin", net.genesis.root_hash.hex())
     assert r.returncode == 0, r.stdout + r.stderr

@@ -29,7 +29,6 @@ from ledger.entries import make_entry
 from ledger.finality import open_signed
 from ledger.governance import GovernanceChain
 from ledger.roots import Member, Root, SignedRoot
-from node import keystore
 from tests.integration.conftest import request
 from tools.devnet import network as dn
 
@@ -46,18 +45,6 @@ def _env() -> dict[str, str]:
     env[dn.PASSPHRASE_ENV] = dn.passphrase().decode()
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
     return env
-
-
-def _mekong(cwd: Path, *args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tools.cli", *map(str, args)], cwd=cwd,
-                          env={**_env(), "MEKONG_REPLICA": str(cwd / "replica")}, capture_output=True, text=True,
-                          timeout=120, check=False)
-
-
-def _ok(cwd: Path, *args: object) -> subprocess.CompletedProcess[str]:
-    r = _mekong(cwd, *args)
-    assert r.returncode == 0, f"mekong {' '.join(map(str, args))}\nexit {r.returncode}\n{r.stdout}\n{r.stderr}"
-    return r
 
 
 def _chain(net: Net, url: str) -> GovernanceChain:
@@ -85,10 +72,8 @@ def joined(net: Net, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[
     issuer, key, entries = net.register_issuer("LA", "coo")
     net.wait_final("LA", net.submit("LA", entries)["size"])
     admin, node_key = nacl.signing.SigningKey.generate(), nacl.signing.SigningKey.generate()
-    for name, k in (("mm-admin.key", admin), ("mm-node.key", node_key), ("la-issuer.key", key),
-                    ("th-admin.key", net.admin_key("TH"))):
-        keystore.write_key_file(work / name, k, dn.passphrase(), name, opslimit=keystore.OPSLIMIT_MIN,
-                                memlimit=keystore.MEMLIMIT_MIN)
+    net.write_keys(work, {"mm-admin.key": admin, "mm-node.key": node_key, "la-issuer.key": key,
+                          "th-admin.key": net.admin_key("TH")})
     port = dn.free_base_port(1)
     url = f"http://127.0.0.1:{port}"
     g = net.genesis.root
@@ -98,7 +83,7 @@ def joined(net: Net, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[
     # The threshold (3) of version 1's members, and the member it adds.
     _adopt(net, SignedRoot.create(v2, [net.admin_key(m) for m in ("KH", "TH", "VN")] + [admin]),
            [net.url(m) for m in net.ids])
-    _ok(work, "node", "init", "--member", "MM", "--network", g.network, "--data-dir", work / "mm-data", "--listen",
+    net.mekong_ok(work, "node", "init", "--member", "MM", "--network", g.network, "--data-dir", work / "mm-data", "--listen",
         f"127.0.0.1:{port}", "--node-key", "mm-node.key", "--passphrase-env", dn.PASSPHRASE_ENV, "--genesis",
         net.devnet.genesis, "--pin", net.genesis.root_hash.hex(), "--roots-from", net.url("KH"), "--out", "mm.toml")
     log = open(work / "mm.log", "wb")  # noqa: SIM115 - closed in the teardown
@@ -145,11 +130,11 @@ def test_a_member_added_by_governance_joins_catches_up_and_witnesses(net: Net, j
 def test_a_removed_members_log_is_frozen_and_its_credentials_keep_their_proof(
         net: Net, joined: dict[str, Any]) -> None:
     work, pp = joined["work"], ("--passphrase-env", dn.PASSPHRASE_ENV)
-    _ok(work, "policy", "set", "--member", "TH", "--recognise", "LA:certificate-of-origin:substantial", "--node",
+    net.mekong_ok(work, "policy", "set", "--member", "TH", "--recognise", "LA:certificate-of-origin:substantial", "--node",
         net.url("TH"), "--key", "th-admin.key", *pp)
-    _ok(work, "credential", "issue", "--profile", "certificate-of-origin", "--claims", COO_CLAIMS, "--issuer",
+    net.mekong_ok(work, "credential", "issue", "--profile", "certificate-of-origin", "--claims", COO_CLAIMS, "--issuer",
         joined["issuer"], "--key", "la-issuer.key", "--out", "la-coo.cbor", "--exp", "2100-01-01", *pp)
-    _ok(work, "credential", "anchor", "la-coo.cbor", "--node", net.url("LA"), "--key", "la-issuer.key", *pp)
+    net.mekong_ok(work, "credential", "anchor", "la-coo.cbor", "--node", net.url("LA"), "--key", "la-issuer.key", *pp)
     urls = [net.url(m) for m in net.ids] + [joined["url"]]
     net.wait_until("every node holds LA's anchor as final", lambda: len({_final_size(u, "LA") for u in urls}) == 1,
                    timeout=30)
@@ -167,7 +152,7 @@ def test_a_removed_members_log_is_frozen_and_its_credentials_keep_their_proof(
     time.sleep(1.0)
     assert {_final_size(u, "LA") for u in urls} == {frozen}
     # A credential anchored before Laos left still verifies; the report says when it left.
-    r = _mekong(work, "verify", "la-coo.cbor", "--node", net.url("TH"), "--as-member", "TH", "--genesis",
+    r = net.mekong(work, "verify", "la-coo.cbor", "--node", net.url("TH"), "--as-member", "TH", "--genesis",
                 net.devnet.genesis, "--pin", net.genesis.root_hash.hex(), "--json")
     assert r.returncode == 0, r.stdout + r.stderr
     checks = {c["name"]: c["detail"] for c in json.loads(r.stdout)["checks"]}

@@ -8,9 +8,6 @@ attacker resubmits the logged "reinstate" to make the credential pass again.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +16,6 @@ import pytest
 from ledger import cbor
 from ledger.bodies import MemberPolicy, PolicyRule
 from ledger.entries import UnverifiedEntry, make_entry
-from node import keystore
 from tools.devnet import network as dn
 
 if TYPE_CHECKING:
@@ -28,21 +24,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 COO_CLAIMS = REPO / "tests" / "tools" / "coo.json"
-
-
-def _mekong(cwd: Path, *args: object) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEKONG_")}
-    env[dn.PASSPHRASE_ENV] = dn.passphrase().decode()
-    env["MEKONG_REPLICA"] = str(cwd / "replica")
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
-    return subprocess.run([sys.executable, "-m", "tools.cli", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
-
-
-def _ok(cwd: Path, *args: object) -> subprocess.CompletedProcess[str]:
-    r = _mekong(cwd, *args)
-    assert r.returncode == 0, f"mekong {' '.join(map(str, args))}\nexit {r.returncode}\n{r.stdout}\n{r.stderr}"
-    return r
 
 
 def _entries(net: Net, log: str) -> list[bytes]:
@@ -73,25 +54,22 @@ def test_the_same_entry_fifty_times_in_one_request_is_refused_whole(net: Net) ->
 def test_a_replayed_reinstate_does_not_lift_a_later_suspension(net: Net, tmp_path: Path) -> None:
     issuer, key, entries = net.register_issuer("VN", "coo")
     net.wait_final("VN", net.submit("VN", entries)["size"])
-    keystore.write_key_file(tmp_path / "issuer.key", key, dn.passphrase(), "VN coo issuer",
-                            opslimit=keystore.OPSLIMIT_MIN, memlimit=keystore.MEMLIMIT_MIN)
+    net.write_keys(tmp_path, {"issuer.key": key, "th-admin.key": net.admin_key("TH")})
     pp = ("--passphrase-env", dn.PASSPHRASE_ENV)
     vn, th = net.url("VN"), net.url("TH")
     th_admin = tmp_path / "th-admin.key"
-    keystore.write_key_file(th_admin, net.admin_key("TH"), dn.passphrase(), "TH admin",
-                            opslimit=keystore.OPSLIMIT_MIN, memlimit=keystore.MEMLIMIT_MIN)
-    _ok(tmp_path, "policy", "set", "--member", "TH", "--recognise", "VN:certificate-of-origin:substantial",
+    net.mekong_ok(tmp_path, "policy", "set", "--member", "TH", "--recognise", "VN:certificate-of-origin:substantial",
         "--node", th, "--key", th_admin, *pp)
-    _ok(tmp_path, "credential", "issue", "--profile", "certificate-of-origin", "--claims", COO_CLAIMS, "--issuer",
+    net.mekong_ok(tmp_path, "credential", "issue", "--profile", "certificate-of-origin", "--claims", COO_CLAIMS, "--issuer",
         issuer, "--key", "issuer.key", "--out", "coo.cbor", "--exp", "2100-01-01", *pp)
-    _ok(tmp_path, "credential", "anchor", "coo.cbor", "--node", vn, "--key", "issuer.key", *pp)
-    _ok(tmp_path, "credential", "suspend", "coo.cbor", "--reason", "inspection", "--node", vn, "--key",
+    net.mekong_ok(tmp_path, "credential", "anchor", "coo.cbor", "--node", vn, "--key", "issuer.key", *pp)
+    net.mekong_ok(tmp_path, "credential", "suspend", "coo.cbor", "--reason", "inspection", "--node", vn, "--key",
         "issuer.key", *pp)
-    _ok(tmp_path, "credential", "reinstate", "coo.cbor", "--node", vn, "--key", "issuer.key", *pp)
+    net.mekong_ok(tmp_path, "credential", "reinstate", "coo.cbor", "--node", vn, "--key", "issuer.key", *pp)
     reinstate = next(raw for raw in reversed(_entries(net, "VN")) if UnverifiedEntry.decode(raw).type ==
                      "credential.status")
     reinstate_index = _entries(net, "VN").index(reinstate)
-    _ok(tmp_path, "credential", "suspend", "coo.cbor", "--reason", "fraud suspected", "--node", vn, "--key",
+    net.mekong_ok(tmp_path, "credential", "suspend", "coo.cbor", "--reason", "fraud suspected", "--node", vn, "--key",
         "issuer.key", *pp)
     before = _size(net, "VN")
     # The attack: the logged reinstate, byte for byte, once more.
@@ -100,7 +78,7 @@ def test_a_replayed_reinstate_does_not_lift_a_later_suspension(net: Net, tmp_pat
     assert f"at index {reinstate_index}" in resp.json()["message"], resp
     assert _size(net, "VN") == before
     net.wait_final("VN", before)
-    verify = _mekong(tmp_path, "verify", "coo.cbor", "--node", th, "--as-member", "TH", "--genesis",
+    verify = net.mekong(tmp_path, "verify", "coo.cbor", "--node", th, "--as-member", "TH", "--genesis",
                      net.devnet.genesis, "--pin", net.genesis.root_hash.hex(), "--json")
     assert verify.returncode == 2, verify.stdout + verify.stderr
     assert '"SUSPENDED"' in verify.stdout
