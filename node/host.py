@@ -401,25 +401,22 @@ class LedgerHost:
         if lg.size < cp.size:
             raise StorageError(f"log {req.member}: this witness holds {lg.size} entries, the checkpoint needs "
                                f"{cp.size}; the entries could not be fetched")
-        local_root = lg.root_hash(cp.size)
-        if req.old:
-            old_root = lg.root_hash(req.old)
-            try:
-                if req.old == cp.size:
-                    if req.proof or cp.root_hash != old_root:
-                        raise merkle.ProofError("old size equals the checkpoint size but the roots differ")
-                else:
-                    merkle.verify_consistency(req.old, cp.size, list(req.proof), old_root, cp.root_hash)
-            except merkle.ProofError as e:
-                self.storage.put_evidence(req.member, "bad-consistency-proof", req.note.to_bytes(), str(e), now)
-                raise BadProof(f"log {req.member}: {e}") from e
-        elif req.proof:
-            raise BadProof("the consistency proof must be empty when old is 0")
-        if local_root != cp.root_hash:
+        # Step 6 first: the owner-signed root against the entries this witness verified. Only a checkpoint
+        # can be evidence against its owner; the proof is the sender's, unsigned, and proves nothing of it.
+        if lg.root_hash(cp.size) != cp.root_hash:
             self.storage.put_evidence(req.member, "root-mismatch", req.note.to_bytes(),
                                       f"size {cp.size}: checkpoint root differs from the verified entries", now)
             raise ConflictError(f"log {req.member} at size {cp.size}: the checkpoint's root is not the root of "
                                 f"the entries this witness verified; kept as evidence")
+        # Step 5: the C2SP consistency proof from the last cosigned size; a bad one is a bad request only.
+        if req.old and req.old != cp.size:
+            try:
+                merkle.verify_consistency(req.old, cp.size, list(req.proof), lg.root_hash(req.old), cp.root_hash)
+            except merkle.ProofError as e:
+                raise BadProof(f"log {req.member}: the consistency proof from size {req.old} to {cp.size} does not"
+                               f" verify: {e}") from e
+        elif req.proof:
+            raise BadProof(f"the consistency proof must be empty when old is {req.old}")
         if lg.storage.checkpoint(req.member, cp.size) is None:
             lg.add_checkpoint(Note(req.note.text, tuple(
                 s for s in req.note.signatures if s.name == lg.origin)).to_bytes())

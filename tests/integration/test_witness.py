@@ -115,16 +115,29 @@ def test_fork_with_valid_looking_proof_is_refused_and_kept(net: Net, state: dict
     assert _send(net, "KH", _body(0, [], forged)).body == f"{cosigned}\n".encode()
 
 
-def test_fork_with_bad_proof_is_422_and_kept(net: Net, state: dict[str, Any]) -> None:
+def test_fork_with_a_genuine_proof_is_kept_against_its_root(net: Net, state: dict[str, Any]) -> None:
     cosigned, held, raws = state["cosigned"], state["held"], state["raws"]
     real_tree = merkle.MemoryTree([merkle.leaf_hash(r) for r in raws])
     forged = _forge(net, held, bytes(32))
     before = len(_evidence(net, "KH"))
     resp = _send(net, "KH", _body(cosigned, real_tree.consistency_proof(cosigned, held), forged))
-    assert resp.status == 422, resp
+    assert resp.status == 409 and resp.json()["error"] == "conflict", resp
     rows = _evidence(net, "KH")[before:]
-    assert [(r[0], r[1]) for r in rows] == [("VN", "bad-consistency-proof")], rows
+    assert [(r[0], r[1]) for r in rows] == [("VN", "root-mismatch")], rows
     assert rows[0][3] == forged
+
+
+def test_garbage_proofs_for_an_honest_checkpoint_blame_nobody(net: Net, state: dict[str, Any]) -> None:
+    # Anyone may replay the owner's genuine checkpoint with a garbage proof: a bad request, not evidence
+    # against the owner, and the message says what failed (Trust II item 5).
+    cosigned, held = state["cosigned"], state["held"]
+    genuine = _forge(net, held, state["real"].root_hash)
+    before = len(_evidence(net, "KH"))
+    for i in range(30):
+        resp = _send(net, "KH", _body(cosigned, [bytes([i]) * 32] * 3, genuine))
+        assert resp.status == 422, resp
+        assert "does not verify" in resp.body.decode() and "roots differ" not in resp.body.decode(), resp
+    assert _evidence(net, "KH")[before:] == []
 
 
 def test_other_root_at_the_cosigned_size_is_refused_and_kept(net: Net, state: dict[str, Any]) -> None:
@@ -166,4 +179,4 @@ def test_witness_still_cosigns_the_honest_log(net: Net, state: dict[str, Any]) -
         and any("/KH/" in n for n in cp_cosigs[1])))
     assert net.get("KH", "/healthz").status == 200
     kinds = {r[1] for r in _evidence(net, "KH")}
-    assert {"root-mismatch", "bad-consistency-proof"} <= kinds
+    assert kinds == {"root-mismatch"}
