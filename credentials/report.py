@@ -55,6 +55,7 @@ SUB_INDICATIONS: dict[str, tuple[str, ...]] = {
     "EXPIRED": (TOTAL_FAILED,),
     "SUSPENDED": (INDETERMINATE,),
     "TRY_LATER": (INDETERMINATE,),
+    "EQUIVOCATION": (INDETERMINATE,),
 }
 
 #: Version of the JSON report format (spec 6.3).
@@ -129,10 +130,14 @@ class LogState:
 def conclude(checks: tuple[Check, ...]) -> tuple[str, str | None]:
     """The indication of a list of checks: the first TOTAL-FAILED one, else the first INDETERMINATE one.
 
-    A known revocation or a bad signature outweighs an unknown (spec 6.1).
+    A known revocation or a bad signature outweighs an unknown (spec 6.1); evidence of two histories
+    (INDETERMINATE/EQUIVOCATION) outweighs everything, since the ledger the answer rests on is in doubt.
     """
     if not any(map(_indication, checks)):  # every check passed: the common case, read at C speed
         return TOTAL_PASSED, None
+    if any(c.sub_indication == "EQUIVOCATION" for c in checks):
+        # Evidence that members showed two histories outweighs everything: no answer from either holds.
+        return INDETERMINATE, "EQUIVOCATION"
     first_indeterminate: Check | None = None
     for c in checks:
         if c.indication == TOTAL_FAILED:

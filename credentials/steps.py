@@ -25,7 +25,7 @@ from credentials.view import (
 from ledger.bodies import LOA_ORDER
 
 __all__ = ["Run", "VerificationPolicy", "chain", "freshness", "issuer_at_signing_time", "key_at_signing_time",
-           "status"]
+           "single_history", "status"]
 
 _CHAIN = "CHAIN_CONSTRAINTS_FAILURE"
 
@@ -313,6 +313,18 @@ def status(step: str, name: str, what: str, events: tuple[StatusEvent, ...], at:
                       doc_poe.time)
     return failed(step, name, INDETERMINATE, "REVOKED_NO_POE", "{} {} at {}, after the claimed signing time {}, "
                   "with no proof the document existed before", what, later.status, later.time, at)
+
+
+def single_history(run: Run) -> None:
+    """Step 8.1: the ledger the answer rests on is one history.
+
+    Evidence of two (a split view, an equivocating root) means more than ``f`` members colluded: no answer
+    from that ledger holds, whatever the other checks found, so this runs on every path, early exits too.
+    """
+    evidence = getattr(run.view, "evidence", ())
+    if evidence and not any(c.name == "single-history" for c in run.checks):
+        run.checks.append(failed("8.1", "single-history", INDETERMINATE, "EQUIVOCATION", "{} piece(s) of evidence"
+                                 " that members showed two histories, first: {}", len(evidence), evidence[0]))
 
 
 def freshness(run: Run) -> None:

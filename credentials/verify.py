@@ -91,6 +91,7 @@ def _signature_ok(public_key: bytes, protected: bytes, payload: bytes, signature
 
 
 def _report(run: Run, subject: str, info: dict[str, Any]) -> VerificationReport:
+    steps.single_history(run)  # step 8.1 on every path: evidence of two histories outweighs everything
     checks = tuple(run.checks)
     indication, sub = conclude(checks)
     return VerificationReport(indication, sub, subject, checks, run.now, run.policy.as_member,

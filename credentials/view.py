@@ -294,9 +294,14 @@ class RegistryView:
     Args:
         state: the registry state (``ledger.registry.RegistryState``).
         checkpoints: log (member id) -> verified final checkpoints, any order.
+        evidence: descriptions of evidence of two histories the verifier holds.
     """
 
-    def __init__(self, state: Any, checkpoints: Mapping[str, Sequence[FinalCheckpoint]]) -> None:
+    def __init__(self, state: Any, checkpoints: Mapping[str, Sequence[FinalCheckpoint]],
+                 evidence: Sequence[str] = ()) -> None:
+        #: What the verifier holds as evidence that members showed two histories (split views, root
+        #: equivocation); any makes every answer INDETERMINATE/EQUIVOCATION (check 8.1).
+        self.evidence = tuple(evidence)
         self._state = state
         root = state.chain.current
         departed = {m: (r.version, r.issued_at) for m in state.chain.members_ever

@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 from conftest import Invoke, Scenario
 from netfixture import Liar, Network
 
@@ -137,8 +138,11 @@ def test_replica_ignores_what_is_not_final(scenario: Scenario) -> None:
     assert any("2 valid cosignatures; quorum is 3" in p for p in doc["sync"]["problems"])
 
 
-def test_split_view_is_evidence_and_never_passes(scenario: Scenario, tmp_path: Path) -> None:
-    # A second network with the same keys whose VN log holds a different first entry, finalised by a quorum.
+@pytest.mark.parametrize("forged_first", [False, True], ids=["honest-node-first", "forged-node-first"])
+def test_split_view_is_evidence_and_never_passes(scenario: Scenario, tmp_path: Path, forged_first: bool) -> None:
+    # A second network with the same keys whose VN log holds other entries, finalised by a quorum: more than f
+    # members colluded. Whatever the order of --node, the verdict is INDETERMINATE/EQUIVOCATION, the same in
+    # the text, the JSON and the exit code (Trust II item 2).
     (tmp_path / "fork").mkdir()
     fork = Network(tmp_path / "fork")
     try:
@@ -146,12 +150,19 @@ def test_split_view_is_evidence_and_never_passes(scenario: Scenario, tmp_path: P
         fork.submit("VN", [make_entry("VN", "issuer.register", t, IssuerRegister(
             f"VN/{name}", "Forged", ("certificate-of-origin",), "high", "VN"), fork.admin["VN"])
             for name in ("customs-coo", "a", "b")])
-        r = scenario.verify("--node", scenario.node.url, "--node", fork.urls["TH"], "--pin", scenario.pin,
-                            "--as-member", "TH")
+        nodes = [scenario.node.url, fork.urls["TH"]]
+        if forged_first:
+            nodes.reverse()
+        r = scenario.verify(*(a for u in nodes for a in ("--node", u)), "--pin", scenario.pin, "--as-member", "TH")
         assert r.exit_code == 2, r.output
+        assert r.stdout.startswith("INDETERMINATE / EQUIVOCATION")
         assert "SPLIT VIEW" in r.stdout and "NOT TRUSTED" in r.stdout
         with Replica.open(scenario.replica) as rep:
             assert [e.kind for e in rep.storage.evidence("VN")] == ["split-view"]
+        again = scenario.verify("--offline", "--as-member", "TH", "--json")  # the evidence stays with the replica
+        doc = json.loads(again.stdout)
+        assert again.exit_code == 2 and doc["exit_code"] == 2
+        assert (doc["indication"], doc["sub_indication"]) == ("INDETERMINATE", "EQUIVOCATION")
     finally:
         fork.close()
 

@@ -219,9 +219,7 @@ def run_verification(ctx: click.Context, subject: bytes | SignedDocument, opts: 
     finally:
         replica.close()
     code = _EXIT.get(report.indication, EXIT_INDETERMINATE)
-    distrust = bool(sync and sync.evidence) and code == EXIT_OK
-    if distrust:
-        code = EXIT_INDETERMINATE
+    distrust = report.sub_indication == "EQUIVOCATION"  # check 8.1: the same verdict in text, JSON and exit code
     if opts["as_json"]:
         doc = report.to_dict()
         doc["replica"] = status
@@ -233,8 +231,8 @@ def run_verification(ctx: click.Context, subject: bytes | SignedDocument, opts: 
         click.echo(report.render_text(), nl=False)
         click.echo("\n".join(replica_lines(status, sync)))
         if distrust:
-            click.echo("NOT TRUSTED: the sync found evidence that members showed different histories; "
-                       "treat this result as INDETERMINATE and report the evidence.")
+            click.echo("NOT TRUSTED: the replica holds evidence that members showed different histories (kept in"
+                       " its evidence table); report it to the network's members.")
     ctx.exit(code)
 
 

@@ -283,7 +283,8 @@ class Replica:
 
     def view(self) -> RegistryView:
         """The verification engine's view: the registry as of each log's newest final checkpoint."""
-        return RegistryView(self.state, self.final_checkpoints())
+        evidence = [f"{e.kind} of log {e.log}: {e.reason}" for e in self.storage.evidence()]
+        return RegistryView(self.state, self.final_checkpoints(), evidence)
 
     def status(self, now: int) -> dict[str, Any]:
         """Where the replica stands: pin, root, last sync and per-log final size and age, as JSON."""

@@ -136,6 +136,7 @@ class Syncer:
         self.chain = chain
         self.logs = logs
         self._open_logs = open_logs
+        self._flagged: set[bytes] = set()  # checkpoints already kept as evidence in this sync
 
     def run(self, clients: Sequence[NodeClient], progress: Progress | None = None) -> SyncReport:
         """Sync every log of the current root from ``clients``.
@@ -230,32 +231,63 @@ class Syncer:
 
     def _sync_log(self, lg: MemberLog, candidates: list[_Candidate], live: Sequence[NodeClient],
                   report: SyncReport, progress: Progress) -> None:
+        """Sync to the largest candidate that works, and compare every candidate with every other.
+
+        Every candidate is quorum-cosigned, so any two that cannot both be true are evidence, whatever the
+        order the nodes were given in: two roots at one size, or a checkpoint whose root is not that of the
+        verified entries at its size (checked once the entries are held, also for candidates whose own
+        entries could not be fetched).
+        """
         log = lg.member_id
         synced = False
         before = lg.size
-        for cand in candidates:  # largest first: sync to the first that works, check the others against it
+        self._same_size_splits(lg, candidates, report)
+        unsynced: list[_Candidate] = []
+        for cand in candidates:  # largest first
             cp = cand.checkpoint
             try:
                 if cp.size > lg.size:
                     self._fetch_and_append(lg, cand, live, progress)
                     self._add_covering(lg, cand, before, report)
                 elif lg.root_hash(cp.size) != cp.root_hash:
-                    held = report.logs[log].source or "an earlier sync"
-                    raise ConflictError(f"log {log}: node {cand.client.url} serves a final checkpoint of size "
-                                        f"{cp.size} whose root differs from that of the verified entries held "
-                                        f"here (from {held})")
+                    self._split_view(lg, cand, report, report.logs[log].source or "an earlier sync")
+                    continue
                 lg.add_checkpoint(cand.data)
             except ConflictError as e:
-                report.evidence.append(f"SPLIT VIEW: {e}")
-                self.storage.put_evidence(log, "split-view", cand.data, str(e), max(cand.cosigners.values()))
+                if cand.data not in self._flagged:
+                    self._flagged.add(cand.data)
+                    report.evidence.append(f"SPLIT VIEW: {e}")
+                    self.storage.put_evidence(log, "split-view", cand.data, str(e), max(cand.cosigners.values()))
                 continue
             except (ClientError, DecodeError, VerificationError, StorageError) as e:
                 report.problems.append(f"log {log}: could not sync to size {cp.size} from {cand.client.url}: {e}")
+                unsynced.append(cand)
                 continue
             if not synced:
                 s = report.logs[log]
                 s.source, s.cosigners = cand.client.url, tuple(sorted(cand.cosigners))
                 synced = True
+        for cand in unsynced:  # a final checkpoint whose entries were not served, against those that were
+            if cand.checkpoint.size <= lg.size and lg.root_hash(cand.checkpoint.size) != cand.checkpoint.root_hash:
+                self._split_view(lg, cand, report, report.logs[log].source or "an earlier sync")
+
+    def _same_size_splits(self, lg: MemberLog, candidates: list[_Candidate], report: SyncReport) -> None:
+        seen: dict[tuple[int, bytes], _Candidate] = {}
+        for cand in candidates:
+            cp = cand.checkpoint
+            other = next((c for (size, root), c in seen.items() if size == cp.size and root != cp.root_hash), None)
+            if other is not None:
+                self._split_view(lg, cand, report, other.client.url)
+            seen.setdefault((cp.size, cp.root_hash), cand)
+
+    def _split_view(self, lg: MemberLog, cand: _Candidate, report: SyncReport, held: str) -> None:
+        cp = cand.checkpoint
+        msg = (f"log {lg.member_id}: node {cand.client.url} serves a final checkpoint of size {cp.size} whose root "
+               f"differs from that of the final checkpoint or verified entries of that size from {held}")
+        if cand.data not in self._flagged:
+            self._flagged.add(cand.data)
+            report.evidence.append(f"SPLIT VIEW: {msg}")
+            self.storage.put_evidence(lg.member_id, "split-view", cand.data, msg, max(cand.cosigners.values()))
 
     def _add_covering(self, lg: MemberLog, cand: _Candidate, start: int, report: SyncReport) -> None:
         """Store the oldest final checkpoints covering the new entries ``start..`` (specs/api.md A.7.2).
