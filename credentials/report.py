@@ -131,14 +131,16 @@ def conclude(checks: tuple[Check, ...]) -> tuple[str, str | None]:
     """The indication of a list of checks: the first TOTAL-FAILED one, else the first INDETERMINATE one.
 
     A known revocation or a bad signature outweighs an unknown (spec 6.1); evidence of two histories
-    (INDETERMINATE/EQUIVOCATION) outweighs everything, since the ledger the answer rests on is in doubt.
+    (INDETERMINATE/EQUIVOCATION) outweighs everything, since the ledger the answer rests on is in doubt; a
+    stale governance head (check 8.0) comes before the other INDETERMINATE checks, which it may explain.
     """
     if not any(map(_indication, checks)):  # every check passed: the common case, read at C speed
         return TOTAL_PASSED, None
     if any(c.sub_indication == "EQUIVOCATION" for c in checks):
         # Evidence that members showed two histories outweighs everything: no answer from either holds.
         return INDETERMINATE, "EQUIVOCATION"
-    first_indeterminate: Check | None = None
+    first_indeterminate: Check | None = next((c for c in checks if c.name == "governance-current"
+                                              and c.indication == INDETERMINATE), None)  # a stale head first
     for c in checks:
         if c.indication == TOTAL_FAILED:
             return TOTAL_FAILED, c.sub_indication

@@ -24,8 +24,8 @@ from credentials.view import (
 )
 from ledger.bodies import LOA_ORDER
 
-__all__ = ["Run", "VerificationPolicy", "chain", "freshness", "issuer_at_signing_time", "key_at_signing_time",
-           "single_history", "status"]
+__all__ = ["Run", "VerificationPolicy", "chain", "freshness", "governance_current", "issuer_at_signing_time",
+           "key_at_signing_time", "single_history", "status"]
 
 _CHAIN = "CHAIN_CONSTRAINTS_FAILURE"
 
@@ -315,6 +315,25 @@ def status(step: str, name: str, what: str, events: tuple[StatusEvent, ...], at:
                   "with no proof the document existed before", what, later.status, later.time, at)
 
 
+def governance_current(run: Run) -> None:
+    """Step 8.0: the governance root the answer is judged under is the newest there is.
+
+    An expired head (spec 5.4.3), or a newer root that final checkpoints name but no node served (spec
+    4.3.5), means the verifier was kept from a newer root: TRY_LATER, on every path, early exits too.
+    """
+    if any(c.name == "governance-current" for c in run.checks):
+        return
+    add = run.checks.append
+    expires = run.gov.expires
+    if expires is not None and run.now >= expires:
+        add(failed("8.0", "governance-current", INDETERMINATE, "TRY_LATER", "governance root v{} expired at {}: a"
+                   " newer root is needed (sync from other nodes)", run.gov.version, expires))
+    elif run.gov.withheld is not None:
+        add(failed("8.0", "governance-current", INDETERMINATE, "TRY_LATER", "final checkpoints name governance root"
+                   " v{}, which no node served; judged under v{} (a node may be withholding it: sync from others)",
+                   run.gov.withheld, run.gov.version))
+
+
 def single_history(run: Run) -> None:
     """Step 8.1: the ledger the answer rests on is one history.
 
@@ -331,12 +350,6 @@ def freshness(run: Run) -> None:
     """Step 8: every log consulted has a final checkpoint no older than the policy allows."""
     limit = run.policy.max_age_seconds
     add = run.checks.append
-    # 8.0: the governance root judged under may still be the head (spec 5.4.3); an expired one means no
-    # newer root reached this verifier in time, as when a node withholds it.
-    expires = run.gov.expires
-    if expires is not None and run.now >= expires:
-        add(failed("8.0", "governance-current", INDETERMINATE, "TRY_LATER", "governance root v{} expired at {}: a"
-                   " newer root is needed (sync from other nodes)", run.gov.version, expires))
     for log, state in run.logs.items():
         if log in run.gov.departed and state is not None:
             # A removed member's log is frozen (spec 7.4.2): its final state can never change, so its age

@@ -91,7 +91,8 @@ def _signature_ok(public_key: bytes, protected: bytes, payload: bytes, signature
 
 
 def _report(run: Run, subject: str, info: dict[str, Any]) -> VerificationReport:
-    steps.single_history(run)  # step 8.1 on every path: evidence of two histories outweighs everything
+    steps.governance_current(run)  # steps 8.0 and 8.1 on every path: a stale governance head, or evidence of
+    steps.single_history(run)  # two histories, outweighs what the other checks found
     checks = tuple(run.checks)
     indication, sub = conclude(checks)
     return VerificationReport(indication, sub, subject, checks, run.now, run.policy.as_member,

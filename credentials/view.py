@@ -57,6 +57,8 @@ class GovernanceInfo:
         expires: when the root stops being a valid head (spec 5.4.3), or None.
         departed: member id -> (version, issued_at) of the root that removed it, for every member an earlier
             root listed and the current one does not (spec 7.4.2).
+        withheld: a newer root version that final checkpoints name (vouched for by a quorum of the current
+            members) but that no node served, or None.
     """
 
     network: str
@@ -66,6 +68,7 @@ class GovernanceInfo:
     quorum: int
     expires: int | None = None
     departed: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    withheld: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,10 +298,11 @@ class RegistryView:
         state: the registry state (``ledger.registry.RegistryState``).
         checkpoints: log (member id) -> verified final checkpoints, any order.
         evidence: descriptions of evidence of two histories the verifier holds.
+        withheld_root: a newer governance root version the verifier knows exists but could not get.
     """
 
     def __init__(self, state: Any, checkpoints: Mapping[str, Sequence[FinalCheckpoint]],
-                 evidence: Sequence[str] = ()) -> None:
+                 evidence: Sequence[str] = (), withheld_root: int | None = None) -> None:
         #: What the verifier holds as evidence that members showed two histories (split views, root
         #: equivocation); any makes every answer INDETERMINATE/EQUIVOCATION (check 8.1).
         self.evidence = tuple(evidence)
@@ -307,7 +311,8 @@ class RegistryView:
         departed = {m: (r.version, r.issued_at) for m in state.chain.members_ever
                     if (r := state.chain.departure(m)) is not None}
         self.governance = GovernanceInfo(root.network, root.version, frozenset(m.id for m in root.members),
-                                         root.faulty, root.quorum, root.expires, departed)
+                                         root.faulty, root.quorum, root.expires, departed,
+                                         withheld_root if withheld_root and withheld_root > root.version else None)
         self._cps: dict[str, tuple[FinalCheckpoint, ...]] = {}
         self._sizes: dict[str, list[int]] = {}
         self._as_of: dict[str, int] = {}

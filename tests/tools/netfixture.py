@@ -189,11 +189,19 @@ class Network:
 
 
 class Liar:
-    """A malicious node: a proxy in front of ``member``'s real node that serves the newest stored checkpoint of
-    ``log`` (final or not, with whatever cosignatures it has) as if it were final; everything else passes."""
+    """A malicious node: a proxy in front of ``member``'s real node; everything it does not lie about passes.
 
-    def __init__(self, net: Network, member: str, log: str) -> None:
-        self.net, self.member, self.log = net, member, log
+    Args:
+        net: the network.
+        member: whose node it stands in front of.
+        log: serve the newest stored checkpoint of this log (final or not, with whatever cosignatures it has)
+            as if it were final.
+        hide_roots_above: serve no governance root newer than this version (withholding them).
+    """
+
+    def __init__(self, net: Network, member: str, log: str | None = None, *,
+                 hide_roots_above: int | None = None) -> None:
+        self.net, self.member, self.log, self.hide = net, member, log, hide_roots_above
         self.port = free_base_port(1)
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -208,6 +216,13 @@ class Liar:
         self._runner = net._loop.run(up())
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if self.hide is not None and request.path.startswith("/governance/roots"):
+            if request.path == "/governance/roots":
+                versions = list(range(1, self.hide + 1))
+                return web.json_response({"versions": versions, "current": self.hide,
+                                          "current_hash": self.net.genesis.root_hash.hex()})
+            if int(request.path.rsplit("/", 1)[1]) > self.hide:
+                return web.json_response({"error": "not_found", "message": "no such root"}, status=404)
         if request.method == "GET" and request.path == f"/logs/{self.log}/checkpoint" and not request.query:
             storage = self.net.host(self.member).storage
             size, note = storage.latest_checkpoint(self.log) or (0, b"")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,10 @@ from conftest import Invoke, Scenario
 from netfixture import Liar, Network
 
 from ledger.bodies import IssuerRegister
+from ledger.checkpoint import Checkpoint
 from ledger.entries import make_entry
+from ledger.note import Note
+from ledger.roots import Root, SignedRoot
 from tools.client.replica import Replica
 
 
@@ -165,6 +169,36 @@ def test_split_view_is_evidence_and_never_passes(scenario: Scenario, tmp_path: P
         assert (doc["indication"], doc["sub_indication"]) == ("INDETERMINATE", "EQUIVOCATION")
     finally:
         fork.close()
+
+
+def test_a_node_withholding_a_newer_root_is_noticed(scenario: Scenario) -> None:
+    # Root version 2 is adopted by every node; a node that serves only version 1 cannot make the verifier
+    # judge under version 1 as if it were the newest: the checkpoints it relays name version 2 (spec 4.3.5),
+    # vouched for by a quorum of the members of version 1 (Trust II item 3).
+    net = scenario.net
+    g = net.genesis.root
+    v2 = Root(g.network, 2, g.root_hash, g.members, g.quorum, g.threshold, g.faulty, int(time.time()))
+    signed = SignedRoot.create(v2, [net.admin[m] for m in ("KH", "LA", "TH")])
+    req = urllib.request.Request(scenario.node.url + "/governance/roots", data=signed.to_cbor(),
+                                 headers={"Content-Type": "application/cbor"})
+    urllib.request.urlopen(req, timeout=10).close()
+    net.wait_until("every log is final under version 2", lambda: all(
+        Checkpoint.parse(Note.parse(net.host(m).final[m][1]).text).extensions[0].startswith("governance 2 ")
+        for m in ("VN", "TH")))
+    liar = Liar(net, "VN", hide_roots_above=1)
+    try:
+        r = scenario.verify("--node", liar.url, "--pin", scenario.pin, "--as-member", "TH", "--json")
+    finally:
+        liar.stop()
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 2 and (doc["indication"], doc["sub_indication"]) == ("INDETERMINATE", "TRY_LATER"), doc
+    check = next(c for c in doc["checks"] if c["name"] == "governance-current")
+    assert "root v2, which no node served; judged under v1" in check["detail"]
+    assert doc["sync"]["withheld_root"] == 2
+    # An honest node serves version 2: the verifier catches up and passes, judged under version 2.
+    r = scenario.verify("--node", scenario.node.url, "--as-member", "TH", "--json")
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 0 and doc["governance"]["version"] == 2, doc
 
 
 def test_verify_signature(scenario: Scenario) -> None:

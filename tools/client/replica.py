@@ -284,7 +284,7 @@ class Replica:
     def view(self) -> RegistryView:
         """The verification engine's view: the registry as of each log's newest final checkpoint."""
         evidence = [f"{e.kind} of log {e.log}: {e.reason}" for e in self.storage.evidence()]
-        return RegistryView(self.state, self.final_checkpoints(), evidence)
+        return RegistryView(self.state, self.final_checkpoints(), evidence, self.meta.get("withheld_root"))
 
     def status(self, now: int) -> dict[str, Any]:
         """Where the replica stands: pin, root, last sync and per-log final size and age, as JSON."""
@@ -314,5 +314,8 @@ class Replica:
         report = Syncer(self.storage, self.chain, self.logs, self._open_logs).run(clients, progress)
         self.meta["last_sync"] = now
         self.meta["nodes"] = list(report.answered)
+        # A newer root that a quorum of the current members vouched for, and no node served (Trust II item 3).
+        seen = max(report.withheld_root or 0, int(self.meta.get("withheld_root") or 0))
+        self.meta["withheld_root"] = seen if seen > self.chain.current.version else None
         self._save_meta()
         return report

@@ -25,9 +25,10 @@ from typing import Any, Protocol
 from ledger import merkle
 from ledger.checkpoint import Checkpoint
 from ledger.errors import ConflictError, DecodeError, EquivocationError, StorageError, VerificationError
-from ledger.finality import open_signed
+from ledger.finality import Witnesses, count_cosignatures, log_verifier, open_signed, root_reference
 from ledger.governance import GovernanceChain
 from ledger.memberlog import MemberLog
+from ledger.note import Note, verify_note
 from ledger.roots import SignedRoot
 from ledger.storage import Storage
 from tools.client.http import ENTRIES_PAGE, ClientError, NodeClient
@@ -95,6 +96,8 @@ class SyncReport:
         problems: invalid data served by a node (refused, not stored).
         evidence: split views and equivocation: two verified, conflicting
             statements; more than ``f`` members misbehaved.
+        withheld_root: the newest governance root version that a checkpoint cosigned by a quorum of the
+            current root's members names, when no node served that root (a node may be withholding it).
     """
 
     answered: list[str] = field(default_factory=list)
@@ -103,13 +106,14 @@ class SyncReport:
     logs: dict[str, LogSync] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     evidence: list[str] = field(default_factory=list)
+    withheld_root: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
         return {"answered": self.answered, "failed": self.failed, "roots_added": self.roots_added,
                 "logs": {m: {"before": s.before, "after": s.after, "final_size": s.final_size, "source": s.source,
                              "cosigners": list(s.cosigners)} for m, s in sorted(self.logs.items())},
-                "problems": self.problems, "evidence": self.evidence}
+                "problems": self.problems, "evidence": self.evidence, "withheld_root": self.withheld_root}
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +221,8 @@ class Syncer:
                 continue
             if data is None:
                 continue
+            if self._names_a_withheld_root(lg.member_id, data, c, report):
+                continue
             try:
                 _, cp, fin = open_signed(data, self.chain, lg.member_id)
             except (DecodeError, VerificationError) as e:
@@ -228,6 +234,37 @@ class Syncer:
                 continue
             found.append(_Candidate(c, data, cp, dict(fin.cosigners)))
         return sorted(found, key=lambda x: x.checkpoint.size, reverse=True)
+
+    def _names_a_withheld_root(self, log: str, data: bytes, client: NodeClient, report: SyncReport) -> bool:
+        """Whether the checkpoint names a governance root newer than any node served (spec 4.3.5).
+
+        It is believed only when the current root's keys vouch for it: the owner's signature and a quorum of
+        cosignatures by the current members' witness keys. Then a newer root exists and the verifier must not
+        judge under the old one as if it were the newest (a node withholding roots is not trusted for it).
+        """
+        head = self.chain.current
+        try:
+            note = Note.parse(data)
+            cp = Checkpoint.parse(note.text)
+            version, _ = root_reference(cp)
+        except DecodeError:
+            return False  # open_signed reports it
+        if version <= head.version:
+            return False
+        try:
+            verify_note(note, (log_verifier(head.network, log, head),))
+            times = count_cosignatures(cp, note.signatures, Witnesses(head.network, head))
+        except (VerificationError, DecodeError):
+            times = {}
+        if len(times) >= head.quorum:
+            report.withheld_root = max(version, report.withheld_root or 0)
+            report.problems.append(f"node {client.url} serves a final checkpoint of log {log} made under governance"
+                                   f" root version {version}, which no node served (the newest held is"
+                                   f" {head.version}): a node may be withholding it")
+        else:
+            report.problems.append(f"node {client.url} serves a checkpoint of log {log} naming governance root"
+                                   f" version {version}, unknown here and not vouched for by the current members")
+        return True
 
     def _sync_log(self, lg: MemberLog, candidates: list[_Candidate], live: Sequence[NodeClient],
                   report: SyncReport, progress: Progress) -> None:
