@@ -66,7 +66,8 @@ def create_app(config: NodeConfig, *, storage: Storage | None = None,
     """
     limits = config.limits
     metrics = node_metrics()
-    concurrency = ConcurrencyLimiter(limits.max_concurrent_requests)
+    concurrency = ConcurrencyLimiter(limits.max_concurrent_requests, limits.reserved_peer_requests,
+                                     limits.max_requests_per_client)
     app = web.Application(
         client_max_size=limits.max_request_bytes,
         middlewares=[

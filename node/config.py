@@ -67,6 +67,9 @@ class Limits:
         submitter_burst: token-bucket depth for that rate; 429 past it.
         max_tracked_submitters: rate-limit buckets kept in memory at once.
         max_concurrent_requests: requests handled at once; more get 503.
+        reserved_peer_requests: of those, slots only requests from member nodes may use.
+        max_requests_per_client: requests handled at once from one client address (or one member node).
+        body_read_timeout_ms: how long a request body may take to arrive; slower gets 408.
         witness_request_timeout_ms: one add-checkpoint call to one witness.
         witness_quorum_timeout_ms: waiting for a quorum of cosignatures.
         checkpoint_interval_ms: how often the owner signs a new checkpoint.
@@ -81,6 +84,9 @@ class Limits:
     submitter_burst: int = _int_field(1000, 1, 10_000_000)
     max_tracked_submitters: int = _int_field(10_000, 1, 10_000_000)
     max_concurrent_requests: int = _int_field(256, 1, 100_000)
+    reserved_peer_requests: int = _int_field(64, 0, 99_999)
+    max_requests_per_client: int = _int_field(64, 1, 100_000)
+    body_read_timeout_ms: int = _int_field(10_000, 1, 3_600_000)
     witness_request_timeout_ms: int = _int_field(5000, 1, 3_600_000)
     witness_quorum_timeout_ms: int = _int_field(30_000, 1, 86_400_000)
     checkpoint_interval_ms: int = _int_field(1000, 1, 86_400_000)
@@ -100,6 +106,9 @@ class Limits:
                               "or a full batch could never be accepted")
         if self.witness_request_timeout_ms > self.witness_quorum_timeout_ms:
             raise ConfigError("limits.witness_request_timeout_ms must not exceed limits.witness_quorum_timeout_ms")
+        if self.reserved_peer_requests >= self.max_concurrent_requests:
+            raise ConfigError("limits.reserved_peer_requests must be below limits.max_concurrent_requests, or no"
+                              " public request could ever be served")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Limits:

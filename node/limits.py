@@ -17,6 +17,7 @@ The numbers come from :class:`node.config.Limits`; nothing here is global.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -31,6 +32,7 @@ from ledger.errors import DecodeError
 from node.middleware import (
     OverloadedError,
     RateLimitedError,
+    RequestTimeoutError,
     RequestTooLargeError,
 )
 
@@ -110,55 +112,95 @@ class TokenBucketLimiter:
 
 
 class ConcurrencyLimiter:
-    """At most ``limit`` requests at once; the next one is refused, not queued."""
+    """At most ``limit`` requests at once, ``reserved`` of them kept for member nodes; refused, not queued.
 
-    def __init__(self, limit: int) -> None:
+    Public requests (clients, verifiers, anyone) share ``limit - reserved`` slots, at most ``per_client`` at
+    once from one address. A request that claims to come from a member node (an ``Authorization:
+    Mekong-Node member=XX ...`` header, checked when the handler reads the body) may also use the reserved
+    slots, at most ``per_client`` at once per claimed member: a flood of slow public requests cannot take
+    the slots witnessing and replication need (Trust II item 4), and a forged header gains little.
+    """
+
+    def __init__(self, limit: int, reserved: int = 0, per_client: int | None = None) -> None:
         """Create a limiter.
 
         Raises:
-            ValueError: ``limit`` is not positive.
+            ValueError: ``limit`` is not positive, ``reserved`` not below it, or ``per_client`` not positive.
         """
-        if limit < 1:
-            raise ValueError("limit must be positive")
+        if limit < 1 or not 0 <= reserved < limit or (per_client is not None and per_client < 1):
+            raise ValueError("limit must be positive, reserved in [0, limit), per_client positive")
         self.limit = limit
+        self.reserved = reserved
+        self.per_client = per_client or limit
         self.active = 0
+        self.active_public = 0
+        self._by_client: dict[str, int] = {}
 
-    def acquire(self) -> None:
-        """Take a slot.
+    @property
+    def saturated(self) -> bool:
+        """Whether every public slot is taken (``/healthz`` then says the node is degraded)."""
+        return self.active_public >= self.limit - self.reserved
+
+    def acquire(self, client: str = "", peer: bool = False) -> None:
+        """Take a slot for a request from ``client`` (an address, or ``peer:XX`` for a member node).
 
         Raises:
-            OverloadedError: every slot is taken.
+            OverloadedError: the slots this request may use are taken, or its client has its share.
         """
-        if self.active >= self.limit:
-            raise OverloadedError(f"the node is handling its maximum of {self.limit} concurrent requests; retry shortly")
+        if self.active >= self.limit or (not peer and self.saturated):
+            raise OverloadedError(f"the node is handling its maximum of {self.limit} concurrent requests"
+                                  f" ({self.reserved} kept for member nodes); retry shortly")
+        if self._by_client.get(client, 0) >= self.per_client:
+            raise OverloadedError(f"{self.per_client} requests from {client or 'this client'} are already in"
+                                  " progress; retry shortly")
         self.active += 1
+        self.active_public += not peer
+        self._by_client[client] = self._by_client.get(client, 0) + 1
 
-    def release(self) -> None:
+    def release(self, client: str = "", peer: bool = False) -> None:
         """Give a slot back."""
         self.active = max(0, self.active - 1)
+        if not peer:
+            self.active_public = max(0, self.active_public - 1)
+        left = self._by_client.get(client, 0) - 1
+        if left > 0:
+            self._by_client[client] = left
+        else:
+            self._by_client.pop(client, None)
+
+
+def _claimed_peer(request: web.Request) -> str | None:
+    # The member a request claims to come from: only the header's form is looked at here; the signature,
+    # over the body, is verified by the handler (spec A.2).
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Mekong-Node member=") and len(header) > 21 and header[19:21].isupper():
+        return header[19:21]
+    return None
 
 
 def concurrency_middleware(limiter: ConcurrencyLimiter, exempt: Collection[str] = ("/healthz", "/metrics")
                            ) -> Middleware:
-    """Build the middleware that refuses requests past ``limiter``'s limit with 503.
+    """Build the middleware that refuses requests past ``limiter``'s limits with 503.
 
     Args:
         limiter: the shared slot counter.
         exempt: paths never refused, so monitoring works under load.
 
     Raises:
-        OverloadedError: (from the middleware) when every slot is taken.
+        OverloadedError: (from the middleware) when the slots the request may use are taken.
     """
 
     @web.middleware
     async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in exempt:
             return await handler(request)
-        limiter.acquire()  # runs on the event loop thread: no await between check and take
+        member = _claimed_peer(request)
+        client = f"peer:{member}" if member else f"addr:{request.remote or 'unknown'}"
+        limiter.acquire(client, member is not None)  # on the event loop thread: no await between check and take
         try:
             return await handler(request)
         finally:
-            limiter.release()
+            limiter.release(client, member is not None)
 
     return limit
 
@@ -183,36 +225,41 @@ def body_size_middleware(max_bytes: int) -> Middleware:
     return check
 
 
-async def read_body(request: web.Request, max_bytes: int) -> bytes:
-    """Read the whole request body, refusing more than ``max_bytes``.
+async def read_body(request: web.Request, max_bytes: int, timeout: float | None = None) -> bytes:
+    """Read the whole request body, refusing more than ``max_bytes`` or taking longer than ``timeout`` seconds.
 
     Raises:
         RequestTooLargeError: the body is larger than ``max_bytes``.
+        RequestTimeoutError: the body did not arrive within ``timeout`` (a slow or stalled client, 408).
     """
     length = request.content_length
     if length is not None and length > max_bytes:
         raise RequestTooLargeError(f"request body of {length} bytes exceeds the limit of {max_bytes} bytes")
     chunks: list[bytes] = []
     total = 0
-    while True:
-        chunk = await request.content.read(65536)
-        if not chunk:
-            break
-        total += len(chunk)
-        if total > max_bytes:
-            raise RequestTooLargeError(f"request body exceeds the limit of {max_bytes} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                chunk = await request.content.read(65536)
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > max_bytes:
+                    raise RequestTooLargeError(f"request body exceeds the limit of {max_bytes} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeoutError(f"the request body did not arrive within {timeout:g} s ({total} bytes came)") from None
     return b"".join(chunks)
 
 
-async def read_json(request: web.Request, max_bytes: int) -> Any:
+async def read_json(request: web.Request, max_bytes: int, timeout: float | None = None) -> Any:
     """Read and parse a JSON request body of at most ``max_bytes``.
 
     Raises:
         RequestTooLargeError: the body is too large.
         DecodeError: the body is not UTF-8 JSON (including nesting too deep to parse).
     """
-    body = await read_body(request, max_bytes)
+    body = await read_body(request, max_bytes, timeout)
     try:
         return json.loads(body.decode("utf-8"))
     except UnicodeDecodeError as e:

@@ -36,7 +36,8 @@ from ledger.errors import (
 from node.metrics import NodeMetrics
 
 __all__ = [
-    "HttpRefusal", "NotFoundError", "OverloadedError", "RateLimitedError", "RequestTooLargeError",
+    "HttpRefusal", "NotFoundError", "OverloadedError", "RateLimitedError", "RequestTimeoutError",
+    "RequestTooLargeError",
     "classify", "error_body", "error_middleware", "error_response", "metrics_middleware", "route_label",
 ]  # fmt: skip
 
@@ -91,6 +92,13 @@ class RateLimitedError(HttpRefusal):
         headers = {} if retry_after is None else {"Retry-After": str(max(1, int(retry_after + 0.999)))}
         super().__init__(message, headers=headers)
         self.retry_after = retry_after
+
+
+class RequestTimeoutError(HttpRefusal):
+    """The request body did not arrive in time: 408 (a slow or stalled client)."""
+
+    status = 408
+    kind = "request_timeout"
 
 
 class OverloadedError(HttpRefusal):
@@ -177,8 +185,9 @@ def error_middleware(metrics: NodeMetrics | None = None) -> Middleware:
             raise
         except Exception as e:  # the one place that catches everything
             status, kind, message = classify(e)
-            if status >= 500:
+            if status >= 500 and not isinstance(e, HttpRefusal):  # a traceback only for the node's own failures;
                 log.error("%s %s failed: %s", request.method, request.path, type(e).__name__, exc_info=e)
+                # refusals (503 overloaded, ...) are counted in the metrics below, not logged one by one
             headers = e.headers if isinstance(e, HttpRefusal) else None
         if metrics is not None:
             metrics.errors.inc(kind=kind)

@@ -23,7 +23,7 @@ from aiohttp import web
 from ledger import cbor
 from ledger.bodies import check_issuer_id, member_of
 from ledger.errors import DecodeError, VerificationError
-from node.appkeys import CONFIG_KEY, METRICS_KEY, RATE_LIMITER_KEY, SERVICE_KEY, STORAGE_KEY
+from node.appkeys import CONCURRENCY_KEY, CONFIG_KEY, METRICS_KEY, RATE_LIMITER_KEY, SERVICE_KEY, STORAGE_KEY
 from node.host import BadProof, UnknownLog, WitnessConflict
 from node.jsonview import to_json
 from node.limits import SUBMITTER, read_body, submitter_of
@@ -71,12 +71,21 @@ def add_routes(r: web.UrlDispatcher) -> None:
 # ----------------------------------------------------------------------------- health, metrics, tiles
 
 
+async def _body(request: web.Request) -> bytes:
+    # Every handler reads its body through the size limit and the read timeout (spec A.3).
+    limits = request.app[CONFIG_KEY].limits
+    return await read_body(request, limits.max_request_bytes, limits.body_read_timeout_ms / 1000)
+
+
 async def healthz(request: web.Request) -> web.Response:
-    """``GET /healthz``: 200 with the member, network and own log size while storage answers (spec A.4)."""
+    """``GET /healthz``: 200 while storage answers and public requests are served; 503 ``degraded`` while every
+    public request slot is taken (spec A.4)."""
     config = request.app[CONFIG_KEY]
     size = await asyncio.to_thread(request.app[STORAGE_KEY].size, config.member)
-    return web.json_response({"status": "ok", "member": config.member, "network": config.network, "log_size": size},
-                             headers={"Cache-Control": "no-store"})
+    degraded = request.app[CONCURRENCY_KEY].saturated
+    return web.json_response({"status": "degraded" if degraded else "ok", "member": config.member,
+                              "network": config.network, "log_size": size},
+                             status=503 if degraded else 200, headers={"Cache-Control": "no-store"})
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
@@ -168,7 +177,7 @@ async def get_checkpoint(request: web.Request) -> web.Response:
 async def post_checkpoint(request: web.Request) -> web.Response:
     """``POST /logs/{member}/checkpoint``: a peer announces a final checkpoint (A.9)."""
     member = _member(request)
-    body = await read_body(request, request.app[CONFIG_KEY].limits.max_request_bytes)
+    body = await _body(request)
     sender = await _signed_by_peer(request, body)
     final = await _svc(request).accept_final(member, body, sender)
     return web.json_response({"final": final})
@@ -197,7 +206,7 @@ async def post_entries(request: web.Request) -> web.Response:
         owner = svc.peers().get(member)
         raise Misdirected(f"this node owns log {svc.config.member}; submit entries for {member[:16]!r} to "
                           f"{owner or 'its owner node'}")
-    body = await read_body(request, limits.max_request_bytes)
+    body = await _body(request)
     raws = cbor.decode(body, SUBMIT_LIMITS)
     if not isinstance(raws, list) or not raws or not all(isinstance(r, bytes) for r in raws):
         raise DecodeError("the body must be a non-empty CBOR array of COSE_Sign1 byte strings")
@@ -254,7 +263,7 @@ async def consistency_proof(request: web.Request) -> web.Response:
 
 async def add_checkpoint(request: web.Request) -> web.Response:
     """``POST /witness/add-checkpoint`` (A.8): C2SP tlog-witness with its status codes."""
-    body = await read_body(request, request.app[CONFIG_KEY].limits.max_request_bytes)
+    body = await _body(request)
     sender = await _signed_by_peer(request, body) if "Authorization" in request.headers else None
     try:
         line = await _svc(request).witness(body, sender)
@@ -291,7 +300,7 @@ async def get_root(request: web.Request) -> web.Response:
 
 async def post_root(request: web.Request) -> web.Response:
     """``POST /governance/roots``: submit the next root; adopted once valid and forwarded to peers (A.11)."""
-    body = await read_body(request, request.app[CONFIG_KEY].limits.max_request_bytes)
+    body = await _body(request)
     version = await _svc(request).adopt_root(body, forward=True)
     return web.json_response({"version": version})
 

@@ -226,7 +226,7 @@ def test_bad_json_is_400(tmp_path: Path) -> None:
 
 
 def test_concurrency_limit_gives_503_but_not_for_monitoring(tmp_path: Path) -> None:
-    app = _app(tmp_path, max_concurrent_requests=2)
+    app = _app(tmp_path, max_concurrent_requests=2, reserved_peer_requests=0)
     gate = asyncio.Event()
     entered = asyncio.Queue[None]()
 
@@ -245,7 +245,8 @@ def test_concurrency_limit_gives_503_but_not_for_monitoring(tmp_path: Path) -> N
         resp = await client.get("/slow")
         assert resp.status == 503 and resp.headers["Retry-After"] == "1"
         assert (await resp.json())["error"] == "overloaded"
-        assert (await client.get("/healthz")).status == 200
+        health = await client.get("/healthz")  # answered, and says the node is saturated (Trust II item 4)
+        assert health.status == 503 and (await health.json())["status"] == "degraded"
         assert (await client.get("/metrics")).status == 200
         gate.set()
         assert [r.status for r in await asyncio.gather(*held)] == [200, 200]

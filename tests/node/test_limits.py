@@ -75,3 +75,26 @@ def test_concurrency_limiter() -> None:
     lim.release()
     lim.release()
     assert lim.active == 0
+
+
+def test_concurrency_limiter_keeps_slots_for_member_nodes_and_caps_each_client() -> None:
+    lim = ConcurrencyLimiter(4, reserved=2, per_client=1)
+    lim.acquire("addr:a")
+    with pytest.raises(OverloadedError, match="1 requests from addr:a"):
+        lim.acquire("addr:a")  # one client, one slot
+    lim.acquire("addr:b")
+    assert lim.saturated
+    with pytest.raises(OverloadedError, match="2 kept for member nodes"):
+        lim.acquire("addr:c")  # the public slots are taken ...
+    lim.acquire("peer:VN", peer=True)  # ... the reserved ones are not
+    lim.acquire("peer:TH", peer=True)
+    with pytest.raises(OverloadedError):
+        lim.acquire("peer:KH", peer=True)  # all four taken
+    lim.release("addr:a")
+    assert not lim.saturated
+    lim.acquire("addr:c")
+    for c, p in (("addr:b", False), ("addr:c", False), ("peer:VN", True), ("peer:TH", True)):
+        lim.release(c, p)
+    assert (lim.active, lim.active_public) == (0, 0)
+    with pytest.raises(ValueError):
+        ConcurrencyLimiter(2, reserved=2)
