@@ -17,6 +17,7 @@ import sys
 from aiohttp import web
 
 from ledger.errors import MekongError
+from node import logfilter
 from node.app import create_app
 from node.config import NodeConfig, load_config
 
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logfilter.install()  # what clients do wrong: one WARNING per kind and minute, no tracebacks
     try:
         config = load_config(args.config)
         logging.getLogger("mekong.node").info("node %s of network %s listening on %s:%d", config.member,
