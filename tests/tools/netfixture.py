@@ -197,11 +197,14 @@ class Liar:
         log: serve the newest stored checkpoint of this log (final or not, with whatever cosignatures it has)
             as if it were final.
         hide_roots_above: serve no governance root newer than this version (withholding them).
+        freeze: keep serving the final checkpoint of every log as it is now (a frozen node).
     """
 
     def __init__(self, net: Network, member: str, log: str | None = None, *,
-                 hide_roots_above: int | None = None) -> None:
+                 hide_roots_above: int | None = None, freeze: bool = False) -> None:
         self.net, self.member, self.log, self.hide = net, member, log, hide_roots_above
+        self.frozen = {m: self.net.host(member).final[m][1] for m in net.members
+                       if freeze and m in self.net.host(member).final}
         self.port = free_base_port(1)
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -216,6 +219,9 @@ class Liar:
         self._runner = net._loop.run(up())
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        frozen = next((note for m, note in self.frozen.items() if request.path == f"/logs/{m}/checkpoint"), None)
+        if frozen is not None and not request.query:
+            return web.Response(body=frozen, content_type="text/plain")
         if self.hide is not None and request.path.startswith("/governance/roots"):
             if request.path == "/governance/roots":
                 versions = list(range(1, self.hide + 1))

@@ -201,6 +201,26 @@ def test_a_node_withholding_a_newer_root_is_noticed(scenario: Scenario) -> None:
     assert r.exit_code == 0 and doc["governance"]["version"] == 2, doc
 
 
+def test_a_frozen_node_is_named_and_the_newest_checkpoint_wins(scenario: Scenario, invoke: Invoke) -> None:
+    # A node that keeps serving an old final checkpoint (to hide what came later) is outvoted by any node
+    # serving a newer verified one, and named, by verify and by audit compare (Trust II items 1 and 6).
+    net = scenario.net
+    frozen = Liar(net, "VN", freeze=True)
+    try:
+        scenario.ok("credential", "suspend", scenario.credential, "--reason", "after the freeze",
+                    *scenario.entry_args(scenario.issuer_key))
+        r = scenario.verify("--node", frozen.url, "--node", scenario.node.url, "--pin", scenario.pin,
+                            "--as-member", "TH", "--json")
+        doc = json.loads(r.stdout)
+        assert r.exit_code == 2 and doc["sub_indication"] == "SUSPENDED", doc  # the newest checkpoint won
+        assert any(x.startswith(f"node {frozen.url} serves log VN final at size 3, behind size 4")
+                   for x in doc["sync"]["lagging"]), doc["sync"]
+        r = invoke("audit", "compare", "--node", frozen.url, "--node", scenario.node.url, "--pin", scenario.pin)
+        assert f"lagging: node {frozen.url} serves log VN final at size 3, behind size 4" in r.stdout, r.output
+    finally:
+        frozen.stop()
+
+
 def test_verify_signature(scenario: Scenario) -> None:
     doc = scenario.dir / "invoice.xml"
     doc.write_bytes(b"<Invoice>rice, 20 t</Invoice>")

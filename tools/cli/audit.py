@@ -230,7 +230,9 @@ def compare(ctx: click.Context, nodes: tuple[str, ...], genesis_file: Path | Non
                 problems.append(f"node {c.url} serves a checkpoint of log {m} (size {cp.size}) with "
                                 f"{len(fin.cosigners)} member cosignatures; quorum is {fin.quorum}")
         evidence += _split_views(m, seen, live)
+    lagging = [x for m, seen in sorted(logs.items()) for x in _lagging(m, seen)]
     doc = {"nodes": [c.url for c in live], "unreachable": unreachable, "root_version": root.version,
+           "lagging": lagging,
            "logs": {m: [{"node": s.node, "size": s.checkpoint.size, "root": s.checkpoint.root_hash.hex(),
                          "cosigners": list(s.cosigners), "final": s.final} for s in seen]
                     for m, seen in logs.items()},
@@ -239,7 +241,7 @@ def compare(ctx: click.Context, nodes: tuple[str, ...], genesis_file: Path | Non
     for m, seen in sorted(logs.items()):
         sizes = ", ".join(f"{s.checkpoint.size}@{s.node}" for s in seen) or "no final checkpoint anywhere"
         lines.append(f"  log {m}: {sizes}")
-    lines += [f"unreachable: {u}: {e}" for u, e in unreachable.items()]
+    lines += [f"unreachable: {u}: {e}" for u, e in unreachable.items()] + [f"lagging: {x}" for x in lagging]
     lines += [f"problem: {p}" for p in problems] + [f"SPLIT VIEW: {e}" for e in evidence]
     if not evidence and not problems:
         lines.append("OK: every node " + ("that answered " if unreachable else "") +
@@ -248,6 +250,16 @@ def compare(ctx: click.Context, nodes: tuple[str, ...], genesis_file: Path | Non
     if evidence or problems:
         ctx.exit(EXIT_FAILED)
     ctx.exit(EXIT_TOOL if unreachable else EXIT_OK)
+
+
+def _lagging(log: str, seen: list[_Seen]) -> list[str]:
+    """The nodes serving an older final checkpoint of ``log`` than another node: behind, or frozen."""
+    final = [s for s in seen if s.final]
+    if not final:
+        return []
+    top = max(final, key=lambda s: s.checkpoint.size)
+    return [f"node {s.node} serves log {log} final at size {s.checkpoint.size}, behind size {top.checkpoint.size}"
+            f" at {top.node}" for s in final if s.checkpoint.size < top.checkpoint.size]
 
 
 def _split_views(log: str, seen: list[_Seen], live: list[NodeClient]) -> list[str]:

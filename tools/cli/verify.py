@@ -194,6 +194,7 @@ def replica_lines(st: dict[str, Any], sync: SyncReport | None) -> list[str]:
         if lg["final_size"] is not None:
             lines.append(f"  log {m}: final size {lg['final_size']}, witnessed {ago(lg['age_seconds'])} ago")
     if sync is not None:
+        lines += [f"  lagging: {x}" for x in sync.lagging]
         lines += [f"  warning: {p}" for p in sync.problems]
         lines += [f"  EVIDENCE: {e}" for e in sync.evidence]
     return lines

@@ -98,6 +98,8 @@ class SyncReport:
             statements; more than ``f`` members misbehaved.
         withheld_root: the newest governance root version that a checkpoint cosigned by a quorum of the
             current root's members names, when no node served that root (a node may be withholding it).
+        lagging: nodes that serve an older final checkpoint of a log than another node does (behind, or
+            frozen to hide what came later); the newest verified checkpoint wins.
     """
 
     answered: list[str] = field(default_factory=list)
@@ -107,13 +109,15 @@ class SyncReport:
     problems: list[str] = field(default_factory=list)
     evidence: list[str] = field(default_factory=list)
     withheld_root: int | None = None
+    lagging: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
         return {"answered": self.answered, "failed": self.failed, "roots_added": self.roots_added,
                 "logs": {m: {"before": s.before, "after": s.after, "final_size": s.final_size, "source": s.source,
                              "cosigners": list(s.cosigners)} for m, s in sorted(self.logs.items())},
-                "problems": self.problems, "evidence": self.evidence, "withheld_root": self.withheld_root}
+                "problems": self.problems, "evidence": self.evidence, "withheld_root": self.withheld_root,
+                "lagging": self.lagging}
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +237,13 @@ class Syncer:
                                        f"with {len(fin.cosigners)} valid cosignatures; quorum is {fin.quorum}")
                 continue
             found.append(_Candidate(c, data, cp, dict(fin.cosigners)))
-        return sorted(found, key=lambda x: x.checkpoint.size, reverse=True)
+        found.sort(key=lambda x: x.checkpoint.size, reverse=True)
+        if found:
+            newest = found[0]
+            report.lagging += [f"node {x.client.url} serves log {lg.member_id} final at size {x.checkpoint.size},"
+                               f" behind size {newest.checkpoint.size} at {newest.client.url}"
+                               for x in found if x.checkpoint.size < newest.checkpoint.size]
+        return found
 
     def _names_a_withheld_root(self, log: str, data: bytes, client: NodeClient, report: SyncReport) -> bool:
         """Whether the checkpoint names a governance root newer than any node served (spec 4.3.5).
