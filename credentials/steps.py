@@ -20,7 +20,7 @@ from credentials.view import (
     LedgerView,
     ProofOfExistence,
     StatusEvent,
-    witnessed_time,
+    fresh_time,
 )
 from ledger.bodies import LOA_ORDER
 
@@ -93,9 +93,9 @@ class Run:
             return
         cp = self.view.latest_checkpoint(log)
         state = None
-        if cp is not None:
-            t = witnessed_time(cp, self.gov.faulty)
-            state = LogState(cp, t, None if t is None else self.now - t)
+        if cp is not None:  # spec 7.4.4: freshness from the (f+1)-th newest cosignature, none from the future
+            t = fresh_time(cp, self.gov.faulty, self.now + self.policy.clock_skew_seconds)
+            state = LogState(cp, t, None if t is None else max(0, self.now - t))
         self.logs[log] = state
 
     def states(self) -> tuple[LogState, ...]:

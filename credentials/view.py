@@ -39,6 +39,7 @@ __all__ = [
     "RegistryView",
     "StatusEvent",
     "WitnessTime",
+    "fresh_time",
     "proof_of_existence",
     "witnessed_time",
 ]
@@ -160,22 +161,29 @@ class FinalCheckpoint:
 
     Build one from what :func:`ledger.checkpoint.open_checkpoint` or
     :meth:`ledger.memberlog.MemberLog.finality` returns, with :meth:`of`.
-    ``times`` (derived) holds the cosignature timestamps in ascending order.
+    ``times`` (derived) holds the cosignature timestamps in ascending order: the first cosignature of each
+    witness, which bounds when the entries existed. ``seen`` holds the newest verified cosignature time of
+    each witness (heartbeats re-cosign the newest checkpoint, spec 7.4.4), which says how fresh it is;
+    empty when only the first ones are known.
     """
 
     log: str
     size: int
     root_hash: bytes
     cosignatures: tuple[WitnessTime, ...]
+    seen: tuple[int, ...] = ()
     times: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "times", tuple(sorted(c.timestamp for c in self.cosignatures)))
 
     @classmethod
-    def of(cls, log: str, size: int, root_hash: bytes, cosigners: Mapping[str, int]) -> FinalCheckpoint:
-        """From a mapping of witness (member id or key name) to verified cosignature timestamp."""
-        return cls(log, size, root_hash, tuple(WitnessTime(w, t) for w, t in sorted(cosigners.items())))
+    def of(cls, log: str, size: int, root_hash: bytes, cosigners: Mapping[str, int],
+           seen: Mapping[str, int] | None = None) -> FinalCheckpoint:
+        """From a mapping of witness (member id or key name) to verified cosignature timestamp, and optionally
+        to the newest verified one."""
+        return cls(log, size, root_hash, tuple(WitnessTime(w, t) for w, t in sorted(cosigners.items())),
+                   tuple(sorted((seen or {}).values())))
 
 
 class RecognitionRule(Protocol):
@@ -236,6 +244,18 @@ class LedgerView(Protocol):
     def covering_checkpoint(self, log: str, index: int) -> FinalCheckpoint | None:
         """The first final checkpoint of ``log`` whose size exceeds ``index`` (so covers entry ``index``)."""
         ...
+
+
+def fresh_time(checkpoint: FinalCheckpoint, faulty: int, latest: int) -> int | None:
+    """How fresh a checkpoint is: the ``(f+1)``-th newest cosignature time no later than ``latest`` (spec 7.4.4).
+
+    At least ``f + 1`` witnesses, so one honest, saw the checkpoint as the log's newest at that time or later,
+    and no ``f`` colluders can move it later. Times after ``latest`` (the verifier's clock plus the allowed
+    skew) are not counted: a witness claiming a time in the future is refused, never shown as a negative age.
+    None when fewer than ``f + 1`` times remain.
+    """
+    times = sorted((t for t in (checkpoint.seen or checkpoint.times) if t <= latest), reverse=True)
+    return times[faulty] if len(times) > faulty else None
 
 
 def witnessed_time(checkpoint: FinalCheckpoint, faulty: int) -> int | None:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import nacl.signing
 
 from ledger.bodies import GovernanceAdopt
-from ledger.checkpoint import Checkpoint, CosignatureSigner, add_signatures, sign_checkpoint, witness_name
+from ledger.checkpoint import Checkpoint, Cosignature, CosignatureSigner, add_signatures, sign_checkpoint, witness_name
 from ledger.entries import UnverifiedEntry, make_entry
 from ledger.errors import AuthorizationError, ConflictError, DecodeError, StorageError, VerificationError
 from ledger.finality import (
@@ -66,7 +66,7 @@ class LogCheckpoints:
 
     # ------------------------------------------------------------------ checkpoints (spec 7.4)
 
-    def checkpoint(self, now: int | None = None) -> Note:
+    def checkpoint(self, now: int | None = None, *, refresh: bool = False) -> Note:
         """Sign and store a checkpoint of the whole log (spec 7.4.1).
 
         If the latest checkpoint already covers the whole log, it is reused
@@ -77,6 +77,7 @@ class LogCheckpoints:
                 checkpoint as a witness with timestamp ``now`` (unless it
                 already has), and that cosignature counts toward the quorum
                 like any other member's (spec 7.4.3).
+            refresh: cosign again even if the owner has: a heartbeat (spec 7.4.4).
 
         Returns:
             The checkpoint note with the log signature only (cosignatures are
@@ -105,8 +106,8 @@ class LogCheckpoints:
             cp = Checkpoint(self.origin, size, self.root_hash(size), checkpoint_extensions(root))
             note = sign_checkpoint(cp, self._signer)
             self.storage.put_checkpoint(self.member_id, size, note.to_bytes())
-        if now is not None and not any(c.witness == self.member_id
-                                       for c in self.storage.cosignatures(self.member_id, size)):
+        if now is not None and (refresh or not any(c.witness == self.member_id
+                                                   for c in self.storage.cosignatures(self.member_id, size))):
             own = CosignatureSigner(witness_name(self.network, self.member_id), self._node_key)
             self.add_cosignatures(size, [own.cosign(Checkpoint.parse(note.text), now)])
         return note
@@ -252,6 +253,11 @@ class LogCheckpoints:
             member, verified[member] = witnesses.verify(cp, sig)
             rows.append((member, sig.line().encode("utf-8")))
         self.storage.put_cosignatures(self.member_id, size, rows)
+        # spec 7.4.4: a later line (a heartbeat's) replaces a witness's fresh line; an older one never does
+        held = self._fresh_times(size)
+        newer = [(m, line) for m, line in rows if verified[m] > held.get(m, -1)]
+        if newer:
+            self.storage.put_fresh(self.member_id, size, newer)
         fin = self.finality(size)
         if fin is not None and fin.final:  # spec 7.4.3: finality, once decided, is recorded
             self.storage.put_final(self.member_id, size, fin.root_version, fin.witnessed_time or 0)
@@ -276,6 +282,42 @@ class LogCheckpoints:
         lines = [sig for witness, sig in self._stored_lines(size)
                  if (found := witnesses.lookup(sig)) is not None and found[0] == witness]
         return Finality.of(self.member_id, size, root, count_cosignatures(cp, lines, witnesses))
+
+    def fresh_lines(self, size: int) -> dict[str, NoteSignature]:
+        """Witness -> its newest cosignature line on the checkpoint of ``size``: the first stored line, replaced
+        by a later one (a heartbeat) where held. Lines are verified when they are stored, not here."""
+        lines = dict(self._stored_lines(size))
+        for witness, raw in self.storage.fresh(self.member_id, size):
+            try:
+                lines[witness] = NoteSignature.parse_line(raw.decode("utf-8"))
+            except (UnicodeDecodeError, DecodeError):
+                continue  # damaged: the stored first line stays
+        return lines
+
+    def _fresh_times(self, size: int) -> dict[str, int]:
+        # The timestamps of the fresh lines held for ``size`` (verified when stored).
+        out = {}
+        for witness, sig in self.fresh_lines(size).items():
+            try:
+                out[witness] = Cosignature.from_note_signature(sig).timestamp
+            except DecodeError:
+                continue
+        return out
+
+    def freshness(self, size: int) -> dict[str, int]:
+        """Member -> time of its newest valid cosignature on the checkpoint of ``size`` (spec 7.4.4).
+
+        Raises:
+            StorageError: no checkpoint of ``size`` is stored.
+        """
+        stored = self._stored(size)
+        if stored is None:
+            raise StorageError(f"log {self.member_id} has no checkpoint at size {size}")
+        cp = Checkpoint.parse(stored[1].text)
+        witnesses = Witnesses(self.network, named_root(cp, self.state.chain))
+        lines = [sig for witness, sig in self.fresh_lines(size).items()
+                 if (found := witnesses.lookup(sig)) is not None and found[0] == witness]
+        return count_cosignatures(cp, lines, witnesses)
 
     def latest_checkpoint(self) -> bytes | None:
         """The latest checkpoint note with every stored cosignature line appended, or None.

@@ -63,6 +63,13 @@ CREATE TABLE finals (
     witnessed_time INTEGER NOT NULL,
     PRIMARY KEY (log, size)
 ) WITHOUT ROWID;
+CREATE TABLE fresh (
+    log     TEXT NOT NULL,
+    witness TEXT NOT NULL,
+    size    INTEGER NOT NULL,
+    line    BLOB NOT NULL,
+    PRIMARY KEY (log, witness)
+) WITHOUT ROWID;
 CREATE TABLE roots (
     version INTEGER NOT NULL,
     digest  BLOB NOT NULL,

@@ -341,6 +341,26 @@ class Storage:
             row = self._conn.execute("SELECT max(size) FROM finals WHERE log = ?", (log,)).fetchone()
             return None if row is None or row[0] is None else int(row[0])
 
+    def put_fresh(self, log: str, size: int, lines: Sequence[tuple[str, bytes]]) -> None:
+        """Keep each witness's newest cosignature line on ``log`` (spec 7.1.10): it replaces the one held for a
+        smaller or equal size (a heartbeat re-cosigns the same checkpoint later), never one for a larger size.
+
+        Raises:
+            StorageError: SQLite failed.
+        """
+        with self._wrap(f"store fresh cosignatures of log {log}"), self._transaction():
+            self._conn.executemany(
+                "INSERT INTO fresh (log, witness, size, line) VALUES (?, ?, ?, ?) ON CONFLICT (log, witness) "
+                "DO UPDATE SET size = excluded.size, line = excluded.line WHERE excluded.size >= fresh.size",
+                [(log, w, size, bytes(line)) for w, line in lines])
+
+    def fresh(self, log: str, size: int) -> list[tuple[str, bytes]]:
+        """``(witness, line)`` of the newest cosignature each witness made on the checkpoint of ``log`` at
+        ``size``, as far as stored (spec 7.1.10)."""
+        with self._wrap(f"read fresh cosignatures of log {log}"):
+            return [(w, bytes(line)) for w, line in self._conn.execute(
+                "SELECT witness, line FROM fresh WHERE log = ? AND size = ? ORDER BY witness", (log, size))]
+
     def checkpoints(self, log: str) -> list[tuple[int, bytes]]:
         """Every stored ``(size, note)`` of ``log``, by size."""
         with self._wrap(f"read checkpoints of log {log}"):

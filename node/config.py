@@ -75,6 +75,8 @@ class Limits:
         checkpoint_interval_ms: how often the owner signs a new checkpoint.
         batch_linger_ms: how long submissions wait to be batched together.
         sync_interval_ms: how often the node polls peers for new checkpoints.
+        heartbeat_interval_ms: how old the own log's newest cosignatures may grow before the owner has its
+            newest checkpoint cosigned again, appends or not (spec 7.4.4).
     """
 
     max_request_bytes: int = _int_field(1 << 20, 1024, 1 << 28)
@@ -92,6 +94,7 @@ class Limits:
     checkpoint_interval_ms: int = _int_field(1000, 1, 86_400_000)
     batch_linger_ms: int = _int_field(20, 0, 60_000)
     sync_interval_ms: int = _int_field(2000, 1, 86_400_000)
+    heartbeat_interval_ms: int = _int_field(20_000, 100, 86_400_000)
 
     def __post_init__(self) -> None:
         for f in fields(self):

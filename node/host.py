@@ -258,13 +258,17 @@ class LedgerHost:
                                     " network: its log is frozen and takes no entries")
         return self.own.append(raws)
 
-    def sign_checkpoint(self, now: int) -> tuple[Note, int]:
+    def sign_checkpoint(self, now: int, refresh: bool = False) -> tuple[Note, int]:
         """Sign (or reuse) the checkpoint of the whole own log, with the owner's cosignature.
+
+        Args:
+            now: the owner's cosignature time.
+            refresh: cosign again even if the owner has (a heartbeat, spec 7.4.4).
 
         Returns:
             The note with the log signature only, and its size.
         """
-        note = self.own.checkpoint(now)
+        note = self.own.checkpoint(now, refresh=refresh)
         cp = Checkpoint.parse(note.text)
         self._refresh_final(self.member, cp.size)
         return note, cp.size
@@ -328,17 +332,17 @@ class LedgerHost:
         return cp
 
     def _add_known_cosignatures(self, member: str, size: int, sigs: list[NoteSignature]) -> None:
-        # Only lines by witness keys of the root the checkpoint names, from members whose line this node
-        # does not hold yet; the member log verifies each one before storing it.
+        # Lines by witness keys of the root the checkpoint names that this node does not hold: a member's first
+        # line, or a later one (a heartbeat, spec 7.4.4); the member log verifies each one before storing it.
         lg = self.logs[member]
         stored = self.storage.checkpoint(member, size)
         if stored is None:
             return
         witnesses = Witnesses(self.network, named_root(Checkpoint.parse(Note.parse(stored).text), self.chain))
-        held = {c.witness for c in self.storage.cosignatures(member, size)}
-        fresh = [s for s in sigs if (found := witnesses.lookup(s)) is not None and found[0] not in held]
-        if fresh:
-            lg.add_cosignatures(size, fresh)
+        held = {sig.line() for sig in lg.fresh_lines(size).values()}
+        new = [s for s in sigs if witnesses.lookup(s) is not None and s.line() not in held]  # later lines too
+        if new:
+            lg.add_cosignatures(size, new)
 
     # ------------------------------------------------------------------ witnessing (C2SP tlog-witness)
 
@@ -451,7 +455,8 @@ class LedgerHost:
             self.final[member] = (size, self._note_with_cosignatures(member, size))
 
     def _note_with_cosignatures(self, member: str, size: int) -> bytes:
+        # Served with each witness's newest line (a heartbeat's, spec 7.4.4), so that it shows how fresh it is.
         stored = self.storage.checkpoint(member, size)
         assert stored is not None
-        lines = [NoteSignature.parse_line(c.line.decode("utf-8")) for c in self.storage.cosignatures(member, size)]
+        lines = list(self.member_log(member).fresh_lines(size).values())
         return add_signatures(Note.parse(stored), lines).to_bytes()

@@ -95,6 +95,8 @@ class NodeService:
         self._final_changed = asyncio.Condition()
         self._witness_sizes: dict[str, int] = {}
         self._announced = 0  # the size of the own log's newest final checkpoint pushed to peers
+        self._heartbeat_due = False  # the next round re-cosigns the newest checkpoint even if it is final
+        self._last_round = 0.0  # loop time of the last completed checkpoint round
         self._tasks: list[asyncio.Task[None]] = []
 
     # ------------------------------------------------------------------ lifecycle
@@ -104,7 +106,8 @@ class NodeService:
         timeout = aiohttp.ClientTimeout(total=self.limits.witness_request_timeout_ms / 1000)
         self.session = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=64))
         self._tasks = [asyncio.create_task(self._publisher(), name="publisher"),
-                       asyncio.create_task(self._sync_loop(), name="sync")]
+                       asyncio.create_task(self._sync_loop(), name="sync"),
+                       asyncio.create_task(self._heartbeat(), name="heartbeat")]
         self._dirty.set()
 
     async def stop(self) -> None:
@@ -246,13 +249,26 @@ class NodeService:
                 await asyncio.sleep(self.limits.checkpoint_interval_ms / 1000)
                 self._dirty.set()
 
+    async def _heartbeat(self) -> None:
+        """Spec 7.4.4: keep the own log's newest checkpoint freshly cosigned even when nothing is appended, so
+        that an honest node always serves a checkpoint whose cosignatures are younger than the interval (plus
+        a round), and a node serving an older one is caught by its age."""
+        interval = self.limits.heartbeat_interval_ms / 1000
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval / 4)
+            if loop.time() - self._last_round >= interval and self.config.member in self.host.final:
+                self._heartbeat_due = True
+                self._dirty.set()
+
     async def _publish_round(self) -> None:
         member = self.config.member
-        note, size = await self.call(self.host.sign_checkpoint, self.clock())
+        heartbeat, self._heartbeat_due = self._heartbeat_due, False
+        note, size = await self.call(self.host.sign_checkpoint, self.clock(), heartbeat)
         if size == 0:
             return
         fin = self.host.final.get(member)
-        if fin is None or fin[0] < size:
+        if fin is None or fin[0] < size or heartbeat:
             peers = self.peers()
             deadline = self.limits.witness_quorum_timeout_ms / 1000
             pending = {asyncio.create_task(self._ask_witness(p, url, note, size)) for p, url in peers.items()}
@@ -278,7 +294,8 @@ class NodeService:
                 # Late answers still count: let them finish in the background.
                 for t in pending:
                     t.add_done_callback(self._late_cosignature(size))
-        await self._announce_final()
+        self._last_round = asyncio.get_running_loop().time()
+        await self._announce_final(force=heartbeat)
 
     def _late_cosignature(self, size: int) -> Callable[[asyncio.Task[list[str]]], None]:
         def done(task: asyncio.Task[list[str]]) -> None:
@@ -315,13 +332,13 @@ class NodeService:
             return []
         return []
 
-    async def _announce_final(self) -> None:
+    async def _announce_final(self, force: bool = False) -> None:
         member = self.config.member
         fin = self.host.final.get(member)
         async with self._final_changed:
             self._final_changed.notify_all()
-        if fin is None or fin[0] <= self._announced:
-            return  # peers learnt this one already (or will, from their sync loop)
+        if fin is None or (fin[0] <= self._announced and not force):
+            return  # peers learnt this one already (or will, from their sync loop); a heartbeat pushes again
         self._announced = fin[0]
         self.metrics.final_size.set(fin[0], log=member)
         path = f"/logs/{member}/checkpoint"
@@ -373,8 +390,10 @@ class NodeService:
         cp = Checkpoint.parse(Note.parse(body).text)
         async with self.lock(member):
             fin = self.host.final.get(member)
-            if fin is not None and fin[0] >= cp.size:
+            if fin is not None and fin[0] > cp.size:
                 return True
+            if fin is not None and fin[0] == cp.size:  # a heartbeat: keep the fresher cosignatures (7.4.4)
+                return await self.call(self.host.add_final_checkpoint, member, body)
             held = await self.call(lambda: self.host.member_log(member).size)
             if held < cp.size:
                 # Signed by the owner and final, before any entry is fetched for it. (When the entries

@@ -38,7 +38,8 @@ from tools.devnet.network import free_base_port
 MEMBERS = ("KH", "LA", "TH", "VN")
 #: Quick rounds: tests wait for finality and replication.
 LIMITS = Limits(submitter_entries_per_second=1_000_000, submitter_burst=10_000_000, sync_interval_ms=200,
-                witness_request_timeout_ms=2000, witness_quorum_timeout_ms=8000, batch_linger_ms=5)
+                witness_request_timeout_ms=2000, witness_quorum_timeout_ms=8000, batch_linger_ms=5,
+                heartbeat_interval_ms=400)
 T = TypeVar("T")
 
 

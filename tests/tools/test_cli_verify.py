@@ -221,6 +221,31 @@ def test_a_frozen_node_is_named_and_the_newest_checkpoint_wins(scenario: Scenari
         frozen.stop()
 
 
+def test_a_frozen_node_is_caught_by_age_while_heartbeats_keep_the_honest_answer_fresh(scenario: Scenario) -> None:
+    # Spec 7.4.4 (Trust II item 1): a node that keeps serving the checkpoint from before a suspension hides it
+    # only for as long as the freshest cosignatures on that checkpoint are younger than the verifier's max
+    # age; an idle log's newest checkpoint is re-cosigned by heartbeats (400 ms here), so the honest network
+    # always answers fresh.
+    frozen = Liar(scenario.net, "VN", freeze=True)
+    try:
+        scenario.ok("credential", "suspend", scenario.credential, "--reason", "hidden by a frozen node",
+                    *scenario.entry_args(scenario.issuer_key))
+        time.sleep(3.0)  # nothing is appended meanwhile: only heartbeats
+        r = scenario.invoke("verify", scenario.credential, "--replica", scenario.dir / "frozen-replica", "--node",
+                            frozen.url, "--pin", scenario.pin, "--as-member", "TH", "--max-age", "2", "--json")
+        doc = json.loads(r.stdout)
+        assert r.exit_code == 2 and doc["sub_indication"] == "TRY_LATER", doc
+        state = next(s for s in doc["ledger_state"] if s["log"] == "VN")
+        assert state["size"] == 3 and state["age_seconds"] >= 2, state
+        r = scenario.verify("--node", scenario.node.url, "--pin", scenario.pin, "--as-member", "TH", "--max-age",
+                            "2", "--json")
+        doc = json.loads(r.stdout)
+        assert r.exit_code == 2 and doc["sub_indication"] == "SUSPENDED", doc
+        assert all(s["age_seconds"] <= 2 for s in doc["ledger_state"]), doc["ledger_state"]
+    finally:
+        frozen.stop()
+
+
 def test_verify_signature(scenario: Scenario) -> None:
     doc = scenario.dir / "invoice.xml"
     doc.write_bytes(b"<Invoice>rice, 20 t</Invoice>")

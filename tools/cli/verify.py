@@ -47,6 +47,8 @@ __all__ = ["ago", "default_replica_dir", "open_replica", "run_verification", "ve
 
 F = TypeVar("F", bound=Callable[..., Any])
 _EXIT = {TOTAL_PASSED: EXIT_OK, TOTAL_FAILED: EXIT_FAILED, INDETERMINATE: EXIT_INDETERMINATE}
+#: Default oldest acceptable final checkpoint when syncing from nodes: a few heartbeats (spec 7.4.4).
+ONLINE_MAX_AGE = 120
 _POLICY_KEYS = {"as_member", "min_loa", "max_age_seconds", "document_types", "clock_skew_seconds"}
 
 
@@ -93,8 +95,9 @@ def verification_options(f: F) -> F:
     f = click.option("--offline", is_flag=True,
                      help="Do not contact any node: use the replica as it is, and show its age.")(f)
     f = click.option("--max-age", type=click.IntRange(min=0), metavar="SECONDS",
-                     help="Oldest acceptable final checkpoint before the answer is INDETERMINATE/TRY_LATER "
-                          "(default 86400).")(f)
+                     help="Oldest acceptable final checkpoint (by its (f+1)-th newest cosignature) before the "
+                          f"answer is INDETERMINATE/TRY_LATER (default {ONLINE_MAX_AGE} after a sync, 86400 "
+                          "with --offline).")(f)
     f = click.option("--min-loa", type=click.Choice(LOAS), help="Lowest level of assurance accepted "
                      "(default substantial).")(f)
     f = click.option("--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path),
@@ -105,7 +108,7 @@ def verification_options(f: F) -> F:
 
 
 def load_policy(policy_file: Path | None, as_member: str | None, min_loa: str | None,
-                max_age: int | None) -> VerificationPolicy:
+                max_age: int | None, default_max_age: int | None = None) -> VerificationPolicy:
     """The verifier's policy from ``--policy`` and the options (which win).
 
     Raises:
@@ -126,6 +129,8 @@ def load_policy(policy_file: Path | None, as_member: str | None, min_loa: str | 
         doc["min_loa"] = min_loa
     if max_age is not None:
         doc["max_age_seconds"] = max_age
+    elif default_max_age is not None:
+        doc.setdefault("max_age_seconds", default_max_age)
     if not doc.get("as_member"):
         raise click.UsageError("say whose recognition policy to apply: --as-member M (for example TH), "
                                "or as_member in --policy FILE")
@@ -206,7 +211,8 @@ def run_verification(ctx: click.Context, subject: bytes | SignedDocument, opts: 
     ``opts`` holds the values of :func:`verification_options`.
     """
     at = opts["at"] if opts["at"] is not None else now()
-    policy = load_policy(opts["policy_file"], opts["as_member"], opts["min_loa"], opts["max_age"])
+    policy = load_policy(opts["policy_file"], opts["as_member"], opts["min_loa"], opts["max_age"],
+                         None if opts["offline"] else ONLINE_MAX_AGE)
     replica, sync = open_replica(opts["nodes"], opts["replica_dir"], opts["genesis_file"], opts["pin"],
                                  opts["offline"], at, quiet=opts["as_json"])
     try:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from credentials.view import FinalCheckpoint, RegistryView, witnessed_time
+from credentials.view import FinalCheckpoint, RegistryView, fresh_time
 from ledger.checkpoint import Checkpoint
 from ledger.errors import DecodeError, MekongError
 from ledger.governance import GovernanceChain, verify_genesis
@@ -272,12 +272,14 @@ class Replica:
         out: dict[str, list[FinalCheckpoint]] = {}
         for m, lg in self.logs.items():
             cps = []
-            for size, _, _ in self.storage.finals(m):
+            finals = self.storage.finals(m)
+            for size, _, _ in finals:
                 fin = lg.finality(size)
                 note = self.storage.checkpoint(m, size)
                 if fin is not None and fin.final and note is not None:
+                    newest = size == finals[-1][0]  # its freshness: the newest line of each witness (7.4.4)
                     cps.append(FinalCheckpoint.of(m, size, Checkpoint.parse(Note.parse(note).text).root_hash,
-                                                  fin.cosigners))
+                                                  fin.cosigners, lg.freshness(size) if newest else None))
             out[m] = cps
         return out
 
@@ -292,7 +294,7 @@ class Replica:
         logs = {}
         for m, cps in self.final_checkpoints().items():
             newest = cps[-1] if cps else None
-            wt = witnessed_time(newest, root.faulty) if newest else None
+            wt = fresh_time(newest, root.faulty, now + 300) if newest else None
             logs[m] = {"size": self.logs[m].size, "final_size": newest.size if newest else None,
                        "witnessed_time": wt, "age_seconds": None if wt is None else max(0, now - wt)}
         last = self.last_sync
