@@ -87,3 +87,44 @@ def test_compare_errors(scenario: Scenario, invoke: Invoke, closed_port_url: str
     r = invoke("audit", "compare", "--node", scenario.node.url, "--node", closed_port_url, "--pin", scenario.pin)
     assert r.exit_code == 4
     assert f"unreachable: {closed_port_url}" in r.stdout
+
+
+def _clean_copy(scenario: Scenario, tmp_path: Path, name: str, statements: list[str]) -> Path:
+    """A backup of VN's database with rows deleted consistently, so that replay alone passes it."""
+    copy = tmp_path / name
+    src, db = sqlite3.connect(scenario.net.database("VN")), sqlite3.connect(copy)
+    src.backup(db)
+    src.close()
+    for sql in statements:
+        db.execute(sql)
+    db.commit()
+    db.close()
+    return copy
+
+
+def test_replay_against_the_network_sees_clean_deletions(scenario: Scenario, invoke: Invoke,
+                                                         tmp_path: Path) -> None:
+    # Trust II item 6: rows deleted cleanly from the end leave a consistent, shorter database; only what the
+    # network proves shows it.
+    scenario.net.wait_replicated()
+    last = _clean_copy(scenario, tmp_path, "no-last-entry.sqlite", [
+        "DELETE FROM entries WHERE log = 'VN' AND idx = 2",
+        "DELETE FROM nodes WHERE log = 'VN' AND ((idx + 1) << level) > 2",
+        "DELETE FROM checkpoints WHERE log = 'VN' AND size > 2",
+        "DELETE FROM cosignatures WHERE log = 'VN' AND size > 2",
+        "DELETE FROM finals WHERE log = 'VN' AND size > 2",
+        "DELETE FROM fresh WHERE log = 'VN' AND size > 2",
+        "UPDATE logs SET size = 2 WHERE log = 'VN'"])
+    unfinal = _clean_copy(scenario, tmp_path, "no-final.sqlite", [
+        "DELETE FROM finals WHERE log = 'VN' AND size = 3",
+        "DELETE FROM cosignatures WHERE log = 'VN' AND size = 3 AND witness != 'VN'",
+        "DELETE FROM fresh WHERE log = 'VN' AND size = 3 AND witness != 'VN'"])
+    for copy, finding in ((last, "log VN: the database holds 2 entries; "),
+                          (unfinal, "log VN: the database lacks the final checkpoint of size 3")):
+        assert invoke("audit", "replay", "--db", copy, "--pin", scenario.pin).exit_code == 0  # alone: it passes
+        r = invoke("audit", "replay", "--db", copy, "--node", scenario.node.url, "--pin", scenario.pin)
+        assert r.exit_code == 1, r.output
+        assert f"MISSING: {finding}" in r.stdout, r.stdout
+    r = invoke("audit", "replay", "--db", scenario.net.database("VN"), "--node", scenario.node.url, "--pin",
+               scenario.pin, "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["missing"] == [], r.output

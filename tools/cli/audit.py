@@ -87,8 +87,8 @@ def replay_command(ctx: click.Context, db: Path | None, nodes: tuple[str, ...], 
     replica is synced from the nodes first (in a temporary directory unless --replica)
     and replayed.
     """
-    if (db is None) == (not nodes):
-        raise click.UsageError("give --db FILE or --node URL (one of them)")
+    if db is None and not nodes:
+        raise click.UsageError("give --db FILE, --node URL, or both (a database checked against the network)")
     if db is not None:
         if not db.is_file():
             raise ToolError(f"no database file {db}")
@@ -98,11 +98,16 @@ def replay_command(ctx: click.Context, db: Path | None, nodes: tuple[str, ...], 
             if not as_json:
                 click.echo(f"replaying {db} ...", err=True)
             report = replay(storage, genesis, pin, now=now())
+            missing = _behind_the_network(storage, report, nodes, genesis, pin) if nodes else []
         finally:
             storage.close()
         doc = _report_doc(report)
-        emit(as_json, doc, _report_lines(doc, str(db)))
-        ctx.exit(EXIT_OK if report.ok else EXIT_FAILED)
+        doc["missing"] = missing
+        lines = _report_lines(doc, str(db)) + [f"MISSING: {m}" for m in missing]
+        if missing and report.ok:
+            lines.append(f"the database is behind or missing what the network proves ({len(missing)} finding(s))")
+        emit(as_json, doc, lines)
+        ctx.exit(EXIT_OK if report.ok and not missing else EXIT_FAILED)
     trusted = load_signed_root(genesis_file, "genesis") if genesis_file else None
     clients = [NodeClient(u) for u in nodes]
     with tempfile.TemporaryDirectory(prefix="mekong-audit-") as tmp:
@@ -122,6 +127,51 @@ def replay_command(ctx: click.Context, db: Path | None, nodes: tuple[str, ...], 
     lines += [f"warning: {p}" for p in sync.problems] + [f"EVIDENCE: {e}" for e in sync.evidence]
     emit(as_json, doc, lines)
     ctx.exit(EXIT_OK if report.ok and not sync.evidence and not sync.problems else EXIT_FAILED)
+
+
+def _behind_the_network(storage: Storage, report: Any, nodes: tuple[str, ...], genesis: SignedRoot,
+                        pin: bytes | None) -> list[str]:
+    """What the nodes prove existed that the replayed database lacks (Trust II item 6).
+
+    Replay alone cannot see rows deleted cleanly from the end (the newest entries, checkpoints, their
+    cosignatures, a governance root): the database is then consistent, only shorter. Every final checkpoint
+    the nodes serve is verified under the network's chain; the database must hold its entries with the same
+    root and hold it final, and every root of the chain.
+    """
+    problems: list[str] = []
+    unreachable: dict[str, str] = {}
+    chain, live = _chain_of([NodeClient(u) for u in nodes], genesis, pin or genesis.root_hash, problems,
+                            unreachable)
+    out = [f"node {u} unreachable: {e}" for u, e in unreachable.items()] + problems
+    held_version = report.chain.current.version
+    if chain.current.version > held_version:
+        out.append(f"governance roots {held_version + 1} to {chain.current.version} exist, the database holds up"
+                   f" to version {held_version}")
+    for m in chain.members_ever:
+        best = None
+        for c in live:
+            try:
+                data = c.checkpoint(m)
+                if data is None:
+                    continue
+                _, cp, fin = open_signed(data, chain, m)
+            except (ClientError, DecodeError, VerificationError) as e:
+                out.append(f"node {c.url}: log {m}: {e}")
+                continue
+            if fin.final and (best is None or cp.size > best[1].size):
+                best = (c.url, cp)
+        if best is None:
+            continue
+        url, cp = best
+        size = storage.size(m)
+        if size < cp.size:
+            out.append(f"log {m}: the database holds {size} entries; {url} proves {cp.size} final")
+        elif merkle.tree_root(cp.size, lambda lv, i, m=m: storage.get_node(m, lv, i)) != cp.root_hash:  # type: ignore[misc]
+            out.append(f"log {m}: the database's root at size {cp.size} is not the final one {url} proves")
+        elif (storage.latest_final(m) or 0) < cp.size:
+            out.append(f"log {m}: the database lacks the final checkpoint of size {cp.size} ({url} proves it):"
+                       " its checkpoint or cosignatures are missing")
+    return out
 
 
 def _db_genesis(storage: Storage, genesis_file: Path | None, pin: bytes | None) -> SignedRoot:
