@@ -167,6 +167,18 @@ def test_split_view_is_evidence_and_never_passes(scenario: Scenario, tmp_path: P
         doc = json.loads(again.stdout)
         assert again.exit_code == 2 and doc["exit_code"] == 2
         assert (doc["indication"], doc["sub_indication"]) == ("INDETERMINATE", "EQUIVOCATION")
+        # One file anyone checks offline against the pinned genesis (spec 7.6); a changed byte proves nothing.
+        ev = scenario.dir / "split-view.cbor"
+        scenario.ok("audit", "evidence", "export", "--replica", scenario.replica, "--out", ev)
+        r = scenario.invoke("audit", "evidence", "verify", ev, "--genesis", scenario.net.genesis_file, "--pin",
+                            scenario.pin)
+        assert r.exit_code == 0 and r.stdout.startswith("PROVEN: log VN: two final checkpoints"), r.output
+        data = bytearray(ev.read_bytes())
+        data[-40] ^= 1
+        ev.write_bytes(bytes(data))
+        r = scenario.invoke("audit", "evidence", "verify", ev, "--genesis", scenario.net.genesis_file, "--pin",
+                            scenario.pin)
+        assert r.exit_code == 1 and r.stdout.startswith("NOT PROVEN"), r.output
     finally:
         fork.close()
 

@@ -21,13 +21,29 @@ import click
 from ledger import merkle
 from ledger.checkpoint import Checkpoint
 from ledger.errors import ConflictError, DecodeError, VerificationError
+from ledger.evidence import SplitViewEvidence, verify_split_view
 from ledger.finality import open_signed
 from ledger.governance import GovernanceChain, walk
 from ledger.replay import replay
 from ledger.roots import SignedRoot
 from ledger.storage import Storage
 from tools.cli.roots import load_signed_root
-from tools.cli.util import EXIT_FAILED, EXIT_OK, EXIT_TOOL, ClickProgress, HashParam, ToolError, emit, json_option, now
+from tools.cli.util import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_TOOL,
+    ClickProgress,
+    HashParam,
+    MemberParam,
+    ToolError,
+    default_replica_dir,
+    emit,
+    json_option,
+    now,
+    read_bytes,
+    write_bytes,
+)
+from tools.client.evidence import export_split_view
 from tools.client.http import ClientError, NodeClient, fetch_roots
 from tools.client.replica import DB_FILE, Replica
 
@@ -127,6 +143,42 @@ def replay_command(ctx: click.Context, db: Path | None, nodes: tuple[str, ...], 
     lines += [f"warning: {p}" for p in sync.problems] + [f"EVIDENCE: {e}" for e in sync.evidence]
     emit(as_json, doc, lines)
     ctx.exit(EXIT_OK if report.ok and not sync.evidence and not sync.problems else EXIT_FAILED)
+
+
+@audit.group("evidence")
+def evidence_group() -> None:
+    """Export split-view evidence a replica found, and verify such a file offline (spec 7.6)."""
+
+
+@evidence_group.command("export")
+@click.option("--replica", "replica_dir", type=click.Path(file_okay=False, path_type=Path), envvar="MEKONG_REPLICA",
+              help="The replica that found it [default: ~/.config/mekong/replica or $MEKONG_REPLICA].")
+@click.option("--log", "log", type=MemberParam(), help="Only evidence about this member's log.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Evidence file to write.")
+def evidence_export(replica_dir: Path | None, log: str | None, out: Path) -> None:
+    """Write the two final checkpoints of a split view (and the proof joining them) as one CBOR file."""
+    with Replica.open(replica_dir or default_replica_dir()) as replica:
+        evidence = export_split_view(replica, log)
+    write_bytes(out, evidence.to_cbor())
+    click.echo(f"wrote {out}: split view of log {evidence.log}; anyone can check it with "
+               f"'mekong audit evidence verify {out} --genesis GENESIS --pin HASH'")
+
+
+@evidence_group.command("verify")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--genesis", "genesis_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The genesis file you trust.")
+@click.option("--pin", type=HashParam(32, "genesis hash"), envvar="MEKONG_PIN", help="The genesis hash you trust.")
+@click.pass_context
+def evidence_verify(ctx: click.Context, file: Path, genesis_file: Path, pin: bytes | None) -> None:
+    """Check an evidence file offline: exit 0 when it proves a split view, 1 when it proves nothing."""
+    genesis = load_signed_root(genesis_file, "genesis")
+    try:
+        proven = verify_split_view(SplitViewEvidence.from_cbor(read_bytes(file, "evidence file")), genesis, pin)
+    except (DecodeError, VerificationError) as e:
+        click.echo(f"NOT PROVEN: {e}")
+        ctx.exit(EXIT_FAILED)
+    click.echo(f"PROVEN: {proven}")
 
 
 def _behind_the_network(storage: Storage, report: Any, nodes: tuple[str, ...], genesis: SignedRoot,

@@ -28,9 +28,28 @@ from ledger.keys import PUBLIC_KEY_SIZE
 from node import keystore
 
 __all__ = [
-    "EXIT_CODES_HELP", "EXIT_FAILED", "EXIT_INDETERMINATE", "EXIT_OK", "EXIT_TOOL", "EXIT_USAGE", "ClickProgress",
-    "HashParam", "IssuerParam", "MemberParam", "TimeParam", "ToolError", "emit", "json_option", "load_key", "now",
-    "passphrase_options", "public_key_arg", "read_bytes", "read_passphrase", "write_bytes",
+    "EXIT_CODES_HELP",
+    "EXIT_FAILED",
+    "EXIT_INDETERMINATE",
+    "EXIT_OK",
+    "EXIT_TOOL",
+    "EXIT_USAGE",
+    "ClickProgress",
+    "HashParam",
+    "IssuerParam",
+    "MemberParam",
+    "TimeParam",
+    "ToolError",
+    "default_replica_dir",
+    "emit",
+    "json_option",
+    "load_key",
+    "now",
+    "passphrase_options",
+    "public_key_arg",
+    "read_bytes",
+    "read_passphrase",
+    "write_bytes",
 ]  # fmt: skip
 
 EXIT_OK = 0
@@ -240,6 +259,11 @@ def read_bytes(path: str | Path, what: str, max_bytes: int = MAX_INPUT_BYTES) ->
         raise ToolError(f"cannot read {what} {path}: {e.strerror or e}") from None
     except FileTooLargeError:
         raise ToolError(f"{what} {path} is larger than {max_bytes} bytes") from None
+
+
+def default_replica_dir() -> Path:
+    """Where the replica lives unless ``--replica`` or ``MEKONG_REPLICA`` says otherwise."""
+    return Path(click.get_app_dir("mekong")) / "replica"
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

@@ -35,6 +35,7 @@ from tools.cli.util import (
     MemberParam,
     TimeParam,
     ToolError,
+    default_replica_dir,
     now,
     read_bytes,
 )
@@ -42,7 +43,7 @@ from tools.client.http import ClientError, NodeClient
 from tools.client.replica import Replica, ReplicaError
 from tools.client.sync import SyncReport
 
-__all__ = ["ago", "default_replica_dir", "open_replica", "run_verification", "verification_options", "verify",
+__all__ = ["ago", "open_replica", "run_verification", "verification_options", "verify",
            "verify_signature"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -50,11 +51,6 @@ _EXIT = {TOTAL_PASSED: EXIT_OK, TOTAL_FAILED: EXIT_FAILED, INDETERMINATE: EXIT_I
 #: Default oldest acceptable final checkpoint when syncing from nodes: a few heartbeats (spec 7.4.4).
 ONLINE_MAX_AGE = 120
 _POLICY_KEYS = {"as_member", "min_loa", "max_age_seconds", "document_types", "clock_skew_seconds"}
-
-
-def default_replica_dir() -> Path:
-    """Where the replica lives unless ``--replica`` or ``MEKONG_REPLICA`` says otherwise."""
-    return Path(click.get_app_dir("mekong")) / "replica"
 
 
 def ago(seconds: int | None) -> str:
