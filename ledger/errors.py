@@ -64,6 +64,14 @@ class StorageError(MekongError):
     """The database failed, or holds data that does not check out."""
 
 
+class StorageFullError(StorageError):
+    """The database or the disk is full: nothing more can be written; reads go on."""
+
+
+class StorageReadOnlyError(StorageError):
+    """The database cannot be written (a read-only file, directory or mount): reads go on."""
+
+
 class TamperError(StorageError):
     """Stored data does not match what was signed or hashed.
 

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 
-from ledger.errors import StorageError
+from ledger.errors import StorageError, StorageFullError, StorageReadOnlyError
 from ledger.schema import StoredCosignature, StoredEvidence, StoredRoot, connect
 
 __all__ = ["Storage"]
@@ -90,6 +90,11 @@ class Storage:
             try:
                 yield
             except sqlite3.Error as e:
+                text = str(e).lower()
+                if "full" in text:  # SQLITE_FULL: the disk, or a size limit of the database
+                    raise StorageFullError(f"cannot {what}: the database or disk is full") from e
+                if "readonly" in text or "read-only" in text:  # SQLITE_READONLY
+                    raise StorageReadOnlyError(f"cannot {what}: the database is read-only") from e
                 raise StorageError(f"cannot {what}: {e}") from e
 
     @contextmanager

@@ -31,6 +31,8 @@ from ledger.errors import (
     EquivocationError,
     MekongError,
     StorageError,
+    StorageFullError,
+    StorageReadOnlyError,
     VerificationError,
 )
 from node.metrics import NodeMetrics
@@ -160,6 +162,10 @@ def classify(e: BaseException) -> tuple[int, str, str]:
     for cls, status, kind in _LEDGER_ERRORS:
         if isinstance(e, cls):
             return status, kind, str(e) or kind
+    if isinstance(e, StorageFullError):
+        return 507, "storage_full", "the node's disk is full: it refuses writes and keeps serving reads"
+    if isinstance(e, StorageReadOnlyError):
+        return 503, "read_only", "the node's database is read-only: it refuses writes and keeps serving reads"
     if isinstance(e, StorageError):
         return 500, "storage_error", _STORAGE_MESSAGE
     return 500, "internal_error", _INTERNAL_MESSAGE
@@ -185,7 +191,9 @@ def error_middleware(metrics: NodeMetrics | None = None) -> Middleware:
             raise
         except Exception as e:  # the one place that catches everything
             status, kind, message = classify(e)
-            if status >= 500 and not isinstance(e, HttpRefusal):  # a traceback only for the node's own failures;
+            if isinstance(e, (StorageFullError, StorageReadOnlyError)):  # a condition the operator must fix
+                log.warning("%s %s refused: %s", request.method, request.path, e)
+            elif status >= 500 and not isinstance(e, HttpRefusal):  # a traceback only for the node's own failures;
                 log.error("%s %s failed: %s", request.method, request.path, type(e).__name__, exc_info=e)
                 # refusals (503 overloaded, ...) are counted in the metrics below, not logged one by one
             headers = e.headers if isinstance(e, HttpRefusal) else None

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
+import urllib.error
 from pathlib import Path
 from typing import TypeVar
 
-from conftest import Invoke, NodeHandle, Scenario, make_key
+import pytest
+from conftest import PASSPHRASE, Invoke, NodeHandle, Scenario, make_key
 from netfixture import Network
 
 from credentials.cwt import UnverifiedCredential
+from ledger.bodies import CredentialAnchor
+from ledger.entries import make_entry
 from ledger.keys import key_id
 from node import keystore
 
@@ -145,3 +151,45 @@ def test_governance_submit_and_show_from_a_node(invoke: Invoke, tmp_path: Path, 
                                                                    "https://vn2.example:7101")
     r = invoke("governance", "show", "--node", node.url, "--pin", pin, "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["current"] == 2
+
+
+def _set_pragma(scenario: Scenario, pragma: str) -> None:
+    storage = scenario.net.host("VN").storage
+    with storage._lock:  # the test reaches into the node's own connection to break its disk
+        pages = storage._conn.execute("PRAGMA page_count").fetchone()[0]
+        storage._conn.execute("PRAGMA " + pragma.format(pages=pages))
+
+
+def test_a_read_only_database_refuses_writes_and_serves_reads(scenario: Scenario) -> None:
+    # Trust II item 7: a real SQLite condition (SQLITE_READONLY), not a mock.
+    _set_pragma(scenario, "query_only = ON")
+    try:
+        r = scenario.invoke("issuer", "update", "VN/customs-coo", "--loa", "substantial",
+                            *scenario.entry_args(scenario.vn_admin))
+        assert r.exit_code == 4 and "(503 read_only)" in r.stderr and "read-only" in r.stderr, r.output
+        r = scenario.verify("--node", scenario.node.url, "--pin", scenario.pin, "--as-member", "TH")
+        assert r.exit_code == 0, r.output  # reads go on
+    finally:
+        _set_pragma(scenario, "query_only = OFF")
+    scenario.ok("issuer", "update", "VN/customs-coo", "--loa", "substantial", *scenario.entry_args(scenario.vn_admin))
+
+
+def test_a_full_disk_refuses_writes_and_serves_reads(scenario: Scenario) -> None:
+    # Trust II item 7: a real SQLITE_FULL (the database may not grow by a page), not a mock.
+    net = scenario.net
+    _set_pragma(scenario, "max_page_count = {pages}")
+    key = keystore.load_signing_key(scenario.issuer_key, PASSPHRASE.encode())
+    batch = [make_entry("VN", "credential.anchor", int(time.time()), CredentialAnchor(
+        "VN/customs-coo", hashlib.sha256(b"full %d" % i).digest()), key) for i in range(500)]
+    before = net.host("VN").own.size
+    try:
+        with pytest.raises(urllib.error.HTTPError) as info:
+            net.submit("VN", batch)
+        body = json.loads(info.value.read())
+        assert info.value.code == 507 and body["error"] == "storage_full" and "disk is full" in body["message"]
+        assert net.host("VN").own.size == before  # nothing of the batch was stored
+        r = scenario.verify("--node", scenario.node.url, "--pin", scenario.pin, "--as-member", "TH")
+        assert r.exit_code == 0, r.output  # reads go on
+    finally:
+        _set_pragma(scenario, "max_page_count = 1073741823")
+    assert net.submit("VN", batch)["size"] == before + 500
