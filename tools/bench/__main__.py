@@ -16,6 +16,7 @@ BENCHMARKS = {
     "ledger": "tools.bench.ledger_bench",
     "credentials": "tools.bench.credentials_bench",
     "network": "tools.bench.network_bench",
+    "soak": "tools.bench.soak_bench",
 }
 
 
