@@ -13,6 +13,7 @@ from node.config import DATABASE_NAME, Limits, NodeConfig, Peer, load_config, wr
 from node.join import chain_for_member, seed_governance
 from node.keystore import read_public_key
 from tools.cli.render import render_status
+from tools.cli.util import read_bytes
 from tools.client.http import NodeClient, fetch_roots
 
 
@@ -53,11 +54,11 @@ def init(member: str, network: str, data_dir: Path, listen: str, node_key: Path,
     list the member with this node key, and every root is stored in the new database, so that the node
     starts empty, adopts the newest root and catches up from its peers.
     """
-    signed = SignedRoot.from_cbor(genesis.read_bytes())
+    signed = SignedRoot.from_cbor(read_bytes(genesis, "genesis file"))
     digest = root_hash(signed.payload)
     if pin is not None and pin.lower() != digest.hex():
         raise click.ClickException(f"{genesis} has root hash {digest.hex()}, not the pinned {pin}")
-    candidates = [SignedRoot.from_cbor(f.read_bytes()) for f in root_files]
+    candidates = [SignedRoot.from_cbor(read_bytes(f, "governance root file")) for f in root_files]
     for url in roots_from:
         candidates += fetch_roots(NodeClient(url))[1]
     try:
