@@ -49,6 +49,7 @@ from ledger.merkle import MemoryTree, leaf_hash
 from ledger.note import NoteSigner
 from ledger.registry import RegistryState
 from ledger.roots import Member, Root, SignedRoot
+from ledger.state import MemoryState
 
 __all__ = ["GMS_MEMBERS", "Sandbox"]
 
@@ -88,6 +89,7 @@ class Sandbox:
         self.chain = GovernanceChain.from_genesis(SignedRoot.create(root, self.admin_keys.values()))
         self.state = RegistryState(self.chain)
         self.trees: dict[str, MemoryTree] = {m: MemoryTree() for m in ids}
+        self.maps: dict[str, MemoryState] = {m: MemoryState() for m in ids}
         self.finals: dict[str, list[FinalCheckpoint]] = {m: [] for m in ids}
         self.members = tuple(ids)
         self._issuer_keys = 0
@@ -103,8 +105,9 @@ class Sandbox:
         """
         raw = make_entry(log, type_name, time, body, signing_key or self.admin_keys[log])  # type: ignore[arg-type]
         index = self.state.size(log)
-        self.state.apply_batch(log, index, [raw])
-        self.trees[log].append(leaf_hash(raw))
+        (entry,) = self.state.apply_batch(log, index, [raw])
+        self.trees[log].append(leaf := leaf_hash(raw))
+        self.maps[log].apply(index, [entry.body], [leaf])
         return index
 
     def new_key(self) -> nacl.signing.SigningKey:
@@ -192,7 +195,8 @@ class Sandbox:
             order = [log] + [m for m in self.members if m != log]
             times = {m: times for m in order[:root.quorum]}
         tree = self.trees[log]
-        cp = Checkpoint(log_origin(self.network, log), tree.size, tree.root(), checkpoint_extensions(root))
+        cp = Checkpoint(log_origin(self.network, log), tree.size, tree.root(),
+                        checkpoint_extensions(root, self.maps[log].root))
         note = sign_checkpoint(cp, NoteSigner(cp.origin, self.node_keys[log]))
         cosigners = {m: CosignatureSigner(witness_name(self.network, m), self.node_keys[m]) for m in times}
         note = add_signatures(note, [cosigners[m].cosign(cp, t) for m, t in times.items()])

@@ -33,13 +33,17 @@ from ledger.governance import GovernanceChain
 from ledger.note import DEFAULT_MAX_SIGNATURES, Note, NoteSignature, NoteVerifier, verify_note
 from ledger.roots import Root
 
-__all__ = ["GOVERNANCE_KEYWORD", "Finality", "Witnesses", "checkpoint_extensions", "count_cosignatures",
-           "governance_line", "log_verifier", "named_root", "open_signed", "root_reference",
+__all__ = ["GOVERNANCE_KEYWORD", "STATE_KEYWORD", "Finality", "Witnesses", "checkpoint_extensions",
+           "count_cosignatures", "governance_line", "log_verifier", "named_root", "open_signed", "root_reference",
+           "state_line", "state_reference",
            "witnessed_time"]
 
 #: Keyword of the extension line that names the governance root of a checkpoint (spec 4.3.5).
 GOVERNANCE_KEYWORD = "governance"
 _GOVERNANCE_RE = re.compile(r"governance (0|[1-9][0-9]{0,19}) ([A-Za-z0-9+/]{43}=)")
+#: Keyword of the extension line that carries the log's state root (spec 4.3.5, specs/state.md).
+STATE_KEYWORD = "state"
+_STATE_RE = re.compile(r"state ([A-Za-z0-9+/]{43}=)")
 
 
 def governance_line(root: Root) -> str:
@@ -47,9 +51,34 @@ def governance_line(root: Root) -> str:
     return f"{GOVERNANCE_KEYWORD} {root.version} {base64.b64encode(root.root_hash).decode('ascii')}"
 
 
-def checkpoint_extensions(root: Root) -> tuple[str, ...]:
-    """The extension lines of a checkpoint made under ``root``, in their order (spec 4.3.5)."""
-    return (governance_line(root),)
+def state_line(state_root: bytes) -> str:
+    """The extension line carrying a log's state root: ``state <base64 state root>`` (spec 4.3.5)."""
+    if not isinstance(state_root, bytes) or len(state_root) != 32:
+        raise ValueError("a state root is 32 bytes")
+    return f"{STATE_KEYWORD} {base64.b64encode(state_root).decode('ascii')}"
+
+
+def checkpoint_extensions(root: Root, state_root: bytes) -> tuple[str, ...]:
+    """The extension lines of a checkpoint made under ``root`` with the log's ``state_root``, in order (4.3.5)."""
+    return (governance_line(root), state_line(state_root))
+
+
+def state_reference(checkpoint: Checkpoint) -> bytes:
+    """The state root that the checkpoint's ``state`` line carries (spec 4.3.5).
+
+    Raises:
+        DecodeError: the checkpoint does not have exactly the two extension lines, or its second is not a
+            well-formed ``state`` line.
+    """
+    if len(checkpoint.extensions) != 2:
+        raise DecodeError(f"checkpoint of {checkpoint.origin} at size {checkpoint.size} has"
+                          f" {len(checkpoint.extensions)} extension lines; a Mekong checkpoint has two,"
+                          " 'governance <version> <root hash>' then 'state <state root>'")
+    line = checkpoint.extensions[1]
+    m = _STATE_RE.fullmatch(line)
+    if m is None:
+        raise DecodeError(f"checkpoint extension line {line[:80]!r} is not 'state <base64 state root>'")
+    return base64.b64decode(m.group(1), validate=True)
 
 
 def root_reference(checkpoint: Checkpoint) -> tuple[int, bytes]:
@@ -233,7 +262,7 @@ def open_signed(data: bytes, chain: GovernanceChain, log: str, *,
         The note as received, its checkpoint, and its finality.
 
     Raises:
-        DecodeError: the note or checkpoint is malformed, or names no governance root.
+        DecodeError: the note or checkpoint is malformed, names no governance root or carries no state root.
         VerificationError: wrong origin, an unknown root, or no valid signature by the owner's node key.
         AuthorizationError: ``log`` is not a member of the root the checkpoint names.
     """
@@ -247,6 +276,7 @@ def open_signed(data: bytes, chain: GovernanceChain, log: str, *,
     if checkpoint.origin != origin:
         raise VerificationError(f"checkpoint origin {checkpoint.origin!r} is not {origin!r}")
     root = named_root(checkpoint, chain)
+    state_reference(checkpoint)  # spec 4.3.5: a Mekong checkpoint carries its state root
     verify_note(note, (log_verifier(network, log, root),))
     times = count_cosignatures(checkpoint, note.signatures, Witnesses(network, root))
     return note, checkpoint, Finality.of(log, checkpoint.size, root, times)

@@ -25,6 +25,7 @@ from ledger.finality import (
     log_verifier,
     named_root,
     open_signed,
+    state_reference,
 )
 from ledger.note import Note, NoteSignature, NoteSigner, verify_note
 from ledger.registry import RegistryState
@@ -62,6 +63,10 @@ class LogCheckpoints:
         raise NotImplementedError
 
     def _append(self, raws: list[bytes], start: int) -> list[int]:
+        raise NotImplementedError
+
+    def state_root(self, size: int | None = None) -> bytes | None:
+        """The state root after the first ``size`` entries, None if none was recorded at that size."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ checkpoints (spec 7.4)
@@ -103,7 +108,10 @@ class LogCheckpoints:
             if root.node_key_of(self.member_id) != self._signer.public_key:
                 raise AuthorizationError(f"log {self.member_id} writes under root version {root.version}, whose node"
                                          " key for it is not this node's key")
-            cp = Checkpoint(self.origin, size, self.root_hash(size), checkpoint_extensions(root))
+            state_root = self.state_root(size)
+            if state_root is None:  # the whole log's state root is always known (MemberLog.state_root)
+                raise StorageError(f"log {self.member_id}: no state root at size {size}")
+            cp = Checkpoint(self.origin, size, self.root_hash(size), checkpoint_extensions(root, state_root))
             note = sign_checkpoint(cp, self._signer)
             self.storage.put_checkpoint(self.member_id, size, note.to_bytes())
         if now is not None and (refresh or not any(c.witness == self.member_id
@@ -178,6 +186,7 @@ class LogCheckpoints:
                                 " not compute", evidence=(cp.size, bytes(data)))
         root = named_root(cp, self.state.chain)
         self._check_named_version(cp, root.version)
+        self.check_state_root(cp, data)
         witnesses = Witnesses(self.network, root)
         owner = log_verifier(self.network, self.member_id, root)
         (log_sig,) = verify_note(Note(note.text, tuple(s for s in note.signatures if s.key_id == owner.key_id)),
@@ -187,6 +196,31 @@ class LogCheckpoints:
         if others:
             self.add_cosignatures(cp.size, others)
         return cp
+
+    def check_state_root(self, cp: Checkpoint, data: bytes) -> bool:
+        """Check the checkpoint's ``state`` line against the state root computed here at its size (spec S.6).
+
+        The root is known at the log's whole size and wherever a batch of entries ended here. A checkpoint of
+        a size inside a batch (a replica that fetched entries beyond it first) cannot be checked here, and is
+        not: a replica uses only its own state, and a verifier believes a state line only in a final
+        checkpoint, whose witnesses each checked it before cosigning (they hold no entries beyond it).
+
+        Returns:
+            Whether the state line was checked.
+
+        Raises:
+            DecodeError: the checkpoint carries no well-formed state line.
+            ConflictError: the state root differs from the one computed here (evidence ``(size, note bytes)``).
+        """
+        claimed = state_reference(cp)
+        mine = self.state_root(cp.size)
+        if mine is None:
+            return False
+        if claimed != mine:
+            raise ConflictError(f"log {self.member_id} checkpoint of size {cp.size} carries state root"
+                                f" {claimed.hex()}, but the entries verified here give {mine.hex()}",
+                                evidence=(cp.size, bytes(data)))
+        return True
 
     def root_version_at(self, size: int) -> int:
         """The root version the log wrote under with its first ``size`` entries: that of entry ``size - 1``.

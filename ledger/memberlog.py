@@ -14,9 +14,11 @@ peers and cosigning other logs as a witness (the node).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
+from functools import partial
 
 import nacl.signing
 
@@ -36,6 +38,8 @@ from ledger.note import NoteSigner
 from ledger.registry import RegistryState
 from ledger.roots import Root
 from ledger.rules import SignatureJob, verify_sequential
+from ledger.state import plan_batch
+from ledger.statemap import EMPTY, StateMap, StateProof
 from ledger.storage import Storage
 
 __all__ = ["MemberLog", "ParallelVerifier"]
@@ -131,6 +135,36 @@ class MemberLog(LogCheckpoints):
             raise StorageError(f"log {member_id}: registry state holds {state.size(member_id)} entries,"
                                f" storage {storage.size(member_id)}; replay the database first")
         self._broken: str | None = None
+        self._map = self._open_state_map()
+        self._map_lock = threading.Lock()  # the map, the stored values and the size change together
+
+    def _open_state_map(self) -> StateMap:
+        # spec S.5: the top of the state map from the stored buckets, checked against the stored state root of
+        # the whole log; its cost depends on the number of buckets (at most 2^16), not on the log's length.
+        state_map = StateMap(self.storage.state_buckets(self.member_id))
+        size = self.storage.size(self.member_id)
+        latest = self.storage.latest_state_root(self.member_id)
+        if size and (latest is None or latest != (size, state_map.root)):
+            raise StorageError(f"log {self.member_id}: the stored state map does not match the stored state root at"
+                               f" size {size}; replay the database (mekong audit replay)")
+        return state_map
+
+    def state_root(self, size: int | None = None) -> bytes | None:
+        """The state root after the first ``size`` entries (default: all), None if none was recorded there."""
+        size = self.size if size is None else size
+        if size == 0:
+            return EMPTY
+        if size == self.size:
+            return self._map.root
+        return self.storage.state_root(self.member_id, size)
+
+    def prove_state(self, path: bytes) -> tuple[int, bytes | None, StateProof]:
+        """(size, encoded value or None, proof) for ``path`` against the state root at the log's whole size."""
+        with self._map_lock:
+            size = self.size
+            found = self.storage.state_value(self.member_id, path)
+            proof = self._map.prove(path, partial(self.storage.state_bucket, self.member_id))
+        return size, None if found is None else found[1], proof
 
     # ------------------------------------------------------------------ basics
 
@@ -226,6 +260,9 @@ class MemberLog(LogCheckpoints):
         leaves = [merkle.leaf_hash(r) for r in raws]
         self._refuse_replays(leaves, start)
         nodes = merkle.stored_hashes_for_batch(start, leaves, self._get)
+        # The state map's change (spec S.4): planned here, stored with the entries, applied after the commit.
+        planned = plan_batch(self._map, start, [u.body for u in unverified], leaves,
+                             partial(self.storage.state_values, log), partial(self.storage.state_bucket, log))
         stored = False
 
         def verify_and_store(jobs: Sequence[SignatureJob]) -> None:
@@ -235,7 +272,7 @@ class MemberLog(LogCheckpoints):
             try:
                 # Step 6: write, and commit only once every signature verified.
                 self.storage.append_entries(log, start, raws, leaves, nodes,
-                                            before_commit=lambda: self._verify.wait(futures))
+                                            before_commit=lambda: self._verify.wait(futures), state=planned)
             except BaseException:
                 for f in futures:
                     f.cancel()
@@ -245,7 +282,13 @@ class MemberLog(LogCheckpoints):
 
         # Step 4: the rules, in order, then (through verify_and_store) steps 5 and 6;
         # step 7: the state changes only after verify_and_store returned.
-        entries: list[Entry] = self.state.apply_batch(log, start, unverified, verify_signatures=verify_and_store)
+        with self._map_lock:
+            try:
+                entries: list[Entry] = self.state.apply_batch(log, start, unverified,
+                                                              verify_signatures=verify_and_store)
+            finally:
+                if stored:  # committed: the map follows the stored rows whatever happens next
+                    self._map.apply(planned.update)
         if not stored:  # the state never asked for signatures: nothing may be stored unverified
             self._broken = f"log {log}: registry applied a batch without verifying signatures"
             raise StorageError(self._broken)

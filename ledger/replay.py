@@ -30,6 +30,7 @@ from ledger.governance import GovernanceChain
 from ledger.memberlog import ParallelVerifier
 from ledger.note import Note, NoteSignature, verify_note
 from ledger.registry import RegistryState
+from ledger.replaystate import StateReplay
 from ledger.roots import SignedRoot
 from ledger.storage import Storage
 
@@ -135,8 +136,16 @@ def _replay_roots(storage: Storage, genesis: SignedRoot, pinned_hash: bytes | No
 
 
 def _apply_pending(state: RegistryState, log: str, pending: list[tuple[int, bytes]], verify: ParallelVerifier,
-                   found: _Findings) -> int:
+                   found: _Findings, state_map: StateReplay) -> int:
     """Decode and apply consecutive entries; return how many were applied, stopping at the first failure."""
+    unverified = _apply_registry(state, log, pending, verify, found)
+    state_map.add(pending[0][0], unverified, [raw for _, raw in pending[:len(unverified)]])
+    return len(unverified)
+
+
+def _apply_registry(state: RegistryState, log: str, pending: list[tuple[int, bytes]], verify: ParallelVerifier,
+                    found: _Findings) -> list[UnverifiedEntry]:
+    """The entries applied, in order: those before the first that does not decode or is refused."""
     start = pending[0][0]
     unverified = []
     for idx, raw in pending:
@@ -148,7 +157,7 @@ def _apply_pending(state: RegistryState, log: str, pending: list[tuple[int, byte
     try:
         if unverified:
             state.apply_batch(log, start, unverified, verify_signatures=verify)
-        return len(unverified)
+        return unverified
     except MekongError:
         pass
     for i, u in enumerate(unverified):  # find the first failing entry by applying one at a time
@@ -156,12 +165,12 @@ def _apply_pending(state: RegistryState, log: str, pending: list[tuple[int, byte
             state.apply_batch(log, start + i, [u], verify_signatures=verify)
         except MekongError as e:
             found.add(f"{_loc(log)} entry {start + i}", f"refused: {e}", e)
-            return i
-    return len(unverified)
+            return unverified[:i]
+    return unverified
 
 
 def _apply_log(storage: Storage, log: str, state: RegistryState, verify: ParallelVerifier,
-               found: _Findings) -> tuple[int, int, list[bytes], list[bytes]]:
+               found: _Findings, state_map: StateReplay) -> tuple[int, int, list[bytes], list[bytes]]:
     """Apply a log's entries; return (size, verified count, raw leaf hashes, stored leaf hashes)."""
     size = storage.size(log)
     computed: list[bytes] = []
@@ -173,7 +182,7 @@ def _apply_log(storage: Storage, log: str, state: RegistryState, verify: Paralle
     def flush() -> None:
         nonlocal verified, stopped
         if not stopped and pending:
-            verified += _apply_pending(state, log, pending, verify, found)
+            verified += _apply_pending(state, log, pending, verify, found, state_map)
             if verified != pending[-1][0] + 1:
                 stopped = True
         pending.clear()
@@ -273,7 +282,7 @@ def _root_nodes(size: int) -> list[tuple[int, int]]:
 
 
 def _replay_checkpoints(storage: Storage, log: str, network: str, chain: GovernanceChain, size: int,
-                        roots: dict[int, bytes], found: _Findings) -> tuple[int, int]:
+                        roots: dict[int, bytes], found: _Findings, state_map: StateReplay) -> tuple[int, int]:
     """Steps 5 and 6 of spec 7.5.1 for one log; returns (checkpoints, cosignatures) examined."""
     texts: dict[int, tuple[Checkpoint, Witnesses]] = {}
     damaged: set[int] = set()
@@ -284,6 +293,7 @@ def _replay_checkpoints(storage: Storage, log: str, network: str, chain: Governa
         try:
             texts[cp_size] = _replay_checkpoint(storage, data, log, network, chain, cp_size, size,
                                                   roots.get(cp_size))
+            state_map.check_checkpoint(texts[cp_size][0])
             damaged.discard(cp_size)
         except (DecodeError, VerificationError) as e:
             found.add(f"{_loc(log)} checkpoint size {cp_size}", str(e), e)
@@ -368,13 +378,15 @@ def _replay_checkpoint(storage: Storage, data: bytes, log: str, network: str, ch
 def _replay_log(storage: Storage, log: str, network: str, chain: GovernanceChain, state: RegistryState,
                 pool: ParallelVerifier, found: _Findings) -> tuple[int, bytes, tuple[int, int, int, int]]:
     """Steps 2-7 for one log: (entries verified, recomputed root, (entries, nodes, checkpoints, cosignatures))."""
-    size, ok, computed, stored = _apply_log(storage, log, state, pool, found)
+    state_map = StateReplay(storage, log)
+    size, ok, computed, stored = _apply_log(storage, log, state, pool, found, state_map)
     cp_sizes = [s for s, _ in storage.checkpoints(log) if 0 < s <= size]
     wanted = {k for s in {*cp_sizes, size} for k in _root_nodes(s)}
     checked, picked = _check_tree(storage, log, ok, computed, stored, wanted, found)
     cp_roots = {s: merkle.tree_root(s, _reader(picked)) for s in {*cp_sizes, size}}
     cp_roots[0] = merkle.EMPTY_ROOT
-    n_cp, n_cs = _replay_checkpoints(storage, log, network, chain, size, cp_roots, found)
+    n_cp, n_cs = _replay_checkpoints(storage, log, network, chain, size, cp_roots, found, state_map)
+    state_map.check_stored(storage, found.add)
     return ok, cp_roots[size], (size, checked, n_cp, n_cs)
 
 

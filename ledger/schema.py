@@ -17,7 +17,7 @@ from ledger.errors import StorageError
 __all__ = ["SCHEMA_VERSION", "StoredCosignature", "StoredEvidence", "StoredRoot", "connect"]
 
 #: Version of the schema below; stored in ``schema_version`` (spec 7.1.1).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # spec 7.1: every table, in the order the spec lists them.
 _SCHEMA = """
@@ -75,6 +75,27 @@ CREATE TABLE roots (
     digest  BLOB NOT NULL,
     signed  BLOB NOT NULL,
     PRIMARY KEY (version, digest)
+) WITHOUT ROWID;
+CREATE TABLE state_values (
+    log        TEXT NOT NULL,
+    path       BLOB NOT NULL,
+    key        BLOB NOT NULL,
+    value      BLOB NOT NULL,
+    value_hash BLOB NOT NULL,
+    PRIMARY KEY (log, path)
+) WITHOUT ROWID;
+CREATE TABLE state_buckets (
+    log    TEXT NOT NULL,
+    bucket INTEGER NOT NULL,
+    count  INTEGER NOT NULL CHECK (count >= 1),
+    hash   BLOB NOT NULL,
+    PRIMARY KEY (log, bucket)
+) WITHOUT ROWID;
+CREATE TABLE state_roots (
+    log  TEXT NOT NULL,
+    size INTEGER NOT NULL CHECK (size >= 1),
+    root BLOB NOT NULL,
+    PRIMARY KEY (log, size)
 ) WITHOUT ROWID;
 CREATE TABLE evidence (
     id       INTEGER PRIMARY KEY,

@@ -24,16 +24,20 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from ledger.errors import StorageError, StorageFullError, StorageReadOnlyError
 from ledger.schema import StoredCosignature, StoredEvidence, StoredRoot, connect
+from ledger.staterows import StateRows
+
+if TYPE_CHECKING:
+    from ledger.state import StateBatch
 
 __all__ = ["Storage"]
 
 _HASH_SIZE = 32
 
-class Storage:
+class Storage(StateRows):
     """The single writer connection to one ledger database.
 
     Use :meth:`open`; the constructor is internal. Every method raises
@@ -117,7 +121,8 @@ class Storage:
         With ``every_table``, also any log named only by rows of other tables
         (which a consistent database never has; replay looks for them).
         """
-        tables = ("logs", "entries", "nodes", "checkpoints", "cosignatures") if every_table else ("logs",)
+        tables = ("logs", "entries", "nodes", "checkpoints", "cosignatures", "state_values", "state_roots") \
+            if every_table else ("logs",)
         with self._wrap("list logs"):
             sql = " UNION ".join(f"SELECT DISTINCT log FROM {t}" for t in tables)
             return sorted(r[0] for r in self._conn.execute(sql))
@@ -130,7 +135,8 @@ class Storage:
 
     def append_entries(self, log: str, start: int, raws: Sequence[bytes], leaf_hashes: Sequence[bytes],
                        nodes: Sequence[tuple[int, int, bytes]],
-                       before_commit: Callable[[], None] | None = None) -> range:
+                       before_commit: Callable[[], None] | None = None,
+                       state: StateBatch | None = None) -> range:
         """Append a batch of entries and their tree hashes in one transaction (spec 7.3 step 6).
 
         Args:
@@ -145,6 +151,8 @@ class Storage:
                 commit; if it raises, the transaction is rolled back and its
                 exception propagates. :class:`~ledger.memberlog.MemberLog`
                 waits for signature verification here (spec 7.3 step 6).
+            state: the batch's change to the log's state map (values, buckets,
+                and the state root at the new size; spec 7.1.11 to 7.1.13).
 
         Returns:
             The indices the entries now have. When this returns, the batch is
@@ -183,6 +191,8 @@ class Storage:
             self._conn.execute(
                 "INSERT INTO logs (log, size) VALUES (?, ?) "
                 "ON CONFLICT (log) DO UPDATE SET size = excluded.size", (log, end))
+            if state is not None:
+                self._write_state(log, end, state)
             if before_commit is not None:
                 before_commit()
         return range(start, end)

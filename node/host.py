@@ -412,6 +412,16 @@ class LedgerHost:
                                       f"size {cp.size}: checkpoint root differs from the verified entries", now)
             raise ConflictError(f"log {req.member} at size {cp.size}: the checkpoint's root is not the root of "
                                 f"the entries this witness verified; kept as evidence")
+        # The state root (specs/state.md S.6): the owner's claim against the state of the entries verified here.
+        try:
+            if not lg.check_state_root(cp, req.note.to_bytes()):
+                raise VerificationError(f"log {req.member}: this witness holds no state root at size {cp.size}"
+                                        " (it verified the entries in batches that do not end there), so it"
+                                        " cannot check the checkpoint's state root")
+        except ConflictError as e:
+            self.storage.put_evidence(req.member, "state-mismatch", req.note.to_bytes(), f"size {cp.size}: {e}", now)
+            raise ConflictError(f"log {req.member} at size {cp.size}: the checkpoint's state root is not the state"
+                                " root of the entries this witness verified; kept as evidence") from e
         # Step 5: the C2SP consistency proof from the last cosigned size; a bad one is a bad request only.
         if req.old and req.old != cp.size:
             try:

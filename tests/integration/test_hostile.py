@@ -174,7 +174,7 @@ def test_garbage_to_peer_endpoints(net: Net, issuer: dict[str, Any]) -> None:
 def test_huge_sizes_in_signed_checkpoints(net: Net, issuer: dict[str, Any]) -> None:
     origin = log_origin(net.network, "VN")
     for size in (1 << 40, (1 << 64) - 1):
-        forged = sign_checkpoint(Checkpoint(origin, size, bytes(32), checkpoint_extensions(net.genesis.root)),
+        forged = sign_checkpoint(Checkpoint(origin, size, bytes(32), checkpoint_extensions(net.genesis.root, bytes(32))),
                                  NoteSigner(origin, net.node_key("VN")))
         # Pushed as "final" by a peer: it carries no cosignatures, so it proves nothing.
         resp = _signed_post(net, "KH", "/logs/VN/checkpoint", forged.to_bytes(), "LA")

@@ -49,10 +49,24 @@ def _send(net: Net, witness: str, body: bytes, as_member: str = "VN") -> Respons
 
 
 def _forge(net: Net, size: int, root: bytes, key: nacl.signing.SigningKey | None = None, log: str = "VN",
-           network: str | None = None) -> bytes:
+           network: str | None = None, state_root: bytes | None = None) -> bytes:
+    """A checkpoint signed by ``key`` (the owner's by default), carrying the owner's true state root by default."""
     origin = log_origin(network or net.network, log)
     signer = NoteSigner(origin, key or net.node_key(log))
-    return sign_checkpoint(Checkpoint(origin, size, root, checkpoint_extensions(net.genesis.root)), signer).to_bytes()
+    if state_root is None:
+        state_root = _state_root(net, log, size) if log in {m.id for m in net.devnet.members} else bytes(32)
+    extensions = checkpoint_extensions(net.genesis.root, state_root)
+    return sign_checkpoint(Checkpoint(origin, size, root, extensions), signer).to_bytes()
+
+
+def _state_root(net: Net, log: str, size: int) -> bytes:
+    """The owner's stored state root of ``log`` at ``size`` (zeros if it has none there)."""
+    conn = sqlite3.connect(f"file:{net.database(log)}?mode=ro", uri=True, timeout=10)
+    try:
+        row = conn.execute("SELECT root FROM state_roots WHERE log = ? AND size = ?", (log, size)).fetchone()
+    finally:
+        conn.close()
+    return bytes(row[0]) if row else bytes(32)
 
 
 def _evidence(net: Net, member: str) -> list[tuple[str, str, str, bytes]]:
@@ -140,6 +154,22 @@ def test_garbage_proofs_for_an_honest_checkpoint_blame_nobody(net: Net, state: d
     assert _evidence(net, "KH")[before:] == []
 
 
+def test_wrong_state_root_is_refused_and_kept(net: Net, state: dict[str, Any]) -> None:
+    # Scale issue: the owner signs the true tree root but a state root that is not the state of those entries
+    # (say, one that hides a revocation). The witness recomputed the state itself: 409, and the note is evidence.
+    cosigned, held, raws = state["cosigned"], state["held"], state["raws"]
+    real_tree = merkle.MemoryTree([merkle.leaf_hash(r) for r in raws])
+    true_state = _state_root(net, "VN", held)
+    assert true_state != bytes(32)
+    for lie in (bytes(32), _state_root(net, "VN", cosigned)):  # nothing, or a stale state
+        forged = _forge(net, held, state["real"].root_hash, state_root=lie)
+        before = len(_evidence(net, "KH"))
+        resp = _send(net, "KH", _body(cosigned, real_tree.consistency_proof(cosigned, held), forged))
+        assert resp.status == 409 and "state root" in resp.json()["message"], resp
+        rows = _evidence(net, "KH")[before:]
+        assert [(r[0], r[1], r[3]) for r in rows] == [("VN", "state-mismatch", forged)], rows
+
+
 def test_other_root_at_the_cosigned_size_is_refused_and_kept(net: Net, state: dict[str, Any]) -> None:
     cosigned = state["cosigned"]
     forged = _forge(net, cosigned, b"\x42" * 32)
@@ -179,4 +209,4 @@ def test_witness_still_cosigns_the_honest_log(net: Net, state: dict[str, Any]) -
         and any("/KH/" in n for n in cp_cosigs[1])))
     assert net.get("KH", "/healthz").status == 200
     kinds = {r[1] for r in _evidence(net, "KH")}
-    assert kinds == {"root-mismatch"}
+    assert kinds == {"root-mismatch", "state-mismatch"}

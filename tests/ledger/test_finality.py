@@ -55,7 +55,7 @@ def chain_with(net: Net, *later: SignedRoot) -> GovernanceChain:
 def signed_note(net: Net, root: Root, log: str, size: int, root_hash: bytes, cosigners: dict[str, int],
                 keys: dict[str, object] | None = None) -> bytes:
     keys = {**net.node, **(keys or {})}
-    cp = Checkpoint(log_origin(NETWORK, log), size, root_hash, checkpoint_extensions(root))
+    cp = Checkpoint(log_origin(NETWORK, log), size, root_hash, checkpoint_extensions(root, bytes(32)))
     note = sign_checkpoint(cp, NoteSigner(cp.origin, keys[log]))  # type: ignore[arg-type]
     lines = [CosignatureSigner(witness_name(NETWORK, m), keys[m]).cosign(cp, t)  # type: ignore[arg-type]
              for m, t in cosigners.items()]
@@ -87,7 +87,7 @@ def test_malformed_governance_line_is_refused(extensions: tuple[str, ...]) -> No
 def test_named_root_must_be_held_with_its_hash(net: Net) -> None:
     chain = net.chain()
     root = chain.current
-    ok = Checkpoint(log_origin(NETWORK, "VN"), 3, bytes(32), checkpoint_extensions(root))
+    ok = Checkpoint(log_origin(NETWORK, "VN"), 3, bytes(32), checkpoint_extensions(root, bytes(32)))
     assert named_root(ok, chain) is root
     ahead = Checkpoint(ok.origin, 3, bytes(32), (f"governance 2 {base64.b64encode(root.root_hash).decode()}",))
     with pytest.raises(VerificationError, match="version 2, which is not known here"):
@@ -162,7 +162,7 @@ def test_open_signed_refuses_other_logs_and_bad_lines(net: Net) -> None:
 def test_count_ignores_strangers_and_bad_lines(net: Net) -> None:
     root = net.genesis.root
     witnesses = Witnesses(NETWORK, root)
-    cp = Checkpoint(log_origin(NETWORK, "VN"), 5, bytes(32), checkpoint_extensions(root))
+    cp = Checkpoint(log_origin(NETWORK, "VN"), 5, bytes(32), checkpoint_extensions(root, bytes(32)))
     good = CosignatureSigner(witness_name(NETWORK, "KH"), net.node["KH"]).cosign(cp, T0 + 4)
     early = CosignatureSigner(witness_name(NETWORK, "KH"), net.node["KH"]).cosign(cp, T0 + 1)
     stranger = CosignatureSigner(witness_name(NETWORK, "SG"), _key("node SG")).cosign(cp, T0)

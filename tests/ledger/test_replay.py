@@ -17,12 +17,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_memberlog import MEMBERS, NETWORK, T0, Net, anchors, make_net, setup_entries
 
-from ledger.checkpoint import Checkpoint
+from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.errors import TamperError, VerificationError
+from ledger.finality import checkpoint_extensions
 from ledger.memberlog import MemberLog
+from ledger.note import NoteSigner
 from ledger.registry import RegistryState
 from ledger.replay import ReplayReport, replay
 from ledger.roots import Root, SignedRoot
+from ledger.state import StateValue
 from ledger.storage import Storage
 
 WITNESSES = ("CN", "KH", "LA", "TH")
@@ -126,6 +129,8 @@ TARGETS = {
     ("cosignatures", "line"): ("log, size, witness", "log {0} checkpoint size {1} cosignature {2}"),
     ("roots", "signed"): ("version", "root version {0}"),
     ("roots", "digest"): ("version", "root version {0}"),
+    ("state_roots", "root"): ("log, size", "log {0} state root size {1}"),
+    ("state_buckets", "hash"): ("log, bucket", "log {0} state buckets"),
 }
 
 
@@ -212,6 +217,44 @@ def test_structural_tampering_is_reported(clean_db: tuple[Path, dict[str, object
                                           sql: tuple, location: str) -> None:
     report = _replay(_tamper(clean_db[0], tmp_path, *sql), net)
     assert location in [p.location for p in report.problems], [str(p) for p in report.problems]
+
+
+def test_state_tables_are_checked_against_the_entries(clean_db: tuple[Path, dict[str, object]], net: Net,
+                                                      tmp_path: Path) -> None:
+    # A database whose state values were rewritten (say, a status change dropped from a credential's list)
+    # replays with the value named; state roots rewritten are named at every size.
+    conn = sqlite3.connect(clean_db[0])
+    path, value = conn.execute("SELECT path, value FROM state_values WHERE log = 'VN' ORDER BY path LIMIT 1").fetchone()
+    conn.close()
+    dropped = StateValue(StateValue.decode(value).entries[:1] or ((0, bytes(32)),))
+    other = StateValue(((0, bytes(32)),)).encode() if dropped.encode() == value else dropped.encode()
+    report = _replay(_tamper(clean_db[0], tmp_path, ("UPDATE state_values SET value = ? WHERE log = 'VN' AND path = ?",
+                                                     (other, path))), net)
+    assert f"log VN state value {bytes(path).hex()}" in [p.location for p in report.problems], report.problems
+    # the checkpoints' state lines are checked against the recomputed roots
+    forged = _tamper(clean_db[0], tmp_path, ("UPDATE state_roots SET root = zeroblob(32) WHERE log = 'VN'", ()))
+    report = _replay(forged, net)
+    assert {f"log VN state root size {s}" for s in (5, 12, 20)} <= {p.location for p in report.problems}
+
+
+def test_a_checkpoint_with_a_wrong_state_line_is_reported(net: Net, tmp_path: Path) -> None:
+    path = tmp_path / "node.db"
+    with Storage.open(path) as db:
+        db.put_root(1, net.genesis.to_cbor())
+        vn = MemberLog(db, "VN", NETWORK, RegistryState(net.chain()), net.node["VN"])
+        vn.append(setup_entries(net, "VN"))
+        size = vn.size
+        good = Checkpoint.parse(vn.checkpoint().text)
+        vn.close()
+        bad = Checkpoint(good.origin, good.size, good.root_hash, checkpoint_extensions(net.chain().current, bytes(32)))
+        forged = sign_checkpoint(bad, NoteSigner(good.origin, net.node["VN"])).to_bytes()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE checkpoints SET note = ? WHERE log = 'VN' AND size = ?", (forged, size))
+    conn.commit()
+    conn.close()
+    report = _replay(path, net)
+    problems = {p.location: str(p) for p in report.problems}
+    assert "state root" in problems.get(f"log VN checkpoint size {size}", ""), problems
 
 
 # --------------------------------------------------------------------------- crash safety

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,10 @@ from aiohttp.test_utils import TestClient
 from httphelp import make_config, node_key, run_with_client, signed_entries
 
 from ledger import merkle
+from ledger.entries import UnverifiedEntry
 from ledger.errors import DecodeError, StorageError
+from ledger.state import plan_batch
+from ledger.statemap import StateMap
 from ledger.storage import Storage
 from node import tiles
 from node.app import create_app
@@ -248,12 +252,16 @@ def test_client_side_parsers() -> None:
 def _storage_with(entries: list[bytes], log: str = "VN") -> Storage:
     storage = Storage.open(":memory:")
     tree = merkle.MemoryTree()
+    state_map = StateMap()
     for start in range(0, len(entries), 100):  # several batches, as a node appends them
         batch = entries[start:start + 100]
         leaves = [_leaf(e) for e in batch]
         nodes = merkle.stored_hashes_for_batch(start, leaves, tree.get)
         tree.extend(leaves)
-        storage.append_entries(log, start, batch, leaves, nodes)
+        state = plan_batch(state_map, start, [UnverifiedEntry.decode(e).body for e in batch], leaves,
+                           partial(storage.state_values, log), partial(storage.state_bucket, log))
+        storage.append_entries(log, start, batch, leaves, nodes, state=state)
+        state_map.apply(state.update)
     return storage
 
 

@@ -11,7 +11,9 @@ from conftest import Invoke, Scenario
 from netfixture import Network
 
 from ledger.bodies import IssuerRegister
-from ledger.entries import make_entry
+from ledger.entries import UnverifiedEntry, make_entry
+from ledger.state import MemoryState
+from ledger.statemap import value_hash
 
 
 def test_replay_a_database(scenario: Scenario, invoke: Invoke) -> None:
@@ -97,9 +99,28 @@ def _clean_copy(scenario: Scenario, tmp_path: Path, name: str, statements: list[
     src.close()
     for sql in statements:
         db.execute(sql)
+    _rebuild_state(db, "VN")
     db.commit()
     db.close()
     return copy
+
+
+def _rebuild_state(db: sqlite3.Connection, log: str) -> None:
+    """What a careful deleter also does: recompute the log's state tables from the entries left."""
+    rows = db.execute("SELECT raw, leaf_hash FROM entries WHERE log = ? ORDER BY idx", (log,)).fetchall()
+    db.execute("DELETE FROM state_roots WHERE log = ? AND size > ?", (log, len(rows)))
+    sizes = [s for (s,) in db.execute("SELECT size FROM state_roots WHERE log = ? ORDER BY size", (log,))]
+    state, done = MemoryState(), 0
+    for size in sizes:
+        state.apply(done, [UnverifiedEntry.decode(r).body for r, _ in rows[done:size]], [h for _, h in rows[done:size]])
+        db.execute("UPDATE state_roots SET root = ? WHERE log = ? AND size = ?", (state.root, log, size))
+        done = size
+    db.execute("DELETE FROM state_values WHERE log = ?", (log,))
+    db.execute("DELETE FROM state_buckets WHERE log = ?", (log,))
+    db.executemany("INSERT INTO state_values VALUES (?, ?, ?, ?, ?)",
+                   [(log, p, k, v, value_hash(v)) for p, (k, v) in state.items().items()])
+    db.executemany("INSERT INTO state_buckets VALUES (?, ?, ?, ?)",
+                   [(log, b, c, h) for b, (c, h) in state.buckets().items()])
 
 
 def test_replay_against_the_network_sees_clean_deletions(scenario: Scenario, invoke: Invoke,

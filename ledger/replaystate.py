@@ -1,0 +1,97 @@
+"""Replay of the state maps (spec 7.5.1 step 8): recompute each log's state root and compare what is stored.
+
+Used by :func:`ledger.replay.replay`. The state map of a log is recomputed in memory from the entries that
+passed every check, with its root taken at every size where the database says a batch ended or a checkpoint
+was made; then the stored state roots, buckets and values must equal the recomputed ones, and every
+checkpoint's ``state`` line must carry the recomputed root at its size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from ledger import merkle
+from ledger.checkpoint import Checkpoint
+from ledger.entries import UnverifiedEntry
+from ledger.errors import DecodeError, VerificationError
+from ledger.finality import state_reference
+from ledger.state import MemoryState, StateKey
+from ledger.statemap import EMPTY
+from ledger.storage import Storage
+
+__all__ = ["StateReplay"]
+
+Report = Callable[[str, str], None]
+
+
+class StateReplay:
+    """The state map of one log, recomputed while its entries are replayed."""
+
+    def __init__(self, storage: Storage, log: str) -> None:
+        """Note the sizes at which the database holds a state root or a checkpoint of ``log``."""
+        self.log = log
+        self._cuts = {s for s, _ in storage.checkpoints(log)} | {s for s, _ in storage.state_roots(log)}
+        self._state = MemoryState()
+        self.roots: dict[int, bytes] = {0: EMPTY}
+        self._size = 0
+
+    def add(self, start: int, entries: Sequence[UnverifiedEntry], raws: Sequence[bytes]) -> None:
+        """Add verified entries ``start, ...``; roots are kept at every noted size they reach."""
+        if start != self._size:
+            raise ValueError(f"state replay of log {self.log} holds {self._size} entries, not {start}")
+        lo = 0
+        for i in range(1, len(entries) + 1):
+            if start + i in self._cuts or i == len(entries):
+                self._state.apply(start + lo, [e.body for e in entries[lo:i]],
+                                  [merkle.leaf_hash(r) for r in raws[lo:i]])
+                self.roots[start + i] = self._state.root
+                lo = i
+        self._size = start + len(entries)
+
+    def check_checkpoint(self, cp: Checkpoint) -> None:
+        """The checkpoint's state line carries the recomputed state root at its size.
+
+        Raises:
+            DecodeError: no well-formed state line.
+            VerificationError: a root other than the recomputed one (or none could be recomputed there).
+        """
+        claimed = state_reference(cp)
+        mine = self.roots.get(cp.size)
+        if mine is None:
+            raise VerificationError(f"carries state root {claimed.hex()}, which cannot be recomputed at size"
+                                    f" {cp.size} (an entry before it failed)")
+        if claimed != mine:
+            raise VerificationError(f"carries state root {claimed.hex()}, but the entries give {mine.hex()}")
+
+    def check_stored(self, storage: Storage, report: Report) -> None:
+        """Compare the stored state roots, buckets and values of the log with the recomputed ones."""
+        where = f"log {self.log} state"
+        for size, root in storage.state_roots(self.log):
+            mine = self.roots.get(size)
+            if size <= self._size and mine != root:
+                report(f"{where} root size {size}", f"stored {root.hex()}, recomputed"
+                       f" {mine.hex() if mine else 'nothing'}")
+            elif size > self._size:
+                report(f"{where} root size {size}", f"stored beyond the {self._size} entries that verify")
+        if storage.size(self.log) != self._size:
+            return  # a failed entry stops the recomputation; the values cannot be compared
+        buckets = {b: (c, h) for b, c, h in storage.state_buckets(self.log)}
+        if buckets != self._state.buckets():
+            bad = sorted(set(buckets.items()) ^ set(self._state.buckets().items()))[:3]
+            report(f"{where} buckets", f"differ from the recomputed map (first buckets: {[b for b, _ in bad]})")
+        mine_values = self._state.items()
+        stored = 0
+        for path, key, value in storage.iter_state_values(self.log):
+            stored += 1
+            if mine_values.get(path) != (key, value):
+                report(f"{where} value {path.hex()}", f"stored value of key {_show(key)} differs from the entries")
+        if stored != len(mine_values):
+            report(f"{where} values", f"{stored} stored, {len(mine_values)} recomputed")
+
+
+def _show(key: bytes) -> str:
+    try:
+        k = StateKey.decode(key)
+    except DecodeError:
+        return key.hex()
+    return f"{k.kind} " + " ".join(f.hex() if isinstance(f, bytes) else f for f in k.fields)

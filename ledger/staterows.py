@@ -1,0 +1,120 @@
+"""The queries of the state tables (spec 7.1.11 to 7.1.13): values, buckets and state roots of each log.
+
+A mixin of :class:`ledger.storage.Storage`, kept apart so that each module stays small. It uses the
+storage's connection, lock and error wrapping; the rows of a batch are written by
+:meth:`ledger.storage.Storage.append_entries` in the transaction that stores the batch's entries.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
+
+from ledger.statemap import BUCKET_BITS
+
+if TYPE_CHECKING:
+    from ledger.state import StateBatch
+
+__all__ = ["StateRows"]
+
+_BUCKET_BYTES = BUCKET_BITS // 8
+_CHUNK = 500  # SQLite's variable limit, with room for the log
+
+
+class StateRows:
+    """Reads and writes of ``state_values``, ``state_buckets`` and ``state_roots``."""
+
+    _conn: sqlite3.Connection
+    _wrap: Callable[[str], AbstractContextManager[None]]
+
+    def state_values(self, log: str, paths: Iterable[bytes]) -> dict[bytes, bytes]:
+        """Path -> stored encoded value, for those of ``paths`` that hold one in ``log``'s map."""
+        wanted = list(paths)
+        found: dict[bytes, bytes] = {}
+        with self._wrap(f"read state values of log {log}"):
+            for i in range(0, len(wanted), _CHUNK):
+                chunk = wanted[i:i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for path, value in self._conn.execute(
+                        f"SELECT path, value FROM state_values WHERE log = ? AND path IN ({marks})", (log, *chunk)):
+                    found[bytes(path)] = bytes(value)
+        return found
+
+    def state_value(self, log: str, path: bytes) -> tuple[bytes, bytes] | None:
+        """(encoded key, encoded value) at ``path`` of ``log``'s map, or None."""
+        with self._wrap(f"read a state value of log {log}"):
+            row = self._conn.execute("SELECT key, value FROM state_values WHERE log = ? AND path = ?",
+                                     (log, path)).fetchone()
+        return None if row is None else (bytes(row[0]), bytes(row[1]))
+
+    def state_bucket(self, log: str, bucket: int) -> list[tuple[bytes, bytes]]:
+        """(path, value hash) of every value of ``log`` in ``bucket``, sorted by path."""
+        low = bucket.to_bytes(_BUCKET_BYTES, "big")
+        with self._wrap(f"read state bucket {bucket} of log {log}"):
+            if bucket + 1 < 1 << BUCKET_BITS:
+                rows = self._conn.execute(
+                    "SELECT path, value_hash FROM state_values WHERE log = ? AND path >= ? AND path < ?"
+                    " ORDER BY path", (log, low, (bucket + 1).to_bytes(_BUCKET_BYTES, "big")))
+            else:
+                rows = self._conn.execute("SELECT path, value_hash FROM state_values WHERE log = ? AND path >= ?"
+                                          " ORDER BY path", (log, low))
+            return [(bytes(p), bytes(h)) for p, h in rows]
+
+    def state_buckets(self, log: str) -> Iterator[tuple[int, int, bytes]]:
+        """(bucket, leaf count, hash) of every non-empty bucket of ``log``'s map."""
+        with self._wrap(f"read the state buckets of log {log}"):
+            rows = self._conn.execute("SELECT bucket, count, hash FROM state_buckets WHERE log = ?",
+                                      (log,)).fetchall()
+        return ((int(b), int(c), bytes(h)) for b, c, h in rows)
+
+    def state_root(self, log: str, size: int) -> bytes | None:
+        """The state root of ``log`` after its first ``size`` entries, if a batch ended there."""
+        with self._wrap(f"read the state root of log {log} at size {size}"):
+            row = self._conn.execute("SELECT root FROM state_roots WHERE log = ? AND size = ?",
+                                     (log, size)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def latest_state_root(self, log: str) -> tuple[int, bytes] | None:
+        """(size, root) of the newest state root stored for ``log``."""
+        with self._wrap(f"read the latest state root of log {log}"):
+            row = self._conn.execute("SELECT size, root FROM state_roots WHERE log = ? ORDER BY size DESC LIMIT 1",
+                                     (log,)).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
+    def state_roots(self, log: str) -> list[tuple[int, bytes]]:
+        """(size, root) of every state root stored for ``log``, by size."""
+        with self._wrap(f"read the state roots of log {log}"):
+            rows = self._conn.execute("SELECT size, root FROM state_roots WHERE log = ? ORDER BY size",
+                                      (log,)).fetchall()
+        return [(int(s), bytes(r)) for s, r in rows]
+
+    def iter_state_values(self, log: str, batch: int = 10000) -> Iterator[tuple[bytes, bytes, bytes]]:
+        """(path, encoded key, encoded value) of every value of ``log``'s map, by path, read in pages."""
+        after = b""
+        while True:
+            with self._wrap(f"read state values of log {log}"):
+                rows = self._conn.execute("SELECT path, key, value FROM state_values WHERE log = ? AND path > ?"
+                                          " ORDER BY path LIMIT ?", (log, after, batch)).fetchall()
+            yield from ((bytes(p), bytes(k), bytes(v)) for p, k, v in rows)
+            if len(rows) < batch:
+                return
+            after = bytes(rows[-1][0])
+
+    def _write_state(self, log: str, size: int, state: StateBatch) -> None:
+        # Caller holds the lock and an open transaction (append_entries).
+        self._conn.executemany(
+            "INSERT INTO state_values (log, path, key, value, value_hash) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (log, path) DO UPDATE SET value = excluded.value, value_hash = excluded.value_hash",
+            _value_rows(log, state.values.items()))
+        self._conn.executemany(
+            "INSERT INTO state_buckets (log, bucket, count, hash) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (log, bucket) DO UPDATE SET count = excluded.count, hash = excluded.hash",
+            [(log, b, c, h) for b, (c, h) in state.buckets.items()])
+        self._conn.execute("INSERT INTO state_roots (log, size, root) VALUES (?, ?, ?)", (log, size, state.root))
+
+
+def _value_rows(log: str, items: Iterable[tuple[bytes, tuple[bytes, bytes, bytes]]]
+                ) -> Sequence[tuple[str, bytes, bytes, bytes, bytes]]:
+    return [(log, path, key, value, vh) for path, (key, value, vh) in items]
