@@ -317,6 +317,11 @@ class LogCheckpoints:
                  if (found := witnesses.lookup(sig)) is not None and found[0] == witness]
         return Finality.of(self.member_id, size, root, count_cosignatures(cp, lines, witnesses))
 
+    def first_lines(self, size: int) -> dict[str, NoteSignature]:
+        """Witness -> its first stored cosignature line on the checkpoint of ``size`` (it bounds when the
+        entries existed: proof of existence)."""
+        return dict(self._stored_lines(size))
+
     def fresh_lines(self, size: int) -> dict[str, NoteSignature]:
         """Witness -> its newest cosignature line on the checkpoint of ``size``: the first stored line, replaced
         by a later one (a heartbeat) where held. Lines are verified when they are stored, not here."""

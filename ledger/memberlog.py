@@ -158,13 +158,20 @@ class MemberLog(LogCheckpoints):
             return self._map.root
         return self.storage.state_root(self.member_id, size)
 
-    def prove_state(self, path: bytes) -> tuple[int, bytes | None, StateProof]:
-        """(size, encoded value or None, proof) for ``path`` against the state root at the log's whole size."""
+    def prove_states(self, paths: Sequence[bytes]) -> tuple[int, list[tuple[bytes | None, StateProof]]]:
+        """(size, [(encoded value or None, proof)]) for ``paths``, all against the state root at ``size``.
+
+        ``size`` is the log's whole size when called; the answers are taken together, so no append lands
+        between them (spec S.3).
+        """
         with self._map_lock:
             size = self.size
-            found = self.storage.state_value(self.member_id, path)
-            proof = self._map.prove(path, partial(self.storage.state_bucket, self.member_id))
-        return size, None if found is None else found[1], proof
+            out = []
+            for path in paths:
+                found = self.storage.state_value(self.member_id, path)
+                out.append((None if found is None else found[1],
+                            self._map.prove(path, partial(self.storage.state_bucket, self.member_id))))
+        return size, out
 
     # ------------------------------------------------------------------ basics
 

@@ -176,6 +176,39 @@ class RegistryState:
         self._logs[log] = (start + len(decoded), prev_time, prev_root)
         return verified
 
+    def apply_proven(self, log: str, size: int, entries: Sequence[tuple[int, UnverifiedEntry]]) -> None:
+        """Take in some entries of a log whose presence a final checkpoint proves, without the rules.
+
+        For a light verifier (specs/state.md S.4.2): the entries a state proof lists (an issuer's, a key's,
+        a credential's, a policy), not the whole log, so the rules of spec 6.3, which need the whole log,
+        are not checked here; a quorum of witnesses checked them before cosigning the checkpoint whose state
+        root lists the entries. Queries then answer as of ``size``.
+
+        Args:
+            log: the log's member id.
+            size: the checkpoint's size; every index must be below it.
+            entries: (index, entry), any order; applied by ascending index.
+
+        Raises:
+            ConflictError: the state already holds entries of ``log``.
+            DecodeError: an index at or beyond ``size``, or an entry that relies on one not given (a key
+                update without its key, say): the message names it.
+        """
+        if self.size(log):
+            raise ConflictError(f"log {log}: the registry already holds entries; proven entries go in once")
+        undo: _Undo = []
+        last = (0, 0, 1)
+        for index, e in sorted(entries, key=lambda item: item[0]):
+            if not 0 <= index < size:
+                raise DecodeError(f"log {log}: proven entry {index} is not below the checkpoint size {size}")
+            try:
+                _APPLY[e.type](self, log, index, e, undo)
+            except KeyError as err:
+                raise DecodeError(f"log {log}: proven entry {index} ({e.type}) relies on an entry that was not"
+                                  " given") from err
+            last = (size, e.time, e.root)
+        self._logs[log] = (size, last[1], last[2])
+
     def _authorize_all(self, log: str, start: int, decoded: list[UnverifiedEntry], prev_time: int, prev_root: int,
                        undo: _Undo) -> tuple[list[SignatureJob], int, int]:
         # Spec 6.3.16: the rules entry by entry, each applied (with its undo step) before the next is checked.

@@ -451,7 +451,7 @@ class LedgerHost:
         """
         self.member_log(member)
         size = self.storage.final_covering(member, index)
-        return None if size is None else (size, self._note_with_cosignatures(member, size))
+        return None if size is None else (size, self.note_with_cosignatures(member, size))
 
     def _refresh_final(self, member: str, cosigned: int | None = None) -> None:
         # The newest recorded final checkpoint of the log (spec 7.1.9), served with every cosignature
@@ -462,11 +462,12 @@ class LedgerHost:
             return
         size = self.storage.latest_final(member)
         if size is not None:
-            self.final[member] = (size, self._note_with_cosignatures(member, size))
+            self.final[member] = (size, self.note_with_cosignatures(member, size))
 
-    def _note_with_cosignatures(self, member: str, size: int) -> bytes:
-        # Served with each witness's newest line (a heartbeat's, spec 7.4.4), so that it shows how fresh it is.
+    def note_with_cosignatures(self, member: str, size: int) -> bytes:
+        """The stored checkpoint of ``size`` with each witness's newest line (a heartbeat's, spec 7.4.4)."""
         stored = self.storage.checkpoint(member, size)
-        assert stored is not None
+        if stored is None:
+            raise StorageError(f"log {member} has no checkpoint of size {size}")
         lines = list(self.member_log(member).fresh_lines(size).values())
         return add_signatures(Note.parse(stored), lines).to_bytes()

@@ -31,6 +31,7 @@ from node.metrics import CONTENT_TYPE
 from node.middleware import HttpRefusal, NotFoundError, RequestTooLargeError
 from node.peerauth import verify_request
 from node.service import NodeService
+from node.stateapi import parse_keys, state_answer
 from node.tiles import TILE_ROUTE, StorageTileSource, TileSource, tile_handler
 
 _MEMBER = re.compile(r"[A-Z]{2}")
@@ -57,6 +58,7 @@ def add_routes(r: web.UrlDispatcher) -> None:
     r.add_post("/logs/{member}/entries", post_entries)
     r.add_get("/logs/{member}/proof/inclusion", inclusion_proof)
     r.add_get("/logs/{member}/proof/consistency", consistency_proof)
+    r.add_get("/logs/{member}/state", get_state)
     r.add_post("/witness/add-checkpoint", add_checkpoint)
     r.add_get("/governance/roots", list_roots)
     r.add_get("/governance/roots/{version}", get_root)
@@ -172,6 +174,15 @@ async def get_checkpoint(request: web.Request) -> web.Response:
         raise NotFoundError(f"log {member} has no final checkpoint yet")
     return web.Response(body=fin[1], content_type="text/plain", charset="utf-8",
                         headers={"Cache-Control": "no-cache"})
+
+
+async def get_state(request: web.Request) -> web.Response:
+    """``GET /logs/{member}/state?key=K[&key=K...]``: state values with proofs and their entries (A.13)."""
+    member = _member(request)
+    keys = parse_keys(request.query.getall("key", []))
+    svc = _svc(request)
+    body = await svc.call(state_answer, svc.host, member, keys)
+    return web.Response(body=body, content_type="application/cbor", headers={"Cache-Control": "no-cache"})
 
 
 async def post_checkpoint(request: web.Request) -> web.Response:

@@ -58,12 +58,12 @@ def test_proofs_from_a_member_log(tmp_path: Path) -> None:
     cp = Checkpoint.parse(vn.checkpoint().text)
     root = state_reference(cp)
     issuer = StateKey("issuer", ("VN/customs",))
-    size, value, proof = vn.prove_state(issuer.path)
+    size, ((value, proof),) = vn.prove_states([issuer.path])
     assert size == cp.size and value is not None
     verify_state_proof(root, issuer.path, value, proof)
     assert [i for i, _ in StateValue.decode(value).entries] == [0]
     never = StateKey("status", ("VN/customs", b"no-such-credential"))
-    size, value, proof = vn.prove_state(never.path)
+    size, ((value, proof),) = vn.prove_states([never.path])
     assert value is None
     verify_state_proof(root, never.path, None, proof)
     with pytest.raises(StateProofError):  # the proof for one key is no proof for another

@@ -140,7 +140,7 @@ class Scenario:
         return r
 
     def verify(self, *args: object, subject: Path | None = None) -> Result:
-        return self.invoke("verify", subject or self.credential, "--replica", self.replica, *args)
+        return self.invoke("verify", subject or self.credential, "--full", "--replica", self.replica, *args)
 
 
 @pytest.fixture

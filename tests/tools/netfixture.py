@@ -16,7 +16,7 @@ import json
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -189,6 +189,22 @@ class Network:
         return doc
 
 
+def start_proxy(net: Network, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                ) -> tuple[str, web.AppRunner]:
+    """Serve every request with ``handler`` on a free loopback port of the network's loop: (url, runner)."""
+    port = free_base_port(1)
+
+    async def up() -> web.AppRunner:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handler)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        return runner
+
+    return f"http://127.0.0.1:{port}", net._loop.run(up())
+
+
 class Liar:
     """A malicious node: a proxy in front of ``member``'s real node; everything it does not lie about passes.
 
@@ -206,18 +222,7 @@ class Liar:
         self.net, self.member, self.log, self.hide = net, member, log, hide_roots_above
         self.frozen = {m: self.net.host(member).final[m][1] for m in net.members
                        if freeze and m in self.net.host(member).final}
-        self.port = free_base_port(1)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-        async def up() -> web.AppRunner:
-            app = web.Application()
-            app.router.add_route("*", "/{tail:.*}", self._handle)
-            runner = web.AppRunner(app, handle_signals=False, access_log=None)
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", self.port).start()
-            return runner
-
-        self._runner = net._loop.run(up())
+        self.url, self._runner = start_proxy(net, self._handle)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         frozen = next((note for m, note in self.frozen.items() if request.path == f"/logs/{m}/checkpoint"), None)

@@ -174,7 +174,7 @@ class Ledger:
     def verify_args(self, credential: Path, replica: str, *nodes: str) -> list[object]:
         """``verify CREDENTIAL`` as a Thai importer, syncing ``replica`` from ``nodes`` (default TH)."""
         node_args = [a for n in (nodes or ("TH",)) for a in ("--node", self.url(n))]
-        return ["verify", credential, *node_args, "--as-member", "TH", "--genesis", self.genesis, "--pin", self.pin,
+        return ["verify", "--full", credential, *node_args, "--as-member", "TH", "--genesis", self.genesis, "--pin", self.pin,
                 "--replica", replica]
 
 
@@ -236,7 +236,7 @@ def test_verify_passes_then_reuses_the_replica(ledger: Ledger, mekong: Mekong) -
     assert doc["sync"]["answered"] == [ledger.url("TH")] and doc["sync"]["evidence"] == []
     assert doc["replica"]["genesis_hash"] == ledger.pin and doc["replica"]["logs"]["VN"]["final_size"] >= 4
     # Later runs reuse the nodes and the pin the replica holds.
-    r = mekong("verify", ledger.credential, "--as-member", "TH", "--replica", "importer-replica")
+    r = mekong("verify", "--full", ledger.credential, "--as-member", "TH", "--replica", "importer-replica")
     assert r.returncode == 0, shown(r)
     assert r.stdout.startswith("TOTAL-PASSED") and f"synced now from {ledger.url('TH')}" in r.stdout
 
@@ -256,7 +256,7 @@ def test_revoked_credential_fails(ledger: Ledger, mekong: Mekong) -> None:
     status = [c for c in doc["checks"] if c["name"] == "credential-status"]
     assert status and status[0]["outcome"] != "passed" and "revoked" in status[0]["detail"].lower()
     # The other credential of the same issuer is untouched.
-    assert mekong("verify", ledger.credential, "--as-member", "TH", "--replica", "revocation-replica").returncode == 0
+    assert mekong("verify", "--full", ledger.credential, "--as-member", "TH", "--replica", "revocation-replica").returncode == 0
 
 
 # ---------------------------------------------------------------------------- audit
@@ -349,7 +349,7 @@ def test_issuer_of_an_unknown_member_is_refused(ledger: Ledger, mekong: Mekong) 
 ], ids=["not-in-the-root", "not-a-member-id"])
 def test_verify_as_an_unknown_member_is_a_usage_error(ledger: Ledger, mekong: Mekong, member: str,
                                                       message: str) -> None:
-    r = mekong("verify", ledger.credential, "--node", ledger.url("TH"), "--as-member", member, "--pin", ledger.pin,
+    r = mekong("verify", "--full", ledger.credential, "--node", ledger.url("TH"), "--as-member", member, "--pin", ledger.pin,
                "--replica", "unknown-member-replica")
     assert r.returncode == 3, shown(r)
     assert message in r.stderr and r.stdout == "", shown(r)
@@ -361,9 +361,9 @@ def test_node_unreachable(ledger: Ledger, mekong: Mekong, synced_replica: str, c
     closed = closed_port_url()
     vn = ledger.net.member("VN")
     args: list[object] = {
-        "verify-new-replica": ["verify", ledger.credential, "--node", closed, "--as-member", "TH", "--pin", ledger.pin,
+        "verify-new-replica": ["verify", "--full", ledger.credential, "--node", closed, "--as-member", "TH", "--pin", ledger.pin,
                                "--replica", "never-synced"],
-        "verify-synced-replica": ["verify", ledger.credential, "--node", closed, "--as-member", "TH",
+        "verify-synced-replica": ["verify", "--full", ledger.credential, "--node", closed, "--as-member", "TH",
                                   "--replica", synced_replica],
         "issuer-register": ["issuer", "register", "VN/unreachable", "--name", "X", "--document-type",
                             "certificate-of-origin", "--jurisdiction", "VN", "--node", closed, "--key", vn.admin_key,
@@ -407,7 +407,7 @@ def test_malformed_credential_is_total_failed(ledger: Ledger, mekong: Mekong, sy
                                               case: str, sub_indication: str, detail: str) -> None:
     bad = workdir / f"malformed-{case}.cbor"
     bad.write_bytes(_malformed(ledger.credential.read_bytes())[case])
-    r = mekong("verify", bad, "--offline", "--as-member", "TH", "--replica", synced_replica, "--json")
+    r = mekong("verify", "--full", bad, "--offline", "--as-member", "TH", "--replica", synced_replica, "--json")
     assert r.returncode == 1, shown(r)
     doc = json.loads(r.stdout)
     assert (doc["indication"], doc["sub_indication"], doc["exit_code"]) == ("TOTAL-FAILED", sub_indication, 1)
@@ -420,7 +420,7 @@ def test_malformed_credential_is_total_failed(ledger: Ledger, mekong: Mekong, sy
 def test_stale_replica_offline_is_try_later_with_its_age(ledger: Ledger, mekong: Mekong) -> None:
     mekong.ok(*ledger.verify_args(ledger.credential, "stale-replica"))
     time.sleep(2.2)
-    r = mekong("verify", ledger.credential, "--offline", "--max-age", "1", "--as-member", "TH",
+    r = mekong("verify", "--full", ledger.credential, "--offline", "--max-age", "1", "--as-member", "TH",
                "--replica", "stale-replica")
     assert r.returncode == 2, shown(r)
     assert r.stdout.startswith("INDETERMINATE / TRY_LATER"), shown(r)
@@ -429,14 +429,14 @@ def test_stale_replica_offline_is_try_later_with_its_age(ledger: Ledger, mekong:
     assert ages and min(ages) >= 2, r.stdout
     synced = re.search(r"OFFLINE: last synced \S+ \((\d+) s ago\)", r.stdout)
     assert synced and int(synced.group(1)) >= 2, r.stdout
-    r = mekong("verify", ledger.credential, "--offline", "--max-age", "1", "--as-member", "TH",
+    r = mekong("verify", "--full", ledger.credential, "--offline", "--max-age", "1", "--as-member", "TH",
                "--replica", "stale-replica", "--json")
     assert r.returncode == 2, shown(r)
     doc = json.loads(r.stdout)
     assert (doc["indication"], doc["sub_indication"], doc["exit_code"]) == ("INDETERMINATE", "TRY_LATER", 2)
     assert doc["offline"] is True and doc["sync"] is None and doc["replica"]["last_sync_age_seconds"] >= 2
     # The same replica under the default maximum age (a day) still passes, offline.
-    r = mekong("verify", ledger.credential, "--offline", "--as-member", "TH", "--replica", "stale-replica")
+    r = mekong("verify", "--full", ledger.credential, "--offline", "--as-member", "TH", "--replica", "stale-replica")
     assert r.returncode == 0, shown(r)
     assert r.stdout.startswith("TOTAL-PASSED") and "OFFLINE: last synced" in r.stdout
 
@@ -466,6 +466,6 @@ def test_devnet_down_then_up_keeps_the_ledger(ledger: Ledger, mekong: Mekong) ->
         assert doc["VN"]["status"]["logs"]["VN"]["size"] == vn_size
     finally:
         dn.start(net)  # whatever happened, leave the devnet running for any test after this one
-    r = mekong("verify", ledger.credential, "--node", ledger.url("KH"), "--as-member", "TH", "--pin", ledger.pin,
+    r = mekong("verify", "--full", ledger.credential, "--node", ledger.url("KH"), "--as-member", "TH", "--pin", ledger.pin,
                "--replica", "after-restart-replica")
     assert r.returncode == 0, shown(r)

@@ -70,7 +70,7 @@ def test_offline_with_a_stale_replica_shows_its_age(scenario: Scenario) -> None:
 def test_offline_without_replica_is_a_tool_error(invoke: Invoke, tmp_path: Path) -> None:
     cred = tmp_path / "c.cbor"
     cred.write_bytes(b"\xd2\x84")
-    r = invoke("verify", cred, "--offline", "--as-member", "TH", "--replica", tmp_path / "none")
+    r = invoke("verify", "--full", cred, "--offline", "--as-member", "TH", "--replica", tmp_path / "none")
     assert r.exit_code == 4
     assert "no replica" in r.stderr and "without --offline" in r.stderr
 
@@ -243,7 +243,7 @@ def test_a_frozen_node_is_caught_by_age_while_heartbeats_keep_the_honest_answer_
         scenario.ok("credential", "suspend", scenario.credential, "--reason", "hidden by a frozen node",
                     *scenario.entry_args(scenario.issuer_key))
         time.sleep(3.0)  # nothing is appended meanwhile: only heartbeats
-        r = scenario.invoke("verify", scenario.credential, "--replica", scenario.dir / "frozen-replica", "--node",
+        r = scenario.invoke("verify", "--full", scenario.credential, "--replica", scenario.dir / "frozen-replica", "--node",
                             frozen.url, "--pin", scenario.pin, "--as-member", "TH", "--max-age", "2", "--json")
         doc = json.loads(r.stdout)
         assert r.exit_code == 2 and doc["sub_indication"] == "TRY_LATER", doc

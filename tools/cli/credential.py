@@ -34,10 +34,12 @@ from credentials.report import claims_json
 from ledger.bodies import CredentialAnchor, CredentialStatus, check_issuer_id, member_of
 from ledger.errors import DecodeError
 from ledger.keys import key_id, public_key_of
+from tools.cli.lightverify import fetch_light
 from tools.cli.submit import entry_options, submit_entry
 from tools.cli.util import (
     HashParam,
     IssuerParam,
+    MemberParam,
     TimeParam,
     ToolError,
     emit,
@@ -48,6 +50,7 @@ from tools.cli.util import (
     read_bytes,
     write_bytes,
 )
+from tools.client.http import NodeClient
 
 __all__ = ["credential", "profile_from_json", "sign"]
 
@@ -297,3 +300,38 @@ def sign(file: Path, key: Path, out: Path, document_type: str, media_type: str |
     emit(as_json, doc, [f"wrote {out}: signature of {file} ({media}) as {document_type}",
                         f"key id {doc['kid']}; signature digest {doc['digest']}",
                         f"anchor it with: mekong credential anchor {out} --issuer ISSUER ..."])
+
+
+@credential.command("bundle")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--node", "nodes", multiple=True, required=True, metavar="URL",
+              help="A node to fetch the proofs from (repeat for several; the first that answers wins). Nodes are "
+                   "not trusted: every proof is checked before the bundle is written.")
+@click.option("--as-member", required=True, type=MemberParam(), envvar="MEKONG_AS_MEMBER",
+              help="The member whose recognition policy the verifier applies (the importer's), such as TH.")
+@click.option("--pin", type=HashParam(32, "genesis hash"), envvar="MEKONG_PIN",
+              help="The genesis hash you trust (needed the first time).")
+@click.option("--replica", "replica_dir", type=click.Path(file_okay=False, path_type=Path), envvar="MEKONG_REPLICA",
+              help="Where the governance roots are cached [default: ~/.config/mekong/replica].")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The bundle file to write.")
+def bundle(file: Path, nodes: tuple[str, ...], as_member: str, pin: bytes | None, replica_dir: Path | None,
+           out: Path) -> None:
+    """Write a proof bundle for a credential: everything 'mekong verify' needs, for a verifier with no network.
+
+    The bundle (one CBOR file, specs/state.md S.7.3) holds the governance chain, the
+    state proofs of the credential's issuer, key, anchor and status and of the
+    verifier's member policy, and the anchor's proof of existence, all as a node
+    served them and checked here. Attach it to the shipment's documents; the border
+    post runs:
+
+    \b
+      mekong verify cred.cbor --bundle cred.bundle --offline --pin HASH --as-member TH
+    """
+    raw = read_bytes(file, "credential")
+    made, _ = fetch_light([NodeClient(u) for u in nodes], replica_dir, pin, raw, as_member)
+    if made is None:
+        raise ToolError(f"{file} is not a credential: there is nothing to bundle")
+    data = made.encode()
+    write_bytes(out, data)
+    click.echo(f"wrote {out} ({len(data)} bytes): proofs for {', '.join(log for log, _ in made.answers)}"
+               f" under governance root v{len(made.roots)}")

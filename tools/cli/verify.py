@@ -19,11 +19,14 @@ from typing import Any, TypeVar
 
 import click
 
+from credentials.bundle import ProofBundle
 from credentials.docsig import SignedDocument
 from credentials.report import INDETERMINATE, TOTAL_FAILED, TOTAL_PASSED
 from credentials.steps import VerificationPolicy
 from credentials.verify import verify as verify_subject
+from credentials.view import fresh_time
 from ledger.bodies import LOAS
+from tools.cli.lightverify import fetch_light, open_bundle_file
 from tools.cli.roots import load_signed_root
 from tools.cli.util import (
     EXIT_CODES_HELP,
@@ -239,29 +242,85 @@ def run_verification(ctx: click.Context, subject: bytes | SignedDocument, opts: 
     ctx.exit(code)
 
 
+def run_light(ctx: click.Context, credential: bytes, opts: dict[str, Any], bundle_file: Path | None) -> None:
+    """Light verification (specs/state.md S.7): from state proofs a node serves, or from a proof bundle."""
+    at = opts["at"] if opts["at"] is not None else now()
+    offline = bundle_file is not None and opts["offline"]
+    policy = load_policy(opts["policy_file"], opts["as_member"], opts["min_loa"], opts["max_age"],
+                         None if offline else ONLINE_MAX_AGE)
+    bundle: ProofBundle | None
+    if bundle_file is not None:
+        if opts["nodes"] and opts["offline"]:
+            raise click.UsageError("--offline contacts no node: drop --node, or drop --offline")
+        bundle, view = open_bundle_file(bundle_file, opts["pin"], opts["replica_dir"], credential, policy.as_member)
+        source = f"proof bundle {bundle_file} ({len(bundle.encode())} bytes), verified offline"
+    else:
+        if opts["offline"]:
+            raise click.UsageError("light verification asks a node; with no network give --bundle FILE, or use"
+                                   " --full --offline for the local replica")
+        urls = list(opts["nodes"]) or Replica.saved_nodes(opts["replica_dir"] or default_replica_dir())
+        if not urls:
+            raise click.UsageError("give a node to ask: --node URL")
+        clients = [NodeClient(u) for u in urls]
+        bundle, view = fetch_light(clients, opts["replica_dir"], opts["pin"], credential, policy.as_member)
+        fetched = "nothing needed: the file is no credential" if bundle is None else f"{len(bundle.encode())} bytes"
+        source = f"light verification: state proofs from {', '.join(urls)}, {fetched}"
+    report = verify_subject(credential, view, policy, at)
+    code = _EXIT.get(report.indication, EXIT_INDETERMINATE)
+    logs = {log: {"final_size": view.positions.get(log), "witnessed_age_seconds": _age(view, log, at)}
+            for log, _ in (bundle.answers if bundle is not None else ())}
+    if opts["as_json"]:
+        doc = report.to_dict()
+        doc.update(mode="bundle" if bundle_file else "light", source=source, logs=logs, exit_code=code)
+        click.echo(json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False))
+    else:
+        click.echo(report.render_text(), nl=False)
+        click.echo(source)
+        for log, st in sorted(logs.items()):
+            click.echo(f"  log {log}: final size {st['final_size']}, witnessed {ago(st['witnessed_age_seconds'])} ago")
+    ctx.exit(code)
+
+
+def _age(view: Any, log: str, at: int) -> int | None:
+    cp = view.latest_checkpoint(log)
+    t = None if cp is None else fresh_time(cp, view.governance.faulty, at)
+    return None if t is None else max(0, at - t)
+
+
 @click.command("verify", epilog=EXIT_CODES_HELP)
 @click.argument("credential", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--full", is_flag=True, help="Verify against a local replica of the whole ledger, synced and replayed"
+              " (for auditors and heavy users) instead of light state proofs.")
+@click.option("--bundle", "bundle_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Verify from this proof bundle ('mekong credential bundle'); with --offline, with no network.")
 @verification_options
 @click.pass_context
-def verify(ctx: click.Context, credential: Path, **opts: Any) -> None:
+def verify(ctx: click.Context, credential: Path, full: bool, bundle_file: Path | None, **opts: Any) -> None:
     """Verify a credential against the ledger, trusting no single node.
 
-    First the local replica is synced: governance roots are walked from the pinned
-    genesis, each log's newest final checkpoint is checked (owner signature and at
-    least quorum member cosignatures), and the entries up to it are fetched and
-    verified. Then the credential is checked: signature, issuer registration and
-    accreditation, your member's recognition policy (--as-member), key validity at
-    signing time with proof of existence, expiry, status, and freshness.
+    By default the verification is light: a node is asked for proofs of the few
+    registry records the credential needs (its issuer, its key, its anchor, its
+    status, your member's policy) against the state root of a final checkpoint
+    (cosigned by a quorum of members, each of whom recomputed that state), and
+    every proof is checked here. The credential is then checked: signature, issuer
+    registration and accreditation, your member's recognition policy (--as-member),
+    key validity at signing time with proof of existence, expiry, status, freshness.
 
     \b
     First time (pin the genesis hash your network published):
       mekong verify cred.cbor --node http://127.0.0.1:7101 --pin HASH --as-member TH
-    Later (same nodes, same replica):
-      mekong verify cred.cbor --as-member TH
-    With no network, against the replica as it is (its age is shown):
-      mekong verify cred.cbor --offline --as-member TH
+    At a border post with no network, from a bundle the exporter attached:
+      mekong verify cred.cbor --bundle cred.bundle --offline --pin HASH --as-member TH
+    Against a full local replica (synced, replayed; --offline uses it as it is):
+      mekong verify cred.cbor --full --node URL --pin HASH --as-member TH
     """
-    run_verification(ctx, read_bytes(credential, "credential"), opts)
+    raw = read_bytes(credential, "credential")
+    if full:
+        if bundle_file is not None:
+            raise click.UsageError("--bundle and --full are two ways to verify: give one")
+        run_verification(ctx, raw, opts)
+    else:
+        run_light(ctx, raw, opts, bundle_file)
 
 
 @click.command("verify-signature", epilog=EXIT_CODES_HELP)

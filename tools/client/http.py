@@ -259,6 +259,23 @@ class NodeClient:
                             f"?from={int(first)}&to={int(second)}")
         return self._hashes(doc, f"consistency proof of log {member}")
 
+    def inclusion_proof(self, member: str, index: int, size: int) -> list[bytes]:
+        """``GET /logs/{M}/proof/inclusion``: the proof hashes of entry ``index`` in the tree of ``size`` (unverified)."""
+        doc = self.get_json(f"/logs/{urllib.parse.quote(member, safe='')}/proof/inclusion"
+                            f"?index={int(index)}&size={int(size)}")
+        return self._hashes(doc, f"inclusion proof of log {member}")
+
+    def state(self, member: str, keys: list[bytes]) -> bytes:
+        """``GET /logs/{M}/state?key=...``: the CBOR state answer of specs/api.md A.13 (unverified).
+
+        Args:
+            keys: each state key's CBOR (``ledger.state.StateKey.encode``).
+        """
+        query = "&".join("key=" + base64.urlsafe_b64encode(k).decode("ascii").rstrip("=") for k in keys)
+        data = self._get(f"/logs/{urllib.parse.quote(member, safe='')}/state?{query}")
+        assert data is not None
+        return data
+
     def _hashes(self, doc: Any, what: str) -> list[bytes]:
         try:
             out = [base64.b64decode(h, validate=True) for h in doc["proof"]]

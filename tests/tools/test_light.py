@@ -1,0 +1,158 @@
+"""Light verification and proof bundles (specs/state.md S.7) against real nodes, and nodes that lie."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from conftest import Scenario
+from netfixture import Network, start_proxy
+
+from credentials.bundle import ProofBundle, open_bundle, required_keys
+from ledger import cbor
+from ledger.errors import MekongError
+from ledger.governance import GovernanceChain
+from tools.client.http import NodeClient
+from tools.client.light import LightError, fetch_bundle
+
+
+def _light(scenario: Scenario, *args: object) -> Any:
+    return scenario.invoke("verify", scenario.credential, "--replica", scenario.replica, "--pin", scenario.pin,
+                           "--as-member", "TH", *args)
+
+
+def _chain(net: Network) -> GovernanceChain:
+    return GovernanceChain.from_genesis(net.genesis, net.genesis.root_hash)
+
+
+def test_light_verify_bundle_and_offline(scenario: Scenario, tmp_path: Path) -> None:
+    scenario.net.wait_replicated()
+    r = _light(scenario, "--node", scenario.net.urls["KH"], "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["indication"] == "TOTAL-PASSED" and doc["mode"] == "light", doc
+    assert set(doc["logs"]) == {"VN", "TH"} and doc["logs"]["VN"]["final_size"] >= 3
+    assert not (scenario.replica / "replica.sqlite").exists()  # no replica: only the roots are cached
+    assert (scenario.replica / "roots.cbor").exists()
+    out = tmp_path / "coo.bundle"
+    r = scenario.invoke("credential", "bundle", scenario.credential, "--node", scenario.net.urls["LA"],
+                        "--as-member", "TH", "--pin", scenario.pin, "--replica", scenario.replica, "--out", out)
+    assert r.exit_code == 0, r.output
+    assert out.stat().st_size < 8192, out.stat().st_size
+    # the border post: no network, a fresh machine (no cache), the pin alone
+    r = scenario.invoke("verify", scenario.credential, "--bundle", out, "--offline", "--pin", scenario.pin,
+                        "--as-member", "TH", "--replica", tmp_path / "empty")
+    assert r.exit_code == 0, r.output
+    assert "TOTAL-PASSED" in r.output and "verified offline" in r.output and "witnessed" in r.output
+
+
+def test_light_verify_of_a_broken_credential_is_format_failure(scenario: Scenario) -> None:
+    bad = scenario.dir / "bad.cbor"
+    data = bytearray(scenario.credential.read_bytes())
+    bad.write_bytes(bytes(data[:len(data) // 2]))
+    r = scenario.invoke("verify", bad, "--replica", scenario.replica, "--pin", scenario.pin, "--as-member", "TH",
+                        "--node", scenario.node.url, "--json")
+    assert r.exit_code == 1 and json.loads(r.output)["sub_indication"] == "FORMAT_FAILURE", r.output
+
+
+def test_light_verify_sees_a_revocation(scenario: Scenario) -> None:
+    scenario.ok("credential", "revoke", scenario.credential, "--reason", "superseded",
+                *scenario.entry_args(scenario.issuer_key))
+    scenario.net.wait_replicated()
+    r = _light(scenario, "--node", scenario.net.urls["TH"], "--json")
+    doc = json.loads(r.output)
+    assert r.exit_code == 1 and doc["sub_indication"] == "REVOKED", r.output
+
+
+def test_a_bundle_with_any_byte_changed_proves_nothing(scenario: Scenario) -> None:
+    scenario.net.wait_replicated()
+    chain = _chain(scenario.net)
+    raw = scenario.credential.read_bytes()
+    bundle = fetch_bundle([NodeClient(scenario.net.urls["KH"])], chain, raw, "TH")
+    data = bundle.encode()
+    open_bundle(ProofBundle.decode(data), scenario.net.genesis.root_hash, raw, "TH")  # the genuine one opens
+    step = max(1, len(data) // int(os.environ.get("MEKONG_BUNDLE_FLIPS", "400")))
+    for pos in range(0, len(data), step):
+        changed = bytearray(data)
+        changed[pos] ^= 0x01
+        with pytest.raises(MekongError):
+            open_bundle(ProofBundle.decode(bytes(changed)), scenario.net.genesis.root_hash, raw, "TH")
+    with pytest.raises(MekongError, match="pinned"):  # another network's pin
+        open_bundle(bundle, bytes(32), raw, "TH")
+    with pytest.raises(MekongError, match="does not answer"):  # another member's policy is not in it
+        open_bundle(bundle, scenario.net.genesis.root_hash, raw, "LA")
+
+
+class _Tamper:
+    """A node that lies about state: a proxy in front of a real node that rewrites its state answers."""
+
+    def __init__(self, net: Network, member: str, rewrite: Any) -> None:
+        self.net, self.target, self.rewrite = net, net.urls[member], rewrite
+        self.url, self._runner = start_proxy(net, self._handle)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        import aiohttp
+
+        async with aiohttp.ClientSession() as s, s.get(self.target + request.path_qs) as resp:
+            body = await resp.read()
+            if request.path.endswith("/state") and resp.status == 200:
+                body = cbor.encode(self.rewrite(request.path, cbor.decode(body)))
+            return web.Response(body=body, status=resp.status, content_type=resp.content_type)
+
+    def close(self) -> None:
+        self.net._loop.run(self._runner.cleanup())
+
+
+def _hide_status(path: str, doc: dict[str, Any]) -> dict[str, Any]:
+    # Claim the credential has no status entries: keep the value but drop it, leaving its presence proof.
+    for a in doc["answers"]:
+        if a[1] is not None and cbor.decode(a[0])[0] == "status":
+            a[1] = None
+    return doc
+
+
+def _stale(old: dict[str, Any]) -> Any:
+    # A whole earlier answer of VN's log (a stale state root), as a node that froze would serve it.
+    return lambda path, doc: old if path == "/logs/VN/state" else doc
+
+
+def _swap_proofs(path: str, doc: dict[str, Any]) -> dict[str, Any]:
+    # The proof for one key served as the proof for another.
+    a = doc["answers"]
+    if len(a) >= 2:
+        a[0][2], a[1][2] = a[1][2], a[0][2]
+    return doc
+
+
+def test_nodes_that_lie_about_state_are_caught(scenario: Scenario) -> None:
+    net = scenario.net
+    net.wait_replicated()
+    chain = _chain(net)
+    raw = scenario.credential.read_bytes()
+    keys, _ = required_keys(raw, "TH")
+    before = cbor.decode(NodeClient(net.urls["KH"]).state("VN", [k.encode() for k in keys["VN"]]))
+    scenario.ok("credential", "revoke", scenario.credential, "--reason", "superseded",
+                *scenario.entry_args(scenario.issuer_key))
+    net.wait_replicated()
+    for name, rewrite in (("wrong value", _hide_status), ("proof for another key", _swap_proofs),
+                          ("stale root", _stale(before))):
+        liar = _Tamper(net, "KH", rewrite)
+        try:
+            if name != "stale root":  # alone, a stale but final state within the freshness bound is all there is
+                with pytest.raises(LightError):
+                    fetch_bundle([NodeClient(liar.url)], chain, raw, "TH", sleep=lambda s: None)
+            # an honest node after the liar: the verifier gets the truth (revoked) anyway
+            bundle = fetch_bundle([NodeClient(liar.url), NodeClient(net.urls["LA"])], chain, raw, "TH")
+            view = open_bundle(bundle, net.genesis.root_hash, raw, "TH")
+            assert view.credential_status("VN/customs-coo", _cti(raw)), name
+        finally:
+            liar.close()
+
+
+def _cti(raw: bytes) -> bytes:
+    from credentials.cwt import UnverifiedCredential
+    return UnverifiedCredential.decode(raw).claims.cti

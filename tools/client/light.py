@@ -1,0 +1,152 @@
+"""Fetch what a light verification of one credential needs, from any node, as a proof bundle.
+
+The light verifier (specs/state.md S.7) asks a node for the state keys a credential needs (its issuer,
+its key and any key it was rotated from, its anchor, its status; the verifying member's policy), the
+first final checkpoint covering its anchor, and the proofs linking them; everything is checked with
+:mod:`credentials.bundle` before it is believed, and put in a :class:`~credentials.bundle.ProofBundle`
+that can be verified again offline. Nodes are tried in turn; a node that is momentarily between
+checkpoints (503) or whose newest checkpoint is not final yet is asked again for a few seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from credentials.bundle import ExistenceProof, OpenedAnswer, ProofBundle, open_answer, open_existence, required_keys
+from ledger import cbor
+from ledger.bodies import IssuerKeyRotate
+from ledger.checkpoint import Checkpoint
+from ledger.errors import DecodeError, MekongError, VerificationError
+from ledger.finality import open_signed
+from ledger.governance import GovernanceChain
+from ledger.note import Note
+from ledger.state import StateKey
+from tools.client.http import ClientError, NodeClient, NodeRefused
+
+__all__ = ["LightError", "fetch_bundle"]
+
+#: How long to keep asking a node whose state is between checkpoints or not final yet.
+PATIENCE = 8.0
+_MAX_ROUNDS = 8  # rotations followed back from a key
+
+
+class LightError(MekongError):
+    """No node gave a complete, verifiable answer; the message says what each one got wrong."""
+
+
+def _rotated_from(answer: OpenedAnswer) -> set[StateKey]:
+    # Keys a proven key was rotated from: the registry needs the old key to take in the rotation.
+    wanted = set()
+    for key, value in answer.values.items():
+        if key.kind == "key" and value is not None:
+            for index, _ in value.entries:
+                body = answer.entries[index].body
+                if isinstance(body, IssuerKeyRotate):
+                    wanted.add(StateKey("key", (body.old_kid,)))
+    return wanted - set(answer.values)
+
+
+def _answer(client: NodeClient, chain: GovernanceChain, log: str, keys: list[StateKey],
+            sleep: Callable[[float], None]) -> tuple[bytes, OpenedAnswer]:
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        try:
+            data = client.state(log, [k.encode() for k in keys])
+            opened = open_answer(data, chain, log)
+            if set(opened.values) != set(keys):
+                raise VerificationError(f"the state answer of log {log} does not answer exactly the keys asked")
+            return data, opened
+        except NodeRefused as e:
+            if e.status != 503 or time.monotonic() > deadline:
+                raise
+        except VerificationError as e:
+            if "final needs" not in str(e) or time.monotonic() > deadline:
+                raise
+        sleep(0.25)
+
+
+def _log_answer(client: NodeClient, chain: GovernanceChain, log: str, keys: list[StateKey],
+                sleep: Callable[[float], None]) -> tuple[bytes, OpenedAnswer]:
+    asked = list(keys)
+    for _ in range(_MAX_ROUNDS):
+        data, opened = _answer(client, chain, log, asked, sleep)
+        more = _rotated_from(opened)
+        if not more:
+            return data, opened
+        asked += sorted(more, key=lambda k: k.encode())
+    raise LightError(f"log {log}: a key was rotated more than {_MAX_ROUNDS} times back; use --full")
+
+
+def _existence(client: NodeClient, log: str, data: bytes, answer: OpenedAnswer,
+               digest: bytes) -> list[ExistenceProof]:
+    value = answer.values.get(StateKey("anchor", (digest,)))
+    if value is None:
+        return []
+    index = value.entries[0][0]  # the first anchor is the one that proves existence earliest
+    newest = answer.checkpoint.size
+    note = client.checkpoint(log, covering=index)
+    size = None if note is None else Checkpoint.parse(Note.parse(note).text).size
+    if note is None or size is None or size >= newest:  # the answer's own checkpoint is the one to use
+        note, size = cbor.decode(data)["first"], newest
+    inclusion = client.inclusion_proof(log, index, size)
+    consistency = client.consistency_proof(log, size, newest) if size != newest else []
+    return [ExistenceProof(log, index, note, tuple(inclusion), tuple(consistency))]
+
+
+def _newest_elsewhere(nodes: Sequence[NodeClient], asked: NodeClient, chain: GovernanceChain, log: str) -> int:
+    # The largest final checkpoint of ``log`` that any other node shows (verified); 0 if none answers.
+    best = 0
+    for other in nodes:
+        if other is asked:
+            continue
+        try:
+            note = other.checkpoint(log)
+            if note is not None:
+                _, cp, fin = open_signed(note, chain, log)
+                if fin.final:
+                    best = max(best, cp.size)
+        except (ClientError, DecodeError, VerificationError):
+            continue
+    return best
+
+
+def fetch_bundle(nodes: Sequence[NodeClient], chain: GovernanceChain, credential: bytes, as_member: str,
+                 sleep: Callable[[float], None] = time.sleep) -> ProofBundle:
+    """Fetch and check everything the light verification of ``credential`` needs.
+
+    Nodes are asked in turn. An answer that does not verify, or that does not cover the keys asked, rules its
+    node out. An answer that verifies but rests on an older final checkpoint than another node shows (a node
+    that froze, or lags) is kept only as a fallback: the next node is asked, and the freshest answer wins.
+
+    Raises:
+        DecodeError: the credential does not decode (no node is asked).
+        LightError: every node failed; the message names each node and what went wrong.
+    """
+    wanted, digest = required_keys(credential, as_member)
+    failures = []
+    best: tuple[int, ProofBundle] | None = None
+    for client in nodes:
+        try:
+            answers = {log: _log_answer(client, chain, log, keys, sleep) for log, keys in wanted.items()}
+            issuer_log = next(iter(wanted))
+            existence = _existence(client, issuer_log, *answers[issuer_log], digest)
+            for e in existence:
+                open_existence(e, chain, answers[e.log][1])
+        except (ClientError, DecodeError, VerificationError, LightError) as e:
+            failures.append(f"{client.url}: {e}")
+            continue
+        roots = tuple(chain.signed(r.version).to_cbor() for r in chain.roots)
+        made = ProofBundle(chain.current.network, roots, tuple((log, a[0]) for log, a in answers.items()),
+                           tuple(existence))
+        size = answers[issuer_log][1].checkpoint.size
+        elsewhere = _newest_elsewhere(nodes, client, chain, issuer_log) if len(nodes) > 1 else 0
+        if size >= elsewhere:
+            return made
+        failures.append(f"{client.url}: its state of log {issuer_log} rests on size {size}; another node shows a"
+                        f" final checkpoint of size {elsewhere}")
+        if best is None or size > best[0]:
+            best = (size, made)
+    if best is not None:
+        return best[1]
+    raise LightError("no node gave a verifiable answer: " + "; ".join(failures))
