@@ -48,11 +48,12 @@ class OpenedAnswer:
 
     Attributes:
         log: the member id.
-        checkpoint: the final checkpoint the answer rests on, with the first cosignature of each witness
-            (proof of existence) and the newest one (freshness).
+        checkpoint: the final checkpoint the answer rests on, with the newest cosignature of each witness
+            (freshness; as a bound of when entries existed it is later than the first, so never too early).
         values: state key -> its value, or None when the key holds nothing (proven absent).
         entries: index -> entry, for every entry the values list, each checked against its leaf hash.
         leaves: index -> leaf hash, for those entries.
+        note: the checkpoint's note as served.
     """
 
     log: str
@@ -60,6 +61,7 @@ class OpenedAnswer:
     values: Mapping[StateKey, StateValue | None]
     entries: Mapping[int, UnverifiedEntry]
     leaves: Mapping[int, bytes]
+    note: bytes
 
 
 def _map(data: bytes, what: str, fields: Iterable[str]) -> dict[str, Any]:
@@ -84,22 +86,20 @@ def _final(data: bytes, chain: GovernanceChain, log: str, what: str) -> tuple[An
 def open_answer(data: bytes, chain: GovernanceChain, log: str) -> OpenedAnswer:
     """Check a node's state answer for ``log`` (spec A.13) and return what it proves.
 
-    Steps: the checkpoint opens under the root it names and is final (by the first cosignatures and by the
-    newest); both notes are of one checkpoint; every proof verifies against its state root; every entry a
-    value lists is present, names the log, and hashes to the leaf hash the value gives.
+    Steps: the checkpoint opens under the root it names and is final; every proof verifies against its state
+    root; every entry a value lists is present, names the log, and hashes to the leaf hash the value gives.
 
     Raises:
         DecodeError: the answer is malformed (the message says where).
         VerificationError: a signature, the quorum, a proof or a leaf hash does not check out.
     """
-    doc = _map(data, f"the state answer of log {log}", ("size", "checkpoint", "first", "answers", "entries"))
-    if not isinstance(doc["checkpoint"], bytes) or not isinstance(doc["first"], bytes):
-        raise DecodeError(f"the state answer of log {log}: checkpoint and first are byte strings")
+    doc = _map(data, f"the state answer of log {log}", ("size", "checkpoint", "answers", "entries"))
+    if set(doc) != {"size", "checkpoint", "answers", "entries"} or not isinstance(doc["checkpoint"], bytes):
+        raise DecodeError(f"the state answer of log {log} has exactly size, checkpoint, answers and entries")
     cp, fresh = _final(doc["checkpoint"], chain, log, "checkpoint")
-    first_cp, first = _final(doc["first"], chain, log, "first")
-    if first_cp != cp or cp.size != doc["size"]:
-        raise VerificationError(f"the state answer of log {log} mixes checkpoints (sizes {cp.size},"
-                                f" {first_cp.size}, {doc['size']})")
+    if cp.size != doc["size"]:
+        raise VerificationError(f"the state answer of log {log} is for size {doc['size']}, its checkpoint for"
+                                f" {cp.size}")
     state_root = state_reference(cp)
     values: dict[StateKey, StateValue | None] = {}
     if not isinstance(doc["answers"], list) or not isinstance(doc["entries"], list):
@@ -131,8 +131,9 @@ def open_answer(data: bytes, chain: GovernanceChain, log: str) -> OpenedAnswer:
             if e.log != log:
                 raise VerificationError(f"entry {index} of log {log} names log {e.log}")
             entries[index], leaves[index] = e, leaf
-    checkpoint = FinalCheckpoint.of(log, cp.size, cp.root_hash, first.cosigners, fresh.cosigners)
-    return OpenedAnswer(log, checkpoint, values, entries, leaves)
+    # The served note carries each witness's newest line: fresh, and a later (safe) bound for existence.
+    checkpoint = FinalCheckpoint.of(log, cp.size, cp.root_hash, fresh.cosigners, fresh.cosigners)
+    return OpenedAnswer(log, checkpoint, values, entries, leaves, doc["checkpoint"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +143,8 @@ class ExistenceProof:
     Attributes:
         log: the member id.
         index: the anchor entry's index.
-        checkpoint: that checkpoint's note with its first cosignatures.
+        checkpoint: that checkpoint's note with its first cosignatures; empty when it is the answer's own
+            checkpoint (the answer's note is used).
         inclusion: the entry's inclusion proof in that checkpoint's tree.
         consistency: the consistency proof from that checkpoint to the newest one (empty if it is the newest).
     """
@@ -181,7 +183,7 @@ def open_existence(proof: ExistenceProof, chain: GovernanceChain, answer: Opened
     leaf = answer.leaves.get(proof.index)
     if leaf is None:
         raise VerificationError(f"log {proof.log}: entry {proof.index} is not an entry the state answer proves")
-    cp, fin = _final(proof.checkpoint, chain, proof.log, "covering checkpoint")
+    cp, fin = _final(proof.checkpoint or answer.note, chain, proof.log, "covering checkpoint")
     newest = answer.checkpoint
     if not proof.index < cp.size <= newest.size:
         raise VerificationError(f"log {proof.log}: a checkpoint of size {cp.size} cannot cover entry {proof.index}"

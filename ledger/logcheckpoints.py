@@ -317,6 +317,20 @@ class LogCheckpoints:
                  if (found := witnesses.lookup(sig)) is not None and found[0] == witness]
         return Finality.of(self.member_id, size, root, count_cosignatures(cp, lines, witnesses))
 
+    def served_note(self, size: int, *, first: bool = False) -> bytes:
+        """The stored checkpoint of ``size`` with each witness's newest cosignature line (a heartbeat's, spec
+        7.4.4: it shows how fresh the checkpoint is), or with ``first`` each witness's first line (it bounds
+        when the entries existed).
+
+        Raises:
+            StorageError: no checkpoint of that size is stored.
+        """
+        stored = self.storage.checkpoint(self.member_id, size)
+        if stored is None:
+            raise StorageError(f"log {self.member_id} has no checkpoint of size {size}")
+        lines = self.first_lines(size) if first else self.fresh_lines(size)
+        return add_signatures(Note.parse(stored), list(lines.values())).to_bytes()
+
     def first_lines(self, size: int) -> dict[str, NoteSignature]:
         """Witness -> its first stored cosignature line on the checkpoint of ``size`` (it bounds when the
         entries existed: proof of existence)."""

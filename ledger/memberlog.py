@@ -38,7 +38,7 @@ from ledger.note import NoteSigner
 from ledger.registry import RegistryState
 from ledger.roots import Root
 from ledger.rules import SignatureJob, verify_sequential
-from ledger.state import plan_batch
+from ledger.state import StateBatch, plan_batch
 from ledger.statemap import EMPTY, StateMap, StateProof
 from ledger.storage import Storage
 
@@ -267,19 +267,21 @@ class MemberLog(LogCheckpoints):
         leaves = [merkle.leaf_hash(r) for r in raws]
         self._refuse_replays(leaves, start)
         nodes = merkle.stored_hashes_for_batch(start, leaves, self._get)
-        # The state map's change (spec S.4): planned here, stored with the entries, applied after the commit.
-        planned = plan_batch(self._map, start, [u.body for u in unverified], leaves,
-                             partial(self.storage.state_values, log), partial(self.storage.state_bucket, log))
         stored = False
+        planned: list[StateBatch] = []
 
         def verify_and_store(jobs: Sequence[SignatureJob]) -> None:
             nonlocal stored
-            # Step 5: signatures verify on the pool while this thread writes.
+            # Step 5: signatures verify on the pool while this thread plans the state map's change (spec S.4:
+            # pynacl releases the GIL, so the two overlap) and writes.
             futures = self._verify.start(jobs)
             try:
+                planned.append(plan_batch(self._map, start, [u.body for u in unverified], leaves,
+                                          partial(self.storage.state_values, log),
+                                          partial(self.storage.state_bucket, log)))
                 # Step 6: write, and commit only once every signature verified.
                 self.storage.append_entries(log, start, raws, leaves, nodes,
-                                            before_commit=lambda: self._verify.wait(futures), state=planned)
+                                            before_commit=lambda: self._verify.wait(futures), state=planned[0])
             except BaseException:
                 for f in futures:
                     f.cancel()
@@ -295,7 +297,7 @@ class MemberLog(LogCheckpoints):
                                                               verify_signatures=verify_and_store)
             finally:
                 if stored:  # committed: the map follows the stored rows whatever happens next
-                    self._map.apply(planned.update)
+                    self._map.apply(planned[0].update)
         if not stored:  # the state never asked for signatures: nothing may be stored unverified
             self._broken = f"log {log}: registry applied a batch without verifying signatures"
             raise StorageError(self._broken)

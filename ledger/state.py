@@ -170,27 +170,28 @@ def plan_batch(state_map: StateMap, start: int, bodies: Sequence[object], leaf_h
         read_values: path -> stored encoded value, for those of the given paths that hold one.
         read_bucket: a bucket's stored (path, value hash) pairs, sorted by path.
     """
-    touched: dict[bytes, tuple[StateKey, list[tuple[int, bytes]]]] = {}
+    touched: dict[bytes, tuple[bytes, list[tuple[int, bytes]]]] = {}
     for index, (body, leaf) in enumerate(zip(bodies, leaf_hashes), start):
         for k in keys_of(body):
-            path = k.path
+            key = k.encode()
+            path = sha256(key).digest()
             found = touched.get(path)
             if found is None:
-                touched[path] = (k, [(index, leaf)])
+                touched[path] = (key, [(index, leaf)])
             elif found[1][-1][0] != index:  # a rotation naming the same key twice touches it once
                 found[1].append((index, leaf))
     old = read_values(touched)
     values: dict[bytes, tuple[bytes, bytes, bytes]] = {}
-    for path, (k, added) in touched.items():
+    for path, (key, added) in touched.items():
         before = StateValue.decode(old[path]).entries if path in old else ()
         encoded = StateValue(before + tuple(added)).encode()
-        values[path] = (k.encode(), encoded, value_hash(encoded))
+        values[path] = (key, encoded, value_hash(encoded))
     by_bucket: dict[int, dict[bytes, bytes]] = {}
     for path, (_, _, vh) in values.items():
         by_bucket.setdefault(bucket_of(path), {})[path] = vh
     leaves_of: dict[int, list[tuple[bytes, bytes]]] = {}
     for bucket, changed in by_bucket.items():
-        merged = dict(read_bucket(bucket))
+        merged = dict(read_bucket(bucket)) if state_map.bucket_count(bucket) else {}
         merged.update(changed)
         leaves_of[bucket] = sorted(merged.items())
     update = state_map.plan(leaves_of)

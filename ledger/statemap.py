@@ -300,6 +300,10 @@ class StateMap:
         """How many leaves the map holds."""
         return self._levels[0].get(0, _NONE)[0]
 
+    def bucket_count(self, bucket: int) -> int:
+        """How many leaves ``bucket`` holds (0 for an empty one, which needs no reading)."""
+        return self._levels[BUCKET_BITS].get(bucket, _NONE)[0]
+
     def plan(self, buckets: Mapping[int, Sequence[tuple[bytes, bytes]]]) -> StateMapUpdate:
         """The root if the given buckets held the given leaves; the map itself does not change.
 

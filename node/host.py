@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import nacl.signing
 
 from ledger import merkle
-from ledger.checkpoint import Checkpoint, CosignatureSigner, add_signatures, parse_log_origin, witness_name
+from ledger.checkpoint import Checkpoint, CosignatureSigner, parse_log_origin, witness_name
 from ledger.errors import ConflictError, DecodeError, EquivocationError, StorageError, VerificationError
 from ledger.finality import Witnesses, log_verifier, named_root, open_signed
 from ledger.governance import GovernanceChain
@@ -466,8 +466,4 @@ class LedgerHost:
 
     def note_with_cosignatures(self, member: str, size: int) -> bytes:
         """The stored checkpoint of ``size`` with each witness's newest line (a heartbeat's, spec 7.4.4)."""
-        stored = self.storage.checkpoint(member, size)
-        if stored is None:
-            raise StorageError(f"log {member} has no checkpoint of size {size}")
-        lines = list(self.member_log(member).fresh_lines(size).values())
-        return add_signatures(Note.parse(stored), lines).to_bytes()
+        return self.member_log(member).served_note(size)

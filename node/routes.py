@@ -181,7 +181,7 @@ async def get_state(request: web.Request) -> web.Response:
     member = _member(request)
     keys = parse_keys(request.query.getall("key", []))
     svc = _svc(request)
-    body = await svc.call(state_answer, svc.host, member, keys)
+    body = await svc.call(state_answer, svc.host.member_log(member), keys)
     return web.Response(body=body, content_type="application/cbor", headers={"Cache-Control": "no-cache"})
 
 

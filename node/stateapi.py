@@ -14,11 +14,9 @@ import binascii
 from typing import Any
 
 from ledger import cbor
-from ledger.checkpoint import add_signatures
 from ledger.errors import DecodeError
-from ledger.note import Note
+from ledger.memberlog import MemberLog
 from ledger.state import StateKey, StateValue
-from node.host import LedgerHost
 from node.middleware import HttpRefusal
 
 __all__ = ["MAX_ENTRIES", "MAX_KEYS", "NotAtCheckpoint", "parse_keys", "state_answer"]
@@ -63,17 +61,17 @@ def parse_keys(values: list[str]) -> list[StateKey]:
     return keys
 
 
-def state_answer(host: LedgerHost, member: str, keys: list[StateKey]) -> bytes:
-    """The CBOR answer of spec A.13 for ``keys`` of ``member``'s log (run on the host's thread).
+def state_answer(lg: MemberLog, keys: list[StateKey]) -> bytes:
+    """The CBOR answer of spec A.13 for ``keys`` of the log (run on the host's thread).
 
     Raises:
         NotAtCheckpoint: no checkpoint is stored at the size the state is at (the owner signs one within
             its checkpoint interval; a replica holds one once the next is witnessed).
         DecodeError: the values list more than :data:`MAX_ENTRIES` entries together.
     """
-    lg = host.member_log(member)
+    member = lg.member_id
     size, proven = lg.prove_states([k.path for k in keys])
-    if size == 0 or host.storage.checkpoint(member, size) is None:
+    if size == 0 or lg.storage.checkpoint(member, size) is None:
         raise NotAtCheckpoint(f"log {member} is at size {size}, for which this node holds no checkpoint yet;"
                               " try again in a moment")
     wanted: set[int] = set()
@@ -86,9 +84,5 @@ def state_answer(host: LedgerHost, member: str, keys: list[StateKey]) -> bytes:
         raise DecodeError(f"the values asked for list {len(wanted)} entries; at most {MAX_ENTRIES} per answer:"
                           " ask for fewer keys at once")
     entries = [[i, lg.read(i, i + 1)[0]] for i in sorted(wanted)]
-    stored = host.storage.checkpoint(member, size)
-    assert stored is not None  # checked above; checkpoints are never deleted
-    first = add_signatures(Note.parse(stored), list(lg.first_lines(size).values())).to_bytes()
-    return cbor.encode({"size": size, "checkpoint": host.note_with_cosignatures(member, size), "first": first,
-                        "answers": answers, "entries": entries})
+    return cbor.encode({"size": size, "checkpoint": lg.served_note(size), "answers": answers, "entries": entries})
 

@@ -17,6 +17,7 @@ BENCHMARKS = {
     "credentials": "tools.bench.credentials_bench",
     "network": "tools.bench.network_bench",
     "soak": "tools.bench.soak_bench",
+    "scale": "tools.bench.scale_bench",
 }
 
 

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Sequence
 
 from credentials.bundle import ExistenceProof, OpenedAnswer, ProofBundle, open_answer, open_existence, required_keys
-from ledger import cbor
 from ledger.bodies import IssuerKeyRotate
 from ledger.checkpoint import Checkpoint
 from ledger.errors import DecodeError, MekongError, VerificationError
@@ -78,8 +77,7 @@ def _log_answer(client: NodeClient, chain: GovernanceChain, log: str, keys: list
     raise LightError(f"log {log}: a key was rotated more than {_MAX_ROUNDS} times back; use --full")
 
 
-def _existence(client: NodeClient, log: str, data: bytes, answer: OpenedAnswer,
-               digest: bytes) -> list[ExistenceProof]:
+def _existence(client: NodeClient, log: str, answer: OpenedAnswer, digest: bytes) -> list[ExistenceProof]:
     value = answer.values.get(StateKey("anchor", (digest,)))
     if value is None:
         return []
@@ -88,7 +86,7 @@ def _existence(client: NodeClient, log: str, data: bytes, answer: OpenedAnswer,
     note = client.checkpoint(log, covering=index)
     size = None if note is None else Checkpoint.parse(Note.parse(note).text).size
     if note is None or size is None or size >= newest:  # the answer's own checkpoint is the one to use
-        note, size = cbor.decode(data)["first"], newest
+        note, size = b"", newest
     inclusion = client.inclusion_proof(log, index, size)
     consistency = client.consistency_proof(log, size, newest) if size != newest else []
     return [ExistenceProof(log, index, note, tuple(inclusion), tuple(consistency))]
@@ -130,7 +128,7 @@ def fetch_bundle(nodes: Sequence[NodeClient], chain: GovernanceChain, credential
         try:
             answers = {log: _log_answer(client, chain, log, keys, sleep) for log, keys in wanted.items()}
             issuer_log = next(iter(wanted))
-            existence = _existence(client, issuer_log, *answers[issuer_log], digest)
+            existence = _existence(client, issuer_log, answers[issuer_log][1], digest)
             for e in existence:
                 open_existence(e, chain, answers[e.log][1])
         except (ClientError, DecodeError, VerificationError, LightError) as e:

@@ -1,0 +1,216 @@
+"""Scale benchmark: state maps, light verification and proof bundles, from a small log to a million entries.
+
+Run with ``make bench`` or ``python -m tools.bench scale``; ``MEKONG_SCALE_ENTRIES`` sets the large size
+(default 1,000,000). Everything goes through the library (no HTTP: the node's answer is built by the same
+``node.stateapi.state_answer`` a node serves), on a real SQLite file in a temporary directory
+(``synchronous=NORMAL`` to build faster). Figures, in one run:
+
+1. baselines: raw Ed25519 verifications per second, one thread and two threads;
+2. ``MemberLog.append`` of pre-signed anchors with state maintenance, in batches of 1,000, as a ratio to
+   one-thread raw verification, over the first 100,000 entries and over the last 100,000 (target >= 0.6);
+3. light verification of one credential at a small log and at the large one: verifier CPU per
+   verification once the governance chain is cached (open the node's answers, every proof, the proof of
+   existence, and the verification engine; target < 50 ms), the bytes the node sent (target < 16 KB), the
+   proof bundle's size (target < 8 KB) and offline verification of the bundle file (target < 5 ms);
+4. the state map's start-up (rebuild the top of the map from the stored buckets, compare with the stored
+   root) and a full replay of the database (what ``mekong audit replay`` does, and what a node's start
+   still does today), the replay as a ratio to two-thread raw verification (target >= 0.75);
+5. the resident memory of this process, which holds the registry, at 100,000 entries and at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import nacl.signing
+
+from credentials.bundle import ExistenceProof, ProofBundle, open_bundle, required_keys
+from credentials.issue import issue_credential
+from credentials.steps import VerificationPolicy
+from credentials.verify import verify
+from ledger.bodies import CredentialAnchor, MemberPolicy, PolicyRule
+from ledger.checkpoint import Checkpoint, CosignatureSigner, witness_name
+from ledger.entries import UnverifiedEntry, make_entry
+from ledger.governance import GovernanceChain
+from ledger.memberlog import MemberLog, ParallelVerifier
+from ledger.registry import RegistryState
+from ledger.replay import replay
+from ledger.storage import Storage
+from node.stateapi import state_answer
+from tools.bench.credentials_bench import _profiles
+from tools.bench.ledger_bench import _entries, _key, _network
+
+BATCH = 1_000
+WINDOW = 100_000
+APPEND_TARGET = 0.6
+REPLAY_TARGET = 0.75
+VERIFY_MS_TARGET = 50.0
+FETCH_TARGET = 16 * 1024
+BUNDLE_TARGET = 8 * 1024
+OFFLINE_MS_TARGET = 5.0
+_T0 = 1_700_000_000
+_WITNESSES = ("CN", "KH", "TH", "VN")
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _raw_rates(raws: list[bytes]) -> tuple[float, float]:
+    pub = nacl.signing.VerifyKey(bytes(_key("issuer VN").verify_key))
+    jobs = [(UnverifiedEntry.decode(r)) for r in raws[2:6002]]
+    msgs = [(e.to_be_signed(), e.sign1.signature) for e in jobs]
+    started = time.perf_counter()
+    for m, s in msgs:
+        pub.verify(m, s)
+    one = len(msgs) / (time.perf_counter() - started)
+    with ThreadPoolExecutor(2) as pool:
+        half = len(msgs) // 2
+        started = time.perf_counter()
+        list(pool.map(lambda part: [pub.verify(m, s) for m, s in part], (msgs[:half], msgs[half:])))
+        two = len(msgs) / (time.perf_counter() - started)
+    return one, two
+
+
+def _finalize(lg: MemberLog, t: int) -> None:
+    note = lg.checkpoint()
+    cp = Checkpoint.parse(note.text)
+    lg.add_cosignatures(cp.size, [CosignatureSigner(witness_name("bench", w), _key(f"node {w}")).cosign(cp, t)
+                                  for w in _WITNESSES])
+
+
+def _fillers(issuer_key: nacl.signing.SigningKey, start: int, n: int) -> list[bytes]:
+    return [make_entry("VN", "credential.anchor", _T0 + 2, CredentialAnchor(
+        "VN/customs", hashlib.sha256(b"filler %d" % i).digest(), credential_id=i.to_bytes(8, "big")), issuer_key)
+        for i in range(start, start + n)]
+
+
+def _bundle(vn: MemberLog, th: MemberLog, credential: bytes, anchor_index: int, covering: int,
+            chain: GovernanceChain) -> tuple[ProofBundle, int]:
+    keys, _ = required_keys(credential, "TH")
+    answers = (("VN", state_answer(vn, keys["VN"])), ("TH", state_answer(th, keys["TH"])))
+    size = vn.size
+    note = vn.served_note(covering, first=True) if covering != vn.size else b""
+    consistency = tuple(vn.consistency_proof(covering, size)) if covering != size else ()
+    existence = ExistenceProof("VN", anchor_index, note, tuple(vn.inclusion_proof(anchor_index, covering)), consistency)
+    roots = tuple(chain.signed(r.version).to_cbor() for r in chain.roots)
+    bundle = ProofBundle(chain.current.network, roots, answers, (existence,))
+    fetched = sum(len(a) for _, a in answers) + len(note) + 32 * (len(existence.inclusion) + len(consistency))
+    return bundle, fetched
+
+
+def _verify_costs(bundle: ProofBundle, credential: bytes, pin: bytes, now: int, rounds: int = 30) -> tuple[float, float]:
+    policy = VerificationPolicy("TH", max_age_seconds=10 ** 9)
+    data = bundle.encode()
+    started = time.process_time()
+    for _ in range(rounds):
+        report = verify(credential, open_bundle(bundle, pin, credential, "TH"), policy, now)
+    light = (time.process_time() - started) / rounds
+    assert report.indication == "TOTAL-PASSED", (report.indication, report.sub_indication)
+    started = time.process_time()
+    for _ in range(rounds):
+        verify(credential, open_bundle(ProofBundle.decode(data), pin, credential, "TH"), policy, now)
+    offline = (time.process_time() - started) / rounds
+    return light * 1000, offline * 1000
+
+
+def _light_figures(report: Any, label: str, vn: MemberLog, th: MemberLog, credential: bytes, anchor_index: int,
+                   covering: int, chain: GovernanceChain, pin: bytes, raw_one: float) -> None:
+    bundle, fetched = _bundle(vn, th, credential, anchor_index, covering, chain)
+    light_ms, offline_ms = _verify_costs(bundle, credential, pin, _T0 + 100)
+    size = len(bundle.encode())
+    report.figure(f"light verify CPU, {label}", light_ms, "ms", f"= {light_ms / 1000 * raw_one:.0f} raw Ed25519 verifies")
+    report.figure(f"bytes from the node, {label}", fetched, "bytes")
+    report.figure(f"proof bundle, {label}", size, "bytes", f"(governance roots: {sum(len(r) for r in bundle.roots)})")
+    report.figure(f"offline bundle verify CPU, {label}", offline_ms, "ms")
+    report.target(f"light verify < {VERIFY_MS_TARGET:.0f} ms ({label})", light_ms < VERIFY_MS_TARGET, f"{light_ms:.1f} ms")
+    report.target(f"fetched < 16 KB ({label})", fetched < FETCH_TARGET, f"{fetched} bytes")
+    report.target(f"bundle < 8 KB ({label})", size < BUNDLE_TARGET, f"{size} bytes")
+    report.target(f"offline verify < {OFFLINE_MS_TARGET:.0f} ms ({label})", offline_ms < OFFLINE_MS_TARGET,
+                  f"{offline_ms:.1f} ms")
+
+
+def run(report: Any) -> None:
+    """Measure and report the scale figures (see the module docstring)."""
+    n = int(os.environ.get("MEKONG_SCALE_ENTRIES", "1000000"))
+    genesis, admin, node_key = _network()
+    chain = GovernanceChain.from_genesis(genesis, genesis.root_hash)
+    issuer_key = _key("issuer VN")
+    setup = _entries(admin, 6002)  # issuer.register, issuer.key.add, then anchors (for the baselines)
+    raw_one, raw_two = _raw_rates(setup)
+    report.figure("baseline: raw Ed25519 verify, 1 thread", raw_one, "verifies/s")
+    report.figure("baseline: raw Ed25519 verify, 2 threads", raw_two, "verifies/s")
+    with tempfile.TemporaryDirectory(prefix="mekong-scale-") as tmp:
+        path = Path(tmp) / "scale.db"
+        store = Storage.open(path, synchronous="NORMAL")
+        store.put_root(1, genesis.to_cbor())
+        state = RegistryState(chain)
+        pool = ParallelVerifier()
+        vn = MemberLog(store, "VN", "bench", state, node_key, verifier=pool)
+        th = MemberLog(store, "TH", "bench", state, _key("node TH"), verifier=pool)
+        th.append([make_entry("TH", "member.policy", _T0, MemberPolicy((PolicyRule("VN", ("*",), "substantial"),)),
+                              _key("admin TH"))])
+        _finalize(th, _T0 + 1)
+        # the credential, anchored early: its proof of existence is the small log's final checkpoint
+        _, coo = _profiles(1)
+        credential = issue_credential(coo, "VN/customs", issuer_key, _T0 + 1, cti=b"\x01" * 16)
+        _, digest = required_keys(credential, "TH")
+        vn.append(setup[:2] + [make_entry("VN", "credential.anchor", _T0 + 1, CredentialAnchor(
+            "VN/customs", digest, credential_id=b"\x01" * 16), issuer_key)])
+        vn.append(_fillers(issuer_key, 0, 1997))
+        _finalize(vn, _T0 + 10)
+        covering = vn.size
+        _light_figures(report, f"log of {vn.size:,}", vn, th, credential, 2, covering, chain, genesis.root_hash,
+                       raw_one)
+        rates: list[tuple[int, float]] = []
+        rss_small = 0.0
+        while vn.size < n:
+            chunk = _fillers(issuer_key, vn.size, min(10_000, n - vn.size))
+            started = time.perf_counter()
+            for i in range(0, len(chunk), BATCH):
+                vn.append(chunk[i:i + BATCH])
+            rates.append((vn.size, len(chunk) / (time.perf_counter() - started)))
+            if not rss_small and vn.size >= WINDOW:
+                rss_small = _rss_mb()
+        _finalize(vn, _T0 + 20)
+        first = [r for s, r in rates if s <= WINDOW] or [rates[0][1]]
+        last = [r for s, r in rates if s > n - WINDOW] or [rates[-1][1]]
+        for name, rs in (("first 100k", first), ("last 100k", last)):
+            rate = len(rs) / sum(1 / r for r in rs)
+            report.figure(f"append with state, {name}", rate, "entries/s", f"= {rate / raw_one:.2f} x raw")
+            report.target(f"append >= {APPEND_TARGET} x raw ({name})", rate / raw_one >= APPEND_TARGET,
+                          f"{rate / raw_one:.2f}")
+        _light_figures(report, f"log of {vn.size:,}", vn, th, credential, 2, covering, chain, genesis.root_hash,
+                       raw_one)
+        rss_big = _rss_mb()
+        report.figure("resident memory at 100k entries", rss_small, "MB", "(this process holds the registry)")
+        report.figure(f"resident memory at {vn.size:,} entries", rss_big, "MB", f"growth {rss_big - rss_small:.0f} MB")
+        report.target("memory growth < 100 MB from 100k", rss_big - rss_small < 100, f"{rss_big - rss_small:.0f} MB")
+        vn.close()
+        th.close()
+        started = time.perf_counter()
+        reopened = MemberLog(store, "VN", "bench", state, verifier=pool)
+        report.figure("state map start-up (buckets -> root, checked)", time.perf_counter() - started, "s")
+        reopened.close()
+        store.close()
+        with Storage.open(path) as again:
+            started = time.perf_counter()
+            result = replay(again, genesis, genesis.root_hash, verifier=pool)
+            took = time.perf_counter() - started
+        pool.close()
+        assert result.ok, result.problems[:3]
+        rate = result.entries_checked / took
+        report.figure("full replay (audit replay; node start today)", took, "s", f"{rate:,.0f} entries/s"
+                      f" = {rate / raw_two:.2f} x 2-thread raw")
+        report.target(f"replay >= {REPLAY_TARGET} x 2-thread raw", rate / raw_two >= REPLAY_TARGET, f"{rate / raw_two:.2f}")
+        report.target("node restart < 5 s", took < 5, f"a node still replays at start: {took:.0f} s")
