@@ -23,7 +23,7 @@ from functools import partial
 import nacl.signing
 
 from ledger import merkle
-from ledger.checkpoint import log_origin
+from ledger.checkpoint import Checkpoint, log_origin
 from ledger.entries import Entry, UnverifiedEntry
 from ledger.errors import (
     AuthorizationError,
@@ -33,8 +33,9 @@ from ledger.errors import (
     StorageError,
     VerificationError,
 )
+from ledger.finality import state_reference
 from ledger.logcheckpoints import LogCheckpoints
-from ledger.note import NoteSigner
+from ledger.note import Note, NoteSigner
 from ledger.registry import RegistryState
 from ledger.roots import Root
 from ledger.rules import SignatureJob, verify_sequential
@@ -147,6 +148,16 @@ class MemberLog(LogCheckpoints):
         if size and (latest is None or latest != (size, state_map.root)):
             raise StorageError(f"log {self.member_id}: the stored state map does not match the stored state root at"
                                f" size {size}; replay the database (mekong audit replay)")
+        newest = self.storage.latest_checkpoint(self.member_id)
+        if newest is not None and newest[0] == size:  # and the newest checkpoint's signed state line agrees
+            try:
+                claimed = state_reference(Checkpoint.parse(Note.parse(newest[1]).text))
+            except DecodeError as e:
+                raise StorageError(f"log {self.member_id}: the stored checkpoint of size {size} is damaged ({e});"
+                                   " replay the database (mekong audit replay)") from e
+            if claimed != state_map.root:
+                raise StorageError(f"log {self.member_id}: the stored state map is not the state the checkpoint of"
+                                   f" size {size} carries; replay the database (mekong audit replay)")
         return state_map
 
     def state_root(self, size: int | None = None) -> bytes | None:
@@ -277,8 +288,7 @@ class MemberLog(LogCheckpoints):
             futures = self._verify.start(jobs)
             try:
                 planned.append(plan_batch(self._map, start, [u.body for u in unverified], leaves,
-                                          partial(self.storage.state_values, log),
-                                          partial(self.storage.state_bucket, log)))
+                                          partial(self.storage.state_rows, log)))
                 # Step 6: write, and commit only once every signature verified.
                 self.storage.append_entries(log, start, raws, leaves, nodes,
                                             before_commit=lambda: self._verify.wait(futures), state=planned[0])

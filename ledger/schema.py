@@ -78,11 +78,12 @@ CREATE TABLE roots (
 ) WITHOUT ROWID;
 CREATE TABLE state_values (
     log        TEXT NOT NULL,
+    bucket     INTEGER NOT NULL,
     path       BLOB NOT NULL,
     key        BLOB NOT NULL,
     value      BLOB NOT NULL,
     value_hash BLOB NOT NULL,
-    PRIMARY KEY (log, path)
+    PRIMARY KEY (log, bucket, path)
 ) WITHOUT ROWID;
 CREATE TABLE state_buckets (
     log    TEXT NOT NULL,

@@ -33,6 +33,7 @@ from ledger.bodies import (
     IssuerUpdate,
     MemberPolicy,
 )
+from ledger.cbor import encode_head
 from ledger.errors import DecodeError
 from ledger.keys import key_id
 from ledger.statemap import BUCKET_BITS, StateMap, StateMapUpdate, StateProof, bucket_of, subtree_hash, value_hash
@@ -67,8 +68,9 @@ class StateKey:
             raise DecodeError(f"state key {self.kind!r} takes {names} after its kind")
 
     def encode(self) -> bytes:
-        """Deterministic CBOR of ``[kind, fields...]`` (spec S.4.1)."""
-        return cbor.encode([self.kind, *self.fields])
+        """Deterministic CBOR of ``[kind, fields...]`` (spec S.4.1), built directly (equal to ``cbor.encode``)."""
+        return encode_head(4, 1 + len(self.fields)) + _text(self.kind) + b"".join(
+            _text(f) if isinstance(f, str) else encode_head(2, len(f)) + f for f in self.fields)
 
     @property
     def path(self) -> bytes:
@@ -103,8 +105,9 @@ class StateValue:
             raise DecodeError("a state value lists at least one entry")
 
     def encode(self) -> bytes:
-        """Deterministic CBOR of ``[[index, leaf hash], ...]``."""
-        return cbor.encode([[i, h] for i, h in self.entries])
+        """Deterministic CBOR of ``[[index, leaf hash], ...]``, built directly (equal to ``cbor.encode``)."""
+        return encode_head(4, len(self.entries)) + b"".join(
+            _PAIR + encode_head(0, i) + _HASH_HEAD + h for i, h in self.entries)
 
     @classmethod
     def decode(cls, data: bytes) -> StateValue:
@@ -117,6 +120,15 @@ class StateValue:
     def before(self, size: int) -> tuple[tuple[int, bytes], ...]:
         """The entries among the first ``size`` of the log (an "as of" reading)."""
         return tuple(e for e in self.entries if e[0] < size)
+
+
+_PAIR = encode_head(4, 2)
+_HASH_HEAD = encode_head(2, 32)
+
+
+def _text(s: str) -> bytes:
+    b = s.encode("utf-8")
+    return encode_head(3, len(b)) + b
 
 
 def _keys_issuer(b: Any) -> tuple[StateKey, ...]:
@@ -161,14 +173,17 @@ class StateBatch:
         return self.update.root
 
 
+#: Reads buckets: bucket -> (path, value hash, encoded value) of each value stored in it, sorted by path.
+RowReader = Callable[[Iterable[int]], Mapping[int, Sequence[tuple[bytes, bytes, bytes]]]]
+
+
 def plan_batch(state_map: StateMap, start: int, bodies: Sequence[object], leaf_hashes: Sequence[bytes],
-               read_values: Callable[[Iterable[bytes]], Mapping[bytes, bytes]],
-               read_bucket: Callable[[int], Sequence[tuple[bytes, bytes]]]) -> StateBatch:
+               read_rows: RowReader) -> StateBatch:
     """The state change of entries ``start, start + 1, ...`` with these bodies and leaf hashes.
 
     Args:
-        read_values: path -> stored encoded value, for those of the given paths that hold one.
-        read_bucket: a bucket's stored (path, value hash) pairs, sorted by path.
+        read_rows: reads the stored rows of the buckets the batch touches (those the map says are not empty),
+            all at once.
     """
     touched: dict[bytes, tuple[bytes, list[tuple[int, bytes]]]] = {}
     for index, (body, leaf) in enumerate(zip(bodies, leaf_hashes), start):
@@ -180,7 +195,8 @@ def plan_batch(state_map: StateMap, start: int, bodies: Sequence[object], leaf_h
                 touched[path] = (key, [(index, leaf)])
             elif found[1][-1][0] != index:  # a rotation naming the same key twice touches it once
                 found[1].append((index, leaf))
-    old = read_values(touched)
+    stored = read_rows({b for b in map(bucket_of, touched) if state_map.bucket_count(b)})
+    old = {path: value for rows in stored.values() for path, _, value in rows if path in touched}
     values: dict[bytes, tuple[bytes, bytes, bytes]] = {}
     for path, (key, added) in touched.items():
         before = StateValue.decode(old[path]).entries if path in old else ()
@@ -191,7 +207,7 @@ def plan_batch(state_map: StateMap, start: int, bodies: Sequence[object], leaf_h
         by_bucket.setdefault(bucket_of(path), {})[path] = vh
     leaves_of: dict[int, list[tuple[bytes, bytes]]] = {}
     for bucket, changed in by_bucket.items():
-        merged = dict(read_bucket(bucket)) if state_map.bucket_count(bucket) else {}
+        merged = {path: vh for path, vh, _ in stored.get(bucket, ())}
         merged.update(changed)
         leaves_of[bucket] = sorted(merged.items())
     update = state_map.plan(leaves_of)
@@ -215,7 +231,7 @@ class MemoryState:
 
     def apply(self, start: int, bodies: Sequence[object], leaf_hashes: Sequence[bytes]) -> bytes:
         """Add entries ``start, start + 1, ...`` (already verified); returns the new state root."""
-        batch = plan_batch(self._map, start, bodies, leaf_hashes, self._read_values, self._read_bucket)
+        batch = plan_batch(self._map, start, bodies, leaf_hashes, self._read_rows)
         for path, (key, value, vh) in batch.values.items():
             self._values[path] = (key, value)
             self._buckets.setdefault(bucket_of(path), {})[path] = vh
@@ -240,8 +256,8 @@ class MemoryState:
         """A proof for ``path`` against :attr:`root`."""
         return self._map.prove(path, self._read_bucket)
 
-    def _read_values(self, paths: Iterable[bytes]) -> dict[bytes, bytes]:
-        return {p: self._values[p][1] for p in paths if p in self._values}
+    def _read_rows(self, buckets: Iterable[int]) -> dict[int, list[tuple[bytes, bytes, bytes]]]:
+        return {b: [(p, vh, self._values[p][1]) for p, vh in self._read_bucket(b)] for b in buckets}
 
     def _read_bucket(self, bucket: int) -> list[tuple[bytes, bytes]]:
         return sorted(self._buckets.get(bucket, {}).items())

@@ -253,7 +253,7 @@ def _parent(left: _Node, right: _Node) -> _Node:
         return _NONE
     if n == 1:
         return (1, left[1] if left[0] else right[1])
-    return (n, _inner(left[1], right[1]))
+    return (n, sha256(NODE_PREFIX + left[1] + right[1]).digest())
 
 
 @dataclass(frozen=True, slots=True)

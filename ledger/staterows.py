@@ -12,14 +12,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
-from ledger.statemap import BUCKET_BITS
+from ledger.statemap import bucket_of
 
 if TYPE_CHECKING:
     from ledger.state import StateBatch
 
 __all__ = ["StateRows"]
 
-_BUCKET_BYTES = BUCKET_BITS // 8
 _CHUNK = 500  # SQLite's variable limit, with room for the log
 
 
@@ -29,37 +28,33 @@ class StateRows:
     _conn: sqlite3.Connection
     _wrap: Callable[[str], AbstractContextManager[None]]
 
-    def state_values(self, log: str, paths: Iterable[bytes]) -> dict[bytes, bytes]:
-        """Path -> stored encoded value, for those of ``paths`` that hold one in ``log``'s map."""
-        wanted = list(paths)
-        found: dict[bytes, bytes] = {}
-        with self._wrap(f"read state values of log {log}"):
+    def state_rows(self, log: str, buckets: Iterable[int]) -> dict[int, list[tuple[bytes, bytes, bytes]]]:
+        """Bucket -> (path, value hash, encoded value) of every value of ``log`` in it, sorted by path; one
+        indexed query per 500 buckets (a batch of entries reads its buckets at once)."""
+        wanted = sorted(set(buckets))
+        found: dict[int, list[tuple[bytes, bytes, bytes]]] = {b: [] for b in wanted}
+        with self._wrap(f"read state buckets of log {log}"):
             for i in range(0, len(wanted), _CHUNK):
                 chunk = wanted[i:i + _CHUNK]
                 marks = ",".join("?" * len(chunk))
-                for path, value in self._conn.execute(
-                        f"SELECT path, value FROM state_values WHERE log = ? AND path IN ({marks})", (log, *chunk)):
-                    found[bytes(path)] = bytes(value)
+                for bucket, path, vh, value in self._conn.execute(
+                        f"SELECT bucket, path, value_hash, value FROM state_values WHERE log = ? AND bucket IN ({marks})"
+                        " ORDER BY bucket, path", (log, *chunk)):
+                    found[int(bucket)].append((bytes(path), bytes(vh), bytes(value)))
         return found
 
     def state_value(self, log: str, path: bytes) -> tuple[bytes, bytes] | None:
         """(encoded key, encoded value) at ``path`` of ``log``'s map, or None."""
         with self._wrap(f"read a state value of log {log}"):
-            row = self._conn.execute("SELECT key, value FROM state_values WHERE log = ? AND path = ?",
-                                     (log, path)).fetchone()
+            row = self._conn.execute("SELECT key, value FROM state_values WHERE log = ? AND bucket = ? AND path = ?",
+                                     (log, bucket_of(path), path)).fetchone()
         return None if row is None else (bytes(row[0]), bytes(row[1]))
 
     def state_bucket(self, log: str, bucket: int) -> list[tuple[bytes, bytes]]:
         """(path, value hash) of every value of ``log`` in ``bucket``, sorted by path."""
-        low = bucket.to_bytes(_BUCKET_BYTES, "big")
         with self._wrap(f"read state bucket {bucket} of log {log}"):
-            if bucket + 1 < 1 << BUCKET_BITS:
-                rows = self._conn.execute(
-                    "SELECT path, value_hash FROM state_values WHERE log = ? AND path >= ? AND path < ?"
-                    " ORDER BY path", (log, low, (bucket + 1).to_bytes(_BUCKET_BYTES, "big")))
-            else:
-                rows = self._conn.execute("SELECT path, value_hash FROM state_values WHERE log = ? AND path >= ?"
-                                          " ORDER BY path", (log, low))
+            rows = self._conn.execute("SELECT path, value_hash FROM state_values WHERE log = ? AND bucket = ?"
+                                      " ORDER BY path", (log, bucket))
             return [(bytes(p), bytes(h)) for p, h in rows]
 
     def state_buckets(self, log: str) -> Iterator[tuple[int, int, bytes]]:
@@ -95,8 +90,9 @@ class StateRows:
         after = b""
         while True:
             with self._wrap(f"read state values of log {log}"):
-                rows = self._conn.execute("SELECT path, key, value FROM state_values WHERE log = ? AND path > ?"
-                                          " ORDER BY path LIMIT ?", (log, after, batch)).fetchall()
+                rows = self._conn.execute(
+                    "SELECT path, key, value FROM state_values WHERE log = ? AND bucket >= ? AND path > ?"
+                    " ORDER BY bucket, path LIMIT ?", (log, bucket_of(after) if after else 0, after, batch)).fetchall()
             yield from ((bytes(p), bytes(k), bytes(v)) for p, k, v in rows)
             if len(rows) < batch:
                 return
@@ -105,8 +101,8 @@ class StateRows:
     def _write_state(self, log: str, size: int, state: StateBatch) -> None:
         # Caller holds the lock and an open transaction (append_entries).
         self._conn.executemany(
-            "INSERT INTO state_values (log, path, key, value, value_hash) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (log, path) DO UPDATE SET value = excluded.value, value_hash = excluded.value_hash",
+            "INSERT INTO state_values (log, bucket, path, key, value, value_hash) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (log, bucket, path) DO UPDATE SET value = excluded.value, value_hash = excluded.value_hash",
             _value_rows(log, state.values.items()))
         self._conn.executemany(
             "INSERT INTO state_buckets (log, bucket, count, hash) VALUES (?, ?, ?, ?)"
@@ -116,5 +112,5 @@ class StateRows:
 
 
 def _value_rows(log: str, items: Iterable[tuple[bytes, tuple[bytes, bytes, bytes]]]
-                ) -> Sequence[tuple[str, bytes, bytes, bytes, bytes]]:
-    return [(log, path, key, value, vh) for path, (key, value, vh) in items]
+                ) -> Sequence[tuple[str, int, bytes, bytes, bytes, bytes]]:
+    return [(log, bucket_of(path), path, key, value, vh) for path, (key, value, vh) in items]

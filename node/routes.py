@@ -23,6 +23,7 @@ from aiohttp import web
 from ledger import cbor
 from ledger.bodies import check_issuer_id, member_of
 from ledger.errors import DecodeError, VerificationError
+from ledger.state import StateKey
 from node.appkeys import CONCURRENCY_KEY, CONFIG_KEY, METRICS_KEY, RATE_LIMITER_KEY, SERVICE_KEY, STORAGE_KEY
 from node.host import BadProof, UnknownLog, WitnessConflict
 from node.jsonview import to_json
@@ -31,7 +32,7 @@ from node.metrics import CONTENT_TYPE
 from node.middleware import HttpRefusal, NotFoundError, RequestTooLargeError
 from node.peerauth import verify_request
 from node.service import NodeService
-from node.stateapi import parse_keys, state_answer
+from node.stateapi import NotAtCheckpoint, parse_keys, state_answer
 from node.tiles import TILE_ROUTE, StorageTileSource, TileSource, tile_handler
 
 _MEMBER = re.compile(r"[A-Z]{2}")
@@ -319,7 +320,8 @@ async def post_root(request: web.Request) -> web.Response:
 # ----------------------------------------------------------------------------- registry queries (A.12)
 
 
-async def _answer(request: web.Request, log: str, record: Any, indices: tuple[int, ...]) -> web.Response:
+async def _answer(request: web.Request, log: str, record: Any, indices: tuple[int, ...],
+                  key: StateKey) -> web.Response:
     svc = _svc(request)
     fin = svc.host.final.get(log)
     if fin is None:
@@ -335,9 +337,18 @@ async def _answer(request: web.Request, log: str, record: Any, indices: tuple[in
                             "proof": [base64.b64encode(h).decode() for h in lg.inclusion_proof(i, size)]})
         return out
 
+    def proof() -> str | None:
+        # The key's value or absence with its proof against a checkpoint's state root (A.13), so that the answer
+        # also proves that no later entry (a revocation) changed it; None while the state is between checkpoints.
+        try:
+            return base64.b64encode(state_answer(lg, [key])).decode()
+        except NotAtCheckpoint:
+            return None
+
     entries = await svc.call(bundle)
+    state = await svc.call(proof)
     return web.json_response({"answer": to_json(record), "log": log, "final_size": size,
-                              "checkpoint": fin[1].decode("utf-8"), "entries": entries})
+                              "checkpoint": fin[1].decode("utf-8"), "entries": entries, "state": state})
 
 
 def _final_size(request: web.Request, log: str) -> int:
@@ -353,7 +364,7 @@ async def registry_issuer(request: web.Request) -> web.Response:
         raise NotFoundError(f"no member log for issuer {issuer[:64]!r}")
     state = _svc(request).host.state
     rec = await _svc(request).call(state.issuer, issuer, _final_size(request, log))
-    return await _answer(request, log, rec, rec.entries if rec else ())
+    return await _answer(request, log, rec, rec.entries if rec else (), StateKey("issuer", (issuer,)))
 
 
 async def registry_key(request: web.Request) -> web.Response:
@@ -365,7 +376,7 @@ async def registry_key(request: web.Request) -> web.Response:
         raise NotFoundError(f"no issuer key {kid.hex()}")
     log = owners[0].split("/", 1)[0]
     rec = await svc.call(lambda: svc.host.state.key(kid, _final_size(request, log), issuer=owners[0]))
-    return await _answer(request, log, rec, rec.entries if rec else ())
+    return await _answer(request, log, rec, rec.entries if rec else (), StateKey("key", (kid,)))
 
 
 async def registry_credential(request: web.Request) -> web.Response:
@@ -377,7 +388,7 @@ async def registry_credential(request: web.Request) -> web.Response:
     cti = _hex(request, "cti")
     svc = _svc(request)
     rec = await svc.call(svc.host.state.credential, issuer, cti, _final_size(request, log))
-    return await _answer(request, log, rec, rec.entries if rec else ())
+    return await _answer(request, log, rec, rec.entries if rec else (), StateKey("status", (issuer, cti)))
 
 
 async def registry_anchors(request: web.Request) -> web.Response:
@@ -389,7 +400,8 @@ async def registry_anchors(request: web.Request) -> web.Response:
     if not found:
         return web.json_response({"answer": [], "entries": []})
     log = found[0].log
-    return await _answer(request, log, found, tuple(a.index for a in found if a.log == log))
+    return await _answer(request, log, found, tuple(a.index for a in found if a.log == log),
+                         StateKey("anchor", (digest,)))
 
 
 async def registry_policy(request: web.Request) -> web.Response:
@@ -397,4 +409,4 @@ async def registry_policy(request: web.Request) -> web.Response:
     member = _member(request)
     svc = _svc(request)
     rec = await svc.call(svc.host.state.policy, member, _final_size(request, member))
-    return await _answer(request, member, rec, rec.entries if rec else ())
+    return await _answer(request, member, rec, rec.entries if rec else (), StateKey("policy"))

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from credentials.bundle import open_answer
 from ledger import cbor, merkle
 from ledger.checkpoint import Checkpoint
 from node.tiles import encode_index
@@ -90,12 +91,22 @@ def test_registry_query_answers_with_proofs_from_every_node(net: Net, written: d
             assert entry == raws[e["index"]]
             proof = [base64.b64decode(h) for h in e["proof"]]
             merkle.verify_inclusion(e["index"], cp.size, merkle.leaf_hash(entry), proof, cp.root_hash)
+        # The state proof: the issuer's whole list of entries under a final checkpoint's state root, so no later
+        # entry (a suspension) is hidden.
+        opened = open_answer(base64.b64decode(doc["state"]), net.chain(), "VN")
+        (value,) = opened.values.values()
+        assert value is not None and [i for i, _ in value.entries] == [0]
     # An anchor lookup also answers with a proof of the anchor entry.
     digest = hashlib.sha256(f"{issuer}  credential 7".encode()).hexdigest()
     resp = net.get("KH", f"/registry/anchors/{digest}")
     assert resp.status == 200, resp
     doc = resp.json()
     assert [e["index"] for e in doc["entries"]] == [2 + 7], doc
+    # and a credential that never had a status change answers with a proof of absence
+    resp = net.get("LA", f"/registry/credentials/{urllib.parse.quote(issuer, safe='')}/{'00' * 16}")
+    assert resp.status == 200, resp
+    opened = open_answer(base64.b64decode(resp.json()["state"]), net.chain(), "VN")
+    assert list(opened.values.values()) == [None]
 
 
 # --------------------------------------------------------------------------- an independent reader

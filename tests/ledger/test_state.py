@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 from test_memberlog import NETWORK, anchors, make_net, setup_entries
 
-from ledger.checkpoint import Checkpoint
+from ledger import cbor
+from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.entries import UnverifiedEntry
 from ledger.errors import DecodeError, StorageError
-from ledger.finality import state_reference
+from ledger.finality import state_line, state_reference
 from ledger.memberlog import MemberLog
 from ledger.merkle import leaf_hash
+from ledger.note import NoteSigner
 from ledger.registry import RegistryState
 from ledger.state import MemoryState, StateKey, StateValue, keys_of
 from ledger.statemap import StateProofError, map_root, verify_state_proof
@@ -107,3 +109,32 @@ def test_state_values_round_trip_and_refuse_disorder() -> None:
     with pytest.raises(DecodeError, match="at least one"):
         StateValue(())
     assert StateKey.decode(StateKey("policy").encode()) == StateKey("policy")
+
+
+def test_reopening_checks_the_newest_checkpoints_state_line(tmp_path: Path) -> None:
+    # A database whose newest checkpoint carries another state root than the stored map is not opened.
+    path = tmp_path / "n.db"
+    vn, _ = _log(path)
+    note = vn.checkpoint()
+    cp = Checkpoint.parse(note.text)
+    state, storage, key = vn.state, vn.storage, vn._node_key
+    vn.close()
+    storage.close()
+    forged = Checkpoint(cp.origin, cp.size, cp.root_hash, (cp.extensions[0], state_line(bytes(32))))
+    assert key is not None
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE checkpoints SET note = ? WHERE log = 'VN' AND size = ?",
+                 (sign_checkpoint(forged, NoteSigner(cp.origin, key)).to_bytes(), cp.size))
+    conn.commit()
+    conn.close()
+    with Storage.open(path) as db, pytest.raises(StorageError, match="state the checkpoint"):
+        MemberLog(db, "VN", NETWORK, state)
+
+
+@pytest.mark.parametrize("key", [StateKey("issuer", ("VN/customs",)), StateKey("key", (b"\x01" * 16,)),
+                                 StateKey("anchor", (bytes(32),)), StateKey("status", ("TH/doa-é", b"x" * 40)),
+                                 StateKey("policy"), StateKey("adopt")])
+def test_direct_encodings_are_the_canonical_encoder_s(key: StateKey) -> None:
+    assert key.encode() == cbor.encode([key.kind, *key.fields])
+    for entries in (((0, bytes(32)),), ((23, bytes(32)), (24, b"\x01" * 32), (70_000, b"\x02" * 32), (1 << 40, bytes(32)))):
+        assert StateValue(entries).encode() == cbor.encode([[i, h] for i, h in entries])

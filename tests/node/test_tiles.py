@@ -259,7 +259,7 @@ def _storage_with(entries: list[bytes], log: str = "VN") -> Storage:
         nodes = merkle.stored_hashes_for_batch(start, leaves, tree.get)
         tree.extend(leaves)
         state = plan_batch(state_map, start, [UnverifiedEntry.decode(e).body for e in batch], leaves,
-                           partial(storage.state_values, log), partial(storage.state_bucket, log))
+                           partial(storage.state_rows, log))
         storage.append_entries(log, start, batch, leaves, nodes, state=state)
         state_map.apply(state.update)
     return storage

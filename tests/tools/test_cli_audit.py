@@ -13,7 +13,7 @@ from netfixture import Network
 from ledger.bodies import IssuerRegister
 from ledger.entries import UnverifiedEntry, make_entry
 from ledger.state import MemoryState
-from ledger.statemap import value_hash
+from ledger.statemap import bucket_of, value_hash
 
 
 def test_replay_a_database(scenario: Scenario, invoke: Invoke) -> None:
@@ -117,8 +117,8 @@ def _rebuild_state(db: sqlite3.Connection, log: str) -> None:
         done = size
     db.execute("DELETE FROM state_values WHERE log = ?", (log,))
     db.execute("DELETE FROM state_buckets WHERE log = ?", (log,))
-    db.executemany("INSERT INTO state_values VALUES (?, ?, ?, ?, ?)",
-                   [(log, p, k, v, value_hash(v)) for p, (k, v) in state.items().items()])
+    db.executemany("INSERT INTO state_values VALUES (?, ?, ?, ?, ?, ?)",
+                   [(log, bucket_of(p), p, k, v, value_hash(v)) for p, (k, v) in state.items().items()])
     db.executemany("INSERT INTO state_buckets VALUES (?, ?, ?, ?)",
                    [(log, b, c, h) for b, (c, h) in state.buckets().items()])
 
