@@ -10,10 +10,13 @@ from pathlib import Path
 from conftest import Invoke, Scenario
 from netfixture import Network
 
+from credentials.cwt import UnverifiedCredential, credential_digest
 from ledger.bodies import IssuerRegister
 from ledger.entries import UnverifiedEntry, make_entry
+from ledger.replay import replay
 from ledger.state import MemoryState
 from ledger.statemap import bucket_of, value_hash
+from ledger.storage import Storage
 
 
 def test_replay_a_database(scenario: Scenario, invoke: Invoke) -> None:
@@ -149,3 +152,57 @@ def test_replay_against_the_network_sees_clean_deletions(scenario: Scenario, inv
     r = invoke("audit", "replay", "--db", scenario.net.database("VN"), "--node", scenario.node.url, "--pin",
                scenario.pin, "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["missing"] == [], r.output
+
+
+def test_export_is_the_replayed_registry_as_sql(scenario: Scenario, invoke: Invoke, tmp_path: Path) -> None:
+    scenario.ok("credential", "revoke", scenario.credential, "--reason", "superseded",
+                *scenario.entry_args(scenario.issuer_key))
+    scenario.net.wait_replicated()
+    copy = _clean_copy(scenario, tmp_path, "vn.sqlite", [])
+    out = tmp_path / "registry.sqlite"
+    r = invoke("audit", "export", "--db", copy, "--pin", scenario.pin, "--out", out, "--json")
+    assert r.exit_code == 0, r.output
+    counts = json.loads(r.stdout)["tables"]
+    # The export against the replay of the same database.
+    with Storage.open(copy) as storage:
+        report = replay(storage, scenario.net.genesis, scenario.net.genesis.root_hash)
+        state = report.state
+    db = sqlite3.connect(out)
+    try:
+        assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+        (issuer,) = db.execute("SELECT issuer, member FROM issuers").fetchall()
+        assert issuer == ("VN/customs-coo", "VN")
+        rec = state.issuer("VN/customs-coo")
+        assert [k.hex() for k in rec.keys] == [k for (k,) in db.execute("SELECT kid FROM keys ORDER BY added_idx")]
+        cred = UnverifiedCredential.decode(scenario.credential.read_bytes())
+        (anchor,) = state.anchors(credential_digest(scenario.credential.read_bytes()))
+        assert db.execute("SELECT log, idx, issuer FROM anchors WHERE digest = ?",
+                          (anchor.digest.hex(),)).fetchall() == [("VN", anchor.index, "VN/customs-coo")]
+        history = state.credential("VN/customs-coo", cred.claims.cti).history
+        assert [(e.status, e.index) for e in history] == db.execute(
+            "SELECT status, idx FROM credential_events ORDER BY idx").fetchall() == [("revoked", history[0].index)]
+        assert counts["checkpoints"] == db.execute("SELECT count(*) FROM checkpoints").fetchone()[0] == \
+            len(_rows(copy, "checkpoints"))
+        assert counts["cosignatures"] == len(_rows(copy, "cosignatures"))
+        indexes = {row[1] for row in db.execute("SELECT * FROM sqlite_master WHERE type = 'index'")}
+        assert any("digest" in name for name in indexes), indexes
+    finally:
+        db.close()
+    # a database that does not replay is not exported
+    tampered = tmp_path / "tampered.sqlite"
+    src, dst = sqlite3.connect(copy), sqlite3.connect(tampered)
+    src.backup(dst)
+    dst.execute("UPDATE entries SET raw = x'00' WHERE log = 'VN' AND idx = 1")
+    dst.commit()
+    src.close()
+    dst.close()
+    r = invoke("audit", "export", "--db", tampered, "--pin", scenario.pin, "--out", tmp_path / "no.sqlite")
+    assert r.exit_code == 1 and "NOT EXPORTED" in r.output and not (tmp_path / "no.sqlite").exists()
+
+
+def _rows(path: Path, table: str) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(f"SELECT * FROM {table}").fetchall()
+    finally:
+        conn.close()

@@ -12,6 +12,8 @@ Exit codes: 0 nothing wrong, 1 problems found, 3 usage, 4 could not check.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,9 +26,10 @@ from ledger.errors import ConflictError, DecodeError, VerificationError
 from ledger.evidence import SplitViewEvidence, verify_split_view
 from ledger.finality import open_signed
 from ledger.governance import GovernanceChain, walk
-from ledger.replay import replay
+from ledger.replay import ReplayReport, replay
 from ledger.roots import SignedRoot
 from ledger.storage import Storage
+from tools.cli.exportdb import export_ledger
 from tools.cli.roots import load_signed_root
 from tools.cli.util import (
     EXIT_FAILED,
@@ -106,17 +109,8 @@ def replay_command(ctx: click.Context, db: Path | None, nodes: tuple[str, ...], 
     if db is None and not nodes:
         raise click.UsageError("give --db FILE, --node URL, or both (a database checked against the network)")
     if db is not None:
-        if not db.is_file():
-            raise ToolError(f"no database file {db}")
-        storage = Storage.open(db)
-        try:
-            genesis = _db_genesis(storage, genesis_file, pin)
-            if not as_json:
-                click.echo(f"replaying {db} ...", err=True)
-            report = replay(storage, genesis, pin, now=now())
+        with _replayed(db, genesis_file, pin, as_json) as (storage, genesis, report):
             missing = _behind_the_network(storage, report, nodes, genesis, pin) if nodes else []
-        finally:
-            storage.close()
         doc = _report_doc(report)
         doc["missing"] = missing
         lines = _report_lines(doc, str(db)) + [f"MISSING: {m}" for m in missing]
@@ -224,6 +218,54 @@ def _behind_the_network(storage: Storage, report: Any, nodes: tuple[str, ...], g
             out.append(f"log {m}: the database lacks the final checkpoint of size {cp.size} ({url} proves it):"
                        " its checkpoint or cosignatures are missing")
     return out
+
+
+@audit.command("export", epilog=_EPILOG)
+@click.option("--db", "db", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="A node's database file, or a replica's replica.sqlite (a copy nobody is writing to).")
+@click.option("--genesis", "genesis_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The genesis file you trust.")
+@click.option("--pin", type=HashParam(32, "genesis hash"), envvar="MEKONG_PIN", help="The genesis hash you trust.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The SQLite file to write (must not exist).")
+@json_option
+@click.pass_context
+def export_command(ctx: click.Context, db: Path, genesis_file: Path | None, pin: bytes | None, out: Path,
+                   as_json: bool) -> None:
+    """Replay a database, then export the registry and the logs' metadata as plain SQL tables.
+
+    The export (specs/07-storage.md 7.7) holds issuers, keys, credentials and their
+    status history, anchors, policies, checkpoints, cosignatures, finals and evidence,
+    with foreign keys and indexes, each row naming the entry it comes from; open it
+    with Datasette or any SQL tool. Only a database that replays cleanly is exported.
+    """
+    if out.exists():
+        raise ToolError(f"{out} exists; give a new file to export to")
+    with _replayed(db, genesis_file, pin, as_json) as (storage, _, report):
+        if not report.ok:
+            emit(as_json, _report_doc(report), _report_lines(_report_doc(report), str(db))
+                 + ["NOT EXPORTED: the database does not replay cleanly"])
+            ctx.exit(EXIT_FAILED)
+        counts = export_ledger(storage, report.chain, out)
+    emit(as_json, {"out": str(out), "tables": counts},
+         [f"exported {db} (replayed: every stored byte checks out) to {out}:"]
+         + [f"  {table}: {n} rows" for table, n in counts.items()])
+
+
+@contextmanager
+def _replayed(db: Path, genesis_file: Path | None, pin: bytes | None,
+              quiet: bool) -> Iterator[tuple[Storage, SignedRoot, ReplayReport]]:
+    """Open ``db`` and replay it from the trusted genesis; the storage stays open inside the block."""
+    if not db.is_file():
+        raise ToolError(f"no database file {db}")
+    storage = Storage.open(db)
+    try:
+        genesis = _db_genesis(storage, genesis_file, pin)
+        if not quiet:
+            click.echo(f"replaying {db} ...", err=True)
+        yield storage, genesis, replay(storage, genesis, pin, now=now())
+    finally:
+        storage.close()
 
 
 def _db_genesis(storage: Storage, genesis_file: Path | None, pin: bytes | None) -> SignedRoot:
