@@ -1,125 +1,80 @@
-"""A small Prometheus metrics registry and the node's metric set.
+"""The node's metrics, on ``prometheus-client`` (specs/api.md section A.5).
 
-Counters, gauges and histograms with labels, rendered in the Prometheus text
-exposition format version 0.0.4 (specs/api.md section A.5). There is no global
-registry: :func:`node_metrics` builds one :class:`NodeMetrics` per application,
-so tests and several in-process nodes never share counters.
+Counters, gauges and histograms with labels, rendered in the Prometheus text exposition format by the
+library the ecosystem uses. There is no global registry: :func:`node_metrics` builds one
+:class:`NodeMetrics` per application on its own ``CollectorRegistry``, so tests and several in-process
+nodes never share counters. The thin classes here keep the node's call style (``inc(route=...)``) and
+add what the library leaves out: a bound on series per metric and collectors run before each render.
 
-Label values come from the node's own code (route templates, status codes,
-error kinds, member ids), never from raw request paths, so series stay
-bounded; a metric still refuses new series past ``max_series`` rather than
-grow without limit. Updates take a lock, so worker threads may update too.
+Label values come from the node's own code (route templates, status codes, error kinds, member ids),
+never from raw request paths, so series stay bounded; a metric still refuses new series past
+``max_series`` rather than grow without limit. The library's metrics are thread-safe.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, generate_latest
 
 __all__ = [
     "CONTENT_TYPE", "DEFAULT_BUCKETS", "Counter", "Gauge", "Histogram", "NodeMetrics", "Registry", "node_metrics",
 ]  # fmt: skip
 
-#: The Content-Type of the text exposition format.
+#: The Content-Type of the text exposition format 0.0.4, which ``generate_latest`` writes.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Latency buckets in seconds.
 DEFAULT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 log = logging.getLogger(__name__)
-
 _NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-
-LabelKey = tuple[str, ...]
-
-
-def _fmt(value: float) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return repr(float(value))
-
-
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
+prometheus_client.disable_created_metrics()  # no *_created series: the names stay those of spec A.5
 
 
 class _Metric:
-    kind = "untyped"
+    """One metric of a :class:`Registry`: the library's metric, with bounded series."""
 
-    def __init__(self, name: str, help_text: str, labelnames: Sequence[str] = (), *, max_series: int = 10_000) -> None:
-        if not _NAME_RE.fullmatch(name):
-            raise ValueError(f"bad metric name {name!r}")
-        for label in labelnames:
-            if not _LABEL_RE.fullmatch(label) or label.startswith("__") or label == "le":
-                raise ValueError(f"bad label name {label!r} for metric {name}")
-        if len(set(labelnames)) != len(labelnames):
-            raise ValueError(f"duplicate label names for metric {name}")
+    def __init__(self, metric: Any, name: str, labelnames: Sequence[str], max_series: int) -> None:
+        self._metric = metric
         self.name = name
-        self.help = help_text
         self.labelnames = tuple(labelnames)
         self.max_series = max_series
+        self._series: set[tuple[str, ...]] = set()
         self._lock = threading.Lock()
 
-    def _key(self, labels: dict[str, str]) -> LabelKey:
+    def _child(self, labels: dict[str, str], create: bool = True) -> Any:
         if set(labels) != set(self.labelnames):
             raise ValueError(f"metric {self.name} takes labels {self.labelnames}, got {tuple(labels)}")
-        return tuple(str(labels[n]) for n in self.labelnames)
-
-    def _labels_text(self, key: LabelKey, extra: tuple[tuple[str, str], ...] = ()) -> str:
-        pairs = list(zip(self.labelnames, key)) + list(extra)
-        if not pairs:
-            return ""
-        return "{" + ",".join(f'{n}="{_escape_label(v)}"' for n, v in pairs) + "}"
-
-    def header(self) -> list[str]:
-        return [f"# HELP {self.name} {_escape_help(self.help)}", f"# TYPE {self.name} {self.kind}"]
-
-    def render(self) -> list[str]:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-
-class _ValueMetric(_Metric):
-    def __init__(self, name: str, help_text: str, labelnames: Sequence[str] = (), *, max_series: int = 10_000) -> None:
-        super().__init__(name, help_text, labelnames, max_series=max_series)
-        self._values: dict[LabelKey, float] = {}
-
-    def _add(self, amount: float, labels: dict[str, str]) -> None:
-        key = self._key(labels)
+        if not self.labelnames:
+            return self._metric
+        key = tuple(str(labels[n]) for n in self.labelnames)
         with self._lock:
-            if key in self._values:
-                self._values[key] += amount
-            elif len(self._values) < self.max_series:
-                self._values[key] = amount
+            if key not in self._series:
+                if not create or len(self._series) >= self.max_series:
+                    return None
+                self._series.add(key)
+        return self._metric.labels(*key)
 
-    def value(self, **labels: str) -> float:
-        """The current value of one series (0 if it was never touched)."""
-        with self._lock:
-            return self._values.get(self._key(labels), 0)
+    def _sample(self, suffix: str, labels: dict[str, str]) -> float:
+        child = self._child(labels, create=False)
+        if child is None:
+            return 0
+        for metric in child.collect():
+            for sample in metric.samples:
+                if sample.name == self.name + suffix or (suffix == "" and sample.name == self.name):
+                    return float(sample.value)
+        return 0
 
-    def render(self) -> list[str]:
-        with self._lock:
-            items = sorted(self._values.items())
-        return self.header() + [f"{self.name}{self._labels_text(k)} {_fmt(v)}" for k, v in items]
 
-
-class Counter(_ValueMetric):
+class Counter(_Metric):
     """A monotonically increasing count. Name it ``..._total``."""
-
-    kind = "counter"
 
     def inc(self, amount: float = 1, **labels: str) -> None:
         """Add ``amount`` (>= 0) to the series named by ``labels``.
@@ -129,13 +84,17 @@ class Counter(_ValueMetric):
         """
         if amount < 0:
             raise ValueError("a counter only goes up")
-        self._add(amount, labels)
+        child = self._child(labels)
+        if child is not None:
+            child.inc(amount)
+
+    def value(self, **labels: str) -> float:
+        """The current value of one series (0 if it was never touched)."""
+        return self._sample("", labels)
 
 
-class Gauge(_ValueMetric):
+class Gauge(_Metric):
     """A value that goes up and down, or is set."""
-
-    kind = "gauge"
 
     def set(self, value: float, **labels: str) -> None:
         """Set the series named by ``labels`` to ``value``.
@@ -143,40 +102,37 @@ class Gauge(_ValueMetric):
         Raises:
             ValueError: labels that differ from the metric's.
         """
-        key = self._key(labels)
-        with self._lock:
-            if key in self._values or len(self._values) < self.max_series:
-                self._values[key] = value
+        child = self._child(labels)
+        if child is not None:
+            child.set(value)
 
     def inc(self, amount: float = 1, **labels: str) -> None:
         """Add ``amount`` to the series."""
-        self._add(amount, labels)
+        child = self._child(labels)
+        if child is not None:
+            child.inc(amount)
 
     def dec(self, amount: float = 1, **labels: str) -> None:
         """Subtract ``amount`` from the series."""
-        self._add(-amount, labels)
+        child = self._child(labels)
+        if child is not None:
+            child.dec(amount)
 
     def remove(self, **labels: str) -> None:
         """Forget one series (for example a peer that left the network)."""
-        key = self._key(labels)
+        key = tuple(str(labels[n]) for n in self.labelnames)
         with self._lock:
-            self._values.pop(key, None)
+            if key in self._series:
+                self._series.discard(key)
+                self._metric.remove(*key)
+
+    def value(self, **labels: str) -> float:
+        """The current value of one series (0 if it was never set)."""
+        return self._sample("", labels)
 
 
 class Histogram(_Metric):
     """Observations counted into cumulative buckets, with their sum and count."""
-
-    kind = "histogram"
-
-    def __init__(self, name: str, help_text: str, labelnames: Sequence[str] = (), *,
-                 buckets: Sequence[float] = DEFAULT_BUCKETS, max_series: int = 10_000) -> None:
-        super().__init__(name, help_text, labelnames, max_series=max_series)
-        bounds = [float(b) for b in buckets if not math.isinf(b)]
-        if not bounds or bounds != sorted(set(bounds)):
-            raise ValueError(f"histogram {name}: buckets must be increasing and non-empty")
-        self.buckets = tuple(bounds)
-        # per series: counts per bucket (non-cumulative, last = +Inf), sum
-        self._series: dict[LabelKey, tuple[list[int], list[float]]] = {}
 
     def observe(self, value: float, **labels: str) -> None:
         """Record one observation.
@@ -184,67 +140,46 @@ class Histogram(_Metric):
         Raises:
             ValueError: labels that differ from the metric's.
         """
-        key = self._key(labels)
-        with self._lock:
-            series = self._series.get(key)
-            if series is None:
-                if len(self._series) >= self.max_series:
-                    return
-                series = ([0] * (len(self.buckets) + 1), [0.0])
-                self._series[key] = series
-            counts, total = series
-            for i, bound in enumerate(self.buckets):
-                if value <= bound:
-                    counts[i] += 1
-                    break
-            else:
-                counts[-1] += 1
-            total[0] += value
+        child = self._child(labels)
+        if child is not None:
+            child.observe(value)
 
     def count(self, **labels: str) -> int:
         """Number of observations in one series."""
-        with self._lock:
-            series = self._series.get(self._key(labels))
-            return 0 if series is None else sum(series[0])
-
-    def render(self) -> list[str]:
-        with self._lock:
-            items = sorted((k, (list(c), s[0])) for k, (c, s) in self._series.items())
-        lines = self.header()
-        for key, (counts, total) in items:
-            running = 0
-            for bound, n in zip((*self.buckets, math.inf), counts):
-                running += n
-                le = (("le", _fmt(bound)),)
-                lines.append(f"{self.name}_bucket{self._labels_text(key, le)} {running}")
-            lines.append(f"{self.name}_sum{self._labels_text(key)} {_fmt(total)}")
-            lines.append(f"{self.name}_count{self._labels_text(key)} {running}")
-        return lines
+        return int(self._sample("_count", labels))
 
 
 class Registry:
-    """A set of uniquely named metrics and collectors, rendered together."""
+    """The metrics of one node on their own ``CollectorRegistry``, and collectors run before each render."""
 
-    def __init__(self) -> None:
-        self._metrics: dict[str, _Metric] = {}
+    def __init__(self, max_series: int = 10_000) -> None:
+        self._registry = CollectorRegistry(auto_describe=True)
         self._collectors: list[Callable[[], None]] = []
-        self._lock = threading.Lock()
+        self._names: set[str] = set()
+        self._max_series = max_series
 
-    def _register(self, metric: _Metric) -> None:
-        with self._lock:
-            if metric.name in self._metrics:
-                raise ValueError(f"metric {metric.name} is already registered")
-            self._metrics[metric.name] = metric
+    def _name(self, name: str, labelnames: Sequence[str]) -> None:
+        if not _NAME_RE.fullmatch(name):
+            raise ValueError(f"bad metric name {name!r}")
+        for label in labelnames:
+            if not _LABEL_RE.fullmatch(label) or label.startswith("__") or label == "le":
+                raise ValueError(f"bad label name {label!r} for metric {name}")
+        if len(set(labelnames)) != len(labelnames):
+            raise ValueError(f"duplicate label names for metric {name}")
+        if name in self._names:
+            raise ValueError(f"metric {name} is already registered")
+        self._names.add(name)
 
     def counter(self, name: str, help_text: str, labelnames: Sequence[str] = ()) -> Counter:
-        """Create and register a :class:`Counter`.
+        """Create and register a :class:`Counter` (the exposed name is ``name``, ending in ``_total``).
 
         Raises:
             ValueError: bad or duplicate name, bad label names.
         """
-        metric = Counter(name, help_text, labelnames)
-        self._register(metric)
-        return metric
+        self._name(name, labelnames)
+        base = name.removesuffix("_total")
+        metric = prometheus_client.Counter(base, help_text, labelnames, registry=self._registry)
+        return Counter(metric, name, labelnames, self._max_series)
 
     def gauge(self, name: str, help_text: str, labelnames: Sequence[str] = ()) -> Gauge:
         """Create and register a :class:`Gauge`.
@@ -252,9 +187,9 @@ class Registry:
         Raises:
             ValueError: bad or duplicate name, bad label names.
         """
-        metric = Gauge(name, help_text, labelnames)
-        self._register(metric)
-        return metric
+        self._name(name, labelnames)
+        metric = prometheus_client.Gauge(name, help_text, labelnames, registry=self._registry)
+        return Gauge(metric, name, labelnames, self._max_series)
 
     def histogram(self, name: str, help_text: str, labelnames: Sequence[str] = (), *,
                   buckets: Sequence[float] = DEFAULT_BUCKETS) -> Histogram:
@@ -263,9 +198,9 @@ class Registry:
         Raises:
             ValueError: bad or duplicate name, bad label names or buckets.
         """
-        metric = Histogram(name, help_text, labelnames, buckets=buckets)
-        self._register(metric)
-        return metric
+        self._name(name, labelnames)
+        metric = prometheus_client.Histogram(name, help_text, labelnames, buckets=buckets, registry=self._registry)
+        return Histogram(metric, name, labelnames, self._max_series)
 
     def add_collector(self, collect: Callable[[], None]) -> None:
         """Run ``collect`` before every render, to set gauges from live state.
@@ -274,10 +209,9 @@ class Registry:
         """
         self._collectors.append(collect)
 
-    def metrics(self) -> Iterable[_Metric]:
-        """The registered metrics, by name."""
-        with self._lock:
-            return [self._metrics[n] for n in sorted(self._metrics)]
+    def names(self) -> Iterable[str]:
+        """The registered metric names, sorted."""
+        return sorted(self._names)
 
     def render(self) -> str:
         """The text exposition format of every metric, collectors run first."""
@@ -286,10 +220,7 @@ class Registry:
                 collect()
             except Exception:  # a broken collector must not break /metrics
                 log.exception("metrics collector %r failed", collect)
-        lines: list[str] = []
-        for metric in self.metrics():
-            lines.extend(metric.render())
-        return "\n".join(lines) + "\n"
+        return generate_latest(self._registry).decode("utf-8")
 
 
 @dataclass(frozen=True, slots=True)

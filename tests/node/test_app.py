@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from httphelp import make_config, node_key, run_with_client
+from prometheus_client.parser import text_string_to_metric_families
 
 from ledger.errors import (
     AuthorizationError,
@@ -305,15 +306,21 @@ def test_metrics_endpoint(tmp_path: Path) -> None:
 
     text = run_with_client(app, scenario)
     storage.close()
-    assert 'mekong_http_requests_total{route="/healthz",method="GET",status="200"} 1' in text
-    assert 'mekong_http_requests_total{route="/items/{id}",method="GET",status="422"} 3' in text
-    assert 'mekong_http_requests_total{route="unmatched",method="GET",status="404"} 1' in text
-    assert 'mekong_http_errors_total{kind="verification_failed"} 3' in text
-    assert 'mekong_http_request_duration_seconds_count{route="/items/{id}",method="GET"} 3' in text
-    assert 'mekong_http_request_duration_seconds_bucket{route="/items/{id}",method="GET",le="+Inf"} 3' in text
-    assert 'mekong_log_final_size_entries{log="TH"} 12' in text
-    assert 'mekong_witness_lag_entries{log="VN",witness="TH"} 3' in text
-    assert 'mekong_submissions_rejected_total{reason="bad_signature"} 1' in text
+    samples = {(m.name, tuple(sorted(m.labels.items()))): m.value
+               for family in text_string_to_metric_families(text) for m in family.samples}
+
+    def value(name: str, **labels: str) -> float:
+        return samples[(name, tuple(sorted(labels.items())))]
+
+    assert value("mekong_http_requests_total", route="/healthz", method="GET", status="200") == 1
+    assert value("mekong_http_requests_total", route="/items/{id}", method="GET", status="422") == 3
+    assert value("mekong_http_requests_total", route="unmatched", method="GET", status="404") == 1
+    assert value("mekong_http_errors_total", kind="verification_failed") == 3
+    assert value("mekong_http_request_duration_seconds_count", route="/items/{id}", method="GET") == 3
+    assert value("mekong_http_request_duration_seconds_bucket", route="/items/{id}", method="GET", le="+Inf") == 3
+    assert value("mekong_log_final_size_entries", log="TH") == 12
+    assert value("mekong_witness_lag_entries", log="VN", witness="TH") == 3
+    assert value("mekong_submissions_rejected_total", reason="bad_signature") == 1
     assert "# TYPE mekong_http_requests_total counter" in text
     assert "/items/0" not in text and "/nowhere" not in text  # route templates only
 
