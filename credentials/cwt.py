@@ -172,6 +172,30 @@ def strip_cwt_tag(data: bytes) -> bytes:
     return data[2:] if data[:2] == b"\xd8\x3d" else data
 
 
+def _looks_like(data: bytes) -> str | None:
+    """What ``data`` evidently is when it is evidently not CBOR (a COSE_Sign1 starts 0xd2, 0xd8 or 0x84)."""
+    if not data:
+        return "an empty file"
+    if data[0] in (0xD2, 0xD8, 0x84):
+        return None
+    head = data[:512].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(b"-----BEGIN"):
+        return "PEM text (a certificate or key, not a credential)"
+    if head[:1] in (b"{", b"["):
+        return "JSON (a claims file? issue it with 'mekong credential issue')"
+    if head[:1] == b"<":
+        return "XML or HTML"
+    if head[:5] == b"%PDF-":
+        return "a PDF document (verify a document's signature with 'mekong verify-signature')"
+    try:
+        text = data[:4096].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if text.isprintable() or all(c.isprintable() or c in "\r\n\t" for c in text):
+        return "text"
+    return None
+
+
 def decode_sign1(data: Any, limits: CredentialLimits, what: str) -> cose.UnverifiedSign1:
     """Decode the COSE_Sign1 of a credential or signature, naming ``what`` in errors.
 
@@ -183,6 +207,9 @@ def decode_sign1(data: Any, limits: CredentialLimits, what: str) -> cose.Unverif
     data = bytes(data)
     if len(data) > limits.max_size:
         raise DecodeError(f"{what}: {len(data)} bytes exceeds the limit of {limits.max_size}")
+    looks = _looks_like(data)
+    if looks is not None:  # say what the file is, not what a CBOR parser trips over in it
+        raise DecodeError(f"{what}: not a COSE_Sign1 {what}: it looks like {looks}")
     try:
         sign1 = cose.UnverifiedSign1.decode(strip_cwt_tag(data))
     except DecodeError as e:

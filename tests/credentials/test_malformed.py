@@ -56,7 +56,7 @@ PROT = bstr(cbor.encode({1: -8, 4: KID}))
 SIG = bstr(b"\x00" * 64)
 
 CASES: list[tuple[str, Callable[[], bytes], str]] = [
-    ("empty", lambda: b"", "truncated"),
+    ("empty", lambda: b"", "it looks like an empty file"),
     ("one-byte", lambda: b"\xd2", "truncated"),
     ("truncated-in-signature", lambda: GOOD[:-10], "truncated"),
     ("truncated-in-payload", lambda: GOOD[:60], "truncated"),

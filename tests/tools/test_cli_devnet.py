@@ -396,8 +396,8 @@ def _malformed(credential: bytes) -> dict[str, bytes]:
 
 @pytest.mark.parametrize(("case", "sub_indication", "detail"), [
     pytest.param("random-bytes", "FORMAT_FAILURE", "CBOR", id="random-bytes"),
-    pytest.param("text-file", "FORMAT_FAILURE", "trailing bytes", id="text-file"),
-    pytest.param("empty", "FORMAT_FAILURE", "truncated input", id="empty"),
+    pytest.param("text-file", "FORMAT_FAILURE", "not a COSE_Sign1 credential: it looks like text", id="text-file"),
+    pytest.param("empty", "FORMAT_FAILURE", "it looks like an empty file", id="empty"),
     pytest.param("truncated", "FORMAT_FAILURE", "truncated input", id="truncated"),
     pytest.param("trailing-garbage", "FORMAT_FAILURE", "1 trailing bytes", id="trailing-garbage"),
     pytest.param("flipped-signature-bit", "SIG_CRYPTO_FAILURE", "signature does not verify",

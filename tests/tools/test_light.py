@@ -59,6 +59,19 @@ def test_light_verify_of_a_broken_credential_is_format_failure(scenario: Scenari
     assert r.exit_code == 1 and json.loads(r.output)["sub_indication"] == "FORMAT_FAILURE", r.output
 
 
+def test_a_file_that_is_no_credential_is_named_before_any_network(scenario: Scenario, closed_port_url: str) -> None:
+    scenario.net.wait_replicated()
+    assert _light(scenario, "--node", scenario.node.url).exit_code == 0  # caches the governance chain
+    claims = scenario.dir / "claims.json"
+    claims.write_text('{"type": "certificate-of-origin"}')
+    r = scenario.invoke("verify", claims, "--replica", scenario.replica, "--as-member", "TH", "--node",
+                        closed_port_url, "--json")
+    assert r.exit_code == 1, r.output
+    doc = json.loads(r.stdout)
+    assert doc["sub_indication"] == "FORMAT_FAILURE"
+    assert "not a COSE_Sign1 credential: it looks like JSON" in doc["checks"][0]["detail"]
+
+
 def test_light_verify_sees_a_revocation(scenario: Scenario) -> None:
     scenario.ok("credential", "revoke", scenario.credential, "--reason", "superseded",
                 *scenario.entry_args(scenario.issuer_key))

@@ -97,13 +97,17 @@ def fetch_light(nodes: list[NodeClient], replica_dir: Path | None, pin: bytes | 
     A credential that does not decode needs nothing from the ledger but its governance root: the bundle is
     None and the view empty, and the engine's step 1 gives the verdict (FORMAT_FAILURE), as with ``--full``.
     """
-    chain = load_chain(nodes, replica_dir, pin)
+    try:
+        UnverifiedCredential.decode(credential)
+        decodes = True
+    except DecodeError:
+        decodes = False
+    # A file that is no credential is judged first: with the cached chain alone when there is one.
+    chain = load_chain(nodes if decodes or not _cache(replica_dir).exists() else [], replica_dir, pin)
     if as_member not in chain.current.member_ids:
         raise click.UsageError(f"{as_member} is not a member of network {chain.current.network} (governance root"
                                f" v{chain.current.version}: {', '.join(chain.current.member_ids)})")
-    try:
-        UnverifiedCredential.decode(credential)
-    except DecodeError:
+    if not decodes:
         return None, light_view(chain, [])
     try:
         bundle = fetch_bundle(nodes, chain, credential, as_member)
