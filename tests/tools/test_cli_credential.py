@@ -12,9 +12,10 @@ from conftest import COO_CLAIMS, Invoke, check_no_secret, make_key
 
 from credentials.cwt import UnverifiedCredential, credential_digest
 from credentials.docsig import UnverifiedDocumentSignature
-from credentials.profiles import CertificateOfOrigin
+from credentials.profiles import PROFILES, CertificateOfOrigin
 from ledger.keys import key_id
 from node import keystore
+from tools.cli.credential import profile_from_json
 
 
 @pytest.fixture
@@ -130,3 +131,26 @@ def test_sign_a_document(invoke: Invoke, tmp_path: Path, issuer_key: Path) -> No
     assert json.loads(r.stdout)["digest"] == decoded.digest.hex()
     assert invoke("sign", tmp_path / "missing.pdf", "--key", issuer_key, "--passphrase-env", "PP", "--out", sig,
                   "--document-type", "e-invoice").exit_code == 4
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_every_template_validates_and_issues(invoke: Invoke, tmp_path: Path, profile: str) -> None:
+    r = invoke("credential", "template", "--profile", profile)
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["type"] == profile
+    profile_from_json(profile, doc)  # the same validation issue applies
+    out = tmp_path / "claims.json"
+    assert invoke("credential", "template", "--profile", profile, "--out", out).exit_code == 0
+    assert json.loads(out.read_text()) == doc
+    key = make_key(tmp_path / "issuer.key")
+    cred = tmp_path / "cred.cbor"
+    r = invoke("credential", "issue", "--claims", out, "--issuer", "VN/x", "--key", key, "--passphrase-env", "PP",
+               "--out", cred)
+    assert r.exit_code == 0, r.output
+    assert UnverifiedCredential.decode(cred.read_bytes()).claims.attestation.TYPE == profile
+
+
+def test_template_names_the_profiles(invoke: Invoke) -> None:
+    r = invoke("credential", "template", "--profile", "certificate-of-orign")
+    assert r.exit_code == 3 and "certificate-of-origin" in r.output

@@ -27,6 +27,7 @@ import click
 
 from credentials.cwt import UnverifiedCredential, credential_digest
 from credentials.docsig import UnverifiedDocumentSignature, sign_document
+from credentials.examples import example
 from credentials.fields import Record
 from credentials.issue import issue_credential
 from credentials.profiles import DOCUMENT_TYPE, PROFILES
@@ -121,6 +122,26 @@ def _read_claims(path: Path, profile: str | None) -> tuple[str, Any, dict[str, A
 @click.group()
 def credential() -> None:
     """Issue credentials, anchor them on the ledger, and publish their status (issuers)."""
+
+
+@credential.command("template")
+@click.option("--profile", required=True, type=click.Choice(sorted(PROFILES)),
+              help="The credential profile (document type) to show an example of.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write it to this file instead.")
+def template(profile: str, out: Path | None) -> None:
+    """Print a complete example claims file for a profile, ready to edit and issue.
+
+    Every field the profile has, with example values that validate: edit them,
+    then 'mekong credential issue --claims FILE'. Profiles:
+    aeo-status, authorised-signatory, certificate-of-origin,
+    customs-declaration-summary, e-invoice, legal-entity, phytosanitary-certificate.
+    """
+    text = json.dumps(example(profile), indent=2, ensure_ascii=False) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        write_bytes(out, text.encode("utf-8"))
+        click.echo(f"wrote {out}: edit it, then: mekong credential issue --claims {out} --issuer ID --key KEY --out CRED")
 
 
 @credential.command("issue")
