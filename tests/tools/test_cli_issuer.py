@@ -193,3 +193,24 @@ def test_a_full_disk_refuses_writes_and_serves_reads(scenario: Scenario) -> None
     finally:
         _set_pragma(scenario, "max_page_count = 1073741823")
     assert net.submit("VN", batch)["size"] == before + 500
+
+
+def test_names_are_checked_before_anything_is_signed(scenario: Scenario) -> None:
+    # A misspelt document type, or a member that does not exist, is refused at once, naming what is wrong.
+    r = scenario.invoke("issuer", "register", "VN/typo", "--name", "Typo", "--document-type", "certificate-of-orign",
+                        "--jurisdiction", "VN", *scenario.entry_args(scenario.vn_admin))
+    assert r.exit_code == 3 and "did you mean certificate-of-origin" in r.stderr, r.output
+    r = scenario.invoke("issuer", "register", "VN/custom", "--name", "Custom", "--document-type", "rice-grading",
+                        "--custom-document-type", "--jurisdiction", "VN", "--json", *scenario.entry_args(scenario.vn_admin))
+    assert r.exit_code == 0, r.output  # an agreed custom type goes through when said so
+    r = scenario.invoke("policy", "set", "--member", "th", "--recognise", "VM:certificate-of-origin:substantial",
+                        *scenario.entry_args(scenario.th_admin, "TH"))
+    assert r.exit_code == 3 and "VM is not a member" in r.stderr and "VN" in r.stderr, r.output
+    doc = scenario.dir / "invoice.xml"
+    doc.write_text("<Invoice/>")
+    r = scenario.invoke("sign", doc, "--key", scenario.issuer_key, "--passphrase-env", "PP", "--out",
+                        scenario.dir / "sig", "--document-type", "e-invoce")
+    assert r.exit_code == 3 and "did you mean e-invoice" in r.stderr, r.output
+    r = scenario.invoke("sign", doc, "--key", scenario.issuer_key, "--passphrase-env", "PP", "--out",
+                        scenario.dir / "sig", "--document-type", "e-invoice", "--issuer", "VN/customs-coo")
+    assert r.exit_code == 0 and "--issuer VN/customs-coo" in r.stdout, r.output

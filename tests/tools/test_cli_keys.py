@@ -115,9 +115,12 @@ def test_show_of_something_else_is_a_tool_error(invoke: Invoke, tmp_path: Path) 
 
 
 def test_bad_member_id_is_a_usage_error(invoke: Invoke, tmp_path: Path) -> None:
-    r = invoke("keys", "show", make_key(tmp_path / "k.key"), "--member", "vn")
+    key = make_key(tmp_path / "k.key")
+    r = invoke("keys", "show", key, "--member", "V1")
     assert r.exit_code == 3
     assert "not a member id" in r.stderr
+    r = invoke("keys", "show", key, "--member", "vn", "--json")  # lower case is the same member
+    assert r.exit_code == 0 and "VN" in r.stdout, r.output
 
 
 def test_help_documents_exit_codes(invoke: Invoke) -> None:

@@ -43,6 +43,8 @@ from tools.cli.util import (
     MemberParam,
     TimeParam,
     ToolError,
+    check_document_types,
+    custom_type_option,
     emit,
     json_option,
     load_key,
@@ -293,17 +295,20 @@ _status_command("reinstate", "active", "Reinstate a suspended credential.")
 @click.option("--signer-credential", type=click.Path(dir_okay=False, path_type=Path),
               help="Your authorised-signatory credential, when --key is not an issuer key.")
 @click.option("--signed-at", type=TimeParam(), help="Signing time claimed (default: now).")
+@click.option("--issuer", "issuer_id", type=IssuerParam(), help="Your issuer id (fills in the anchor command shown).")
+@custom_type_option
 @passphrase_options
 @json_option
 def sign(file: Path, key: Path, out: Path, document_type: str, media_type: str | None, file_name: str | None,
-         signer_credential: Path | None, signed_at: int | None, passphrase_env: str | None,
-         passphrase_fd: int | None, as_json: bool) -> None:
+         signer_credential: Path | None, signed_at: int | None, issuer_id: str | None, custom_types: bool,
+         passphrase_env: str | None, passphrase_fd: int | None, as_json: bool) -> None:
     """Sign a document (an e-invoice, a PDF) with a detached signature.
 
     The signature covers a hash envelope of FILE (its SHA-256, media type, name, type
     and signing time) and never contains the document. Check it with
     'mekong verify-signature FILE SIG'.
     """
+    check_document_types([document_type], custom_types)
     document = read_bytes(file, "document")
     media = media_type or mimetypes.guess_type(file.name)[0] or "application/octet-stream"
     signer = read_bytes(signer_credential, "signer credential") if signer_credential else None
@@ -320,7 +325,8 @@ def sign(file: Path, key: Path, out: Path, document_type: str, media_type: str |
            "kid": decoded.kid.hex(), "digest": decoded.digest.hex(), "document_sha256": decoded.envelope.digest.hex()}
     emit(as_json, doc, [f"wrote {out}: signature of {file} ({media}) as {document_type}",
                         f"key id {doc['kid']}; signature digest {doc['digest']}",
-                        f"anchor it with: mekong credential anchor {out} --issuer ISSUER ..."])
+                        (f"anchor it with: mekong credential anchor {out} --issuer {issuer_id or 'ISSUER'}"
+                        f" --node URL --key {key}")])
 
 
 @credential.command("bundle")

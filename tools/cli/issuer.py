@@ -33,6 +33,7 @@ from ledger.bodies import (
 )
 from ledger.errors import DecodeError
 from ledger.keys import key_id, next_key_digest, public_key_of
+from ledger.roots import SignedRoot
 from tools.cli.submit import entry_options, submit_entry
 from tools.cli.util import (
     HashParam,
@@ -40,11 +41,14 @@ from tools.cli.util import (
     MemberParam,
     TimeParam,
     ToolError,
+    check_document_types,
+    custom_type_option,
     load_key,
     now,
     public_key_arg,
     read_bytes,
 )
+from tools.client.http import ClientError, NodeClient
 
 __all__ = ["issuer", "policy"]
 
@@ -79,11 +83,13 @@ def issuer() -> None:
 @click.option("--loa", type=click.Choice(LOAS), default="high", show_default=True, help="Level of assurance.")
 @click.option("--jurisdiction", required=True, help="Where it operates, such as VN or VN-SG.")
 @click.option("--member", type=MemberParam(), help="Your member id (default: the issuer id's prefix).")
+@custom_type_option
 @entry_options("Your member's admin key file.")
 def register(issuer_id: str, name: str, document_types: tuple[str, ...], loa: str, jurisdiction: str,
-             member: str | None, node: str, key: Path, passphrase_env: str | None, passphrase_fd: int | None,
-             root_version: int | None, wait_final: bool, as_json: bool) -> None:
+             member: str | None, custom_types: bool, node: str, key: Path, passphrase_env: str | None,
+             passphrase_fd: int | None, root_version: int | None, wait_final: bool, as_json: bool) -> None:
     """Register ISSUER (such as VN/customs-coo) on your member's log."""
+    check_document_types(document_types, custom_types)
     log = _check_member(member, issuer_id)
     body = _body(lambda: IssuerRegister(issuer_id, name, tuple(document_types), loa, jurisdiction))
     submit_entry(node, log, body, load_key(key, passphrase_env, passphrase_fd), root_version=root_version,
@@ -97,11 +103,13 @@ def register(issuer_id: str, name: str, document_types: tuple[str, ...], loa: st
 @click.option("--status", type=click.Choice(["active", "suspended"]), help="Suspend or reactivate the issuer.")
 @click.option("--reason", default="", help="Why (recorded on the ledger).")
 @click.option("--member", type=MemberParam(), help="Your member id (default: the issuer id's prefix).")
+@custom_type_option
 @entry_options("Your member's admin key file.")
 def update(issuer_id: str, document_types: tuple[str, ...], loa: str | None, status: str | None, reason: str,
-           member: str | None, node: str, key: Path, passphrase_env: str | None, passphrase_fd: int | None,
-           root_version: int | None, wait_final: bool, as_json: bool) -> None:
+           member: str | None, custom_types: bool, node: str, key: Path, passphrase_env: str | None,
+           passphrase_fd: int | None, root_version: int | None, wait_final: bool, as_json: bool) -> None:
     """Change an issuer's accreditation, level of assurance or status."""
+    check_document_types(document_types, custom_types)
     log = _check_member(member, issuer_id)
     if not document_types and loa is None and status is None:
         raise click.UsageError("nothing to change: give --document-type, --loa or --status")
@@ -227,6 +235,24 @@ def _rules_from_file(path: Path) -> list[PolicyRule]:
                         f"{e}") from None
 
 
+def _check_rule_members(node: str, rules: list[PolicyRule]) -> None:
+    # The members a policy names must be members of the network (as the node's current root lists them: a
+    # guard against typos, not a trust decision; the rules themselves are checked by every node).
+    named = {r.member for r in rules if r.member != WILDCARD}
+    if not named:
+        return
+    client = NodeClient(node)
+    try:
+        members = SignedRoot.from_cbor(client.root(client.current_root_version())).root.member_ids
+    except (ClientError, DecodeError) as e:
+        raise ToolError(f"cannot read the current governance root from {node} to check the members named: {e}") \
+            from None
+    unknown = sorted(named - set(members))
+    if unknown:
+        raise click.BadParameter(f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not a member of the"
+                                 f" network (members: {', '.join(sorted(members))})", param_hint="--recognise")
+
+
 @click.group()
 def policy() -> None:
     """Say which other members' issuers your member recognises (member administrators)."""
@@ -238,10 +264,11 @@ def policy() -> None:
               help="A rule, such as TH:certificate-of-origin:substantial or *:*:high (repeat).")
 @click.option("--rules", "rules_file", type=click.Path(dir_okay=False, path_type=Path),
               help="JSON list of rules {member, document_types, min_loa}.")
+@custom_type_option
 @entry_options("Your member's admin key file.")
-def set_policy(member: str, rules: tuple[str, ...], rules_file: Path | None, node: str, key: Path,
-               passphrase_env: str | None, passphrase_fd: int | None, root_version: int | None, wait_final: bool,
-               as_json: bool) -> None:
+def set_policy(member: str, rules: tuple[str, ...], rules_file: Path | None, custom_types: bool, node: str,
+               key: Path, passphrase_env: str | None, passphrase_fd: int | None, root_version: int | None,
+               wait_final: bool, as_json: bool) -> None:
     """Replace your member's recognition policy.
 
     Your own issuers are always recognised. With no rule at all, no other member's
@@ -249,6 +276,9 @@ def set_policy(member: str, rules: tuple[str, ...], rules_file: Path | None, nod
     apply this policy.
     """
     parsed = [parse_rule(r) for r in rules] + (_rules_from_file(rules_file) if rules_file else [])
+    for r in parsed:
+        check_document_types(r.document_types, custom_types, "--recognise")
+    _check_rule_members(node, parsed)
     body = _body(lambda: MemberPolicy(tuple(parsed)))
     submit_entry(node, member, body, load_key(key, passphrase_env, passphrase_fd), root_version=root_version,
                  wait_final=wait_final, as_json=as_json,

@@ -9,18 +9,20 @@ formats private key material: signing keys are opened with
 from __future__ import annotations
 
 import datetime
+import difflib
 import json
 import os
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 import nacl.signing
 
+from credentials.profiles import PROFILES
 from ledger.bodies import check_issuer_id
 from ledger.errors import DecodeError
 from ledger.files import FileTooLargeError, read_bounded
@@ -98,9 +100,9 @@ class MemberParam(click.ParamType):
     name = "MEMBER"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        text = str(value).strip()
+        text = str(value).strip().upper()  # th means TH
         if not _MEMBER_RE.fullmatch(text):
-            self.fail(f"{value!r} is not a member id; use two upper-case letters such as VN or TH", param, ctx)
+            self.fail(f"{value!r} is not a member id; use two letters such as VN or TH", param, ctx)
         return text
 
 
@@ -245,6 +247,28 @@ def public_key_arg(value: str) -> bytes:
 
 
 # ---------------------------------------------------------------------------- files and output
+
+
+def custom_type_option(f: F) -> F:
+    """``--custom-document-type``: accept document types that are not a credential profile."""
+    return click.option("--custom-document-type", "custom_types", is_flag=True,
+                        help="Accept document types that are not one of the credential profiles (a custom type"
+                             " agreed between members).")(f)
+
+
+def check_document_types(types: Iterable[str], custom: bool, option: str = "--document-type") -> None:
+    """Refuse a document type that is not a profile name (unless ``custom``), suggesting the closest one.
+
+    Raises:
+        click.BadParameter: naming the bad value and the known ones.
+    """
+    for t in types:
+        if custom or t in PROFILES or t == "*":
+            continue
+        close = difflib.get_close_matches(t, PROFILES, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise click.BadParameter(f"{t!r} is not a document type: {hint}the profiles are {', '.join(sorted(PROFILES))}"
+                                 " (add --custom-document-type for a type of your own)", param_hint=option)
 
 
 def read_bytes(path: str | Path, what: str, max_bytes: int = MAX_INPUT_BYTES) -> bytes:
