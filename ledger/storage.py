@@ -376,6 +376,12 @@ class Storage(StateRows):
             return [(w, bytes(line)) for w, line in self._conn.execute(
                 "SELECT witness, line FROM fresh WHERE log = ? AND size = ? ORDER BY witness", (log, size))]
 
+    def fresh_sizes(self, log: str) -> dict[str, int]:
+        """Witness -> the size of the checkpoint its newest stored line on ``log`` cosigns (7.1.10)."""
+        with self._wrap(f"read the fresh cosignatures of log {log}"):
+            return {str(w): int(s) for w, s in self._conn.execute(
+                "SELECT witness, size FROM fresh WHERE log = ?", (log,))}
+
     def checkpoints(self, log: str) -> list[tuple[int, bytes]]:
         """Every stored ``(size, note)`` of ``log``, by size."""
         with self._wrap(f"read checkpoints of log {log}"):

@@ -212,6 +212,8 @@ class LedgerHost:
             root = self.chain.add(signed)
         except EquivocationError as e:
             self.storage.put_evidence(GOVERNANCE_EVIDENCE, "root-equivocation", signed.to_cbor(), str(e), now)
+            log.warning("evidence stored: root-equivocation of governance root version %d: %s",
+                        signed.root.version, e)
             raise
         self.storage.put_root(root.version, signed.to_cbor())
         self._open_logs()
@@ -372,6 +374,11 @@ class LedgerHost:
         if req.old != last:
             raise WitnessConflict(f"this witness last cosigned log {req.member} at size {last}, not {req.old}", last)
 
+    def witnessed_sizes(self) -> dict[str, int]:
+        """Per witness, the size of the newest checkpoint of this node's own log it cosigned (heartbeats
+        included, spec 7.1.10): what its lag is measured from."""
+        return self.storage.fresh_sizes(self.member)
+
     def last_cosigned(self, member: str) -> int:
         """The size of the newest checkpoint of ``member``'s log this node has cosigned (0 if none)."""
         if member not in self._last_cosigned:  # once per log: every cosignature of the log is read
@@ -410,6 +417,7 @@ class LedgerHost:
         if lg.root_hash(cp.size) != cp.root_hash:
             self.storage.put_evidence(req.member, "root-mismatch", req.note.to_bytes(),
                                       f"size {cp.size}: checkpoint root differs from the verified entries", now)
+            log.warning("evidence stored: root-mismatch of log %s at size %d", req.member, cp.size)
             raise ConflictError(f"log {req.member} at size {cp.size}: the checkpoint's root is not the root of "
                                 f"the entries this witness verified; kept as evidence")
         # The state root (specs/state.md S.6): the owner's claim against the state of the entries verified here.
@@ -420,6 +428,7 @@ class LedgerHost:
                                         " cannot check the checkpoint's state root")
         except ConflictError as e:
             self.storage.put_evidence(req.member, "state-mismatch", req.note.to_bytes(), f"size {cp.size}: {e}", now)
+            log.warning("evidence stored: state-mismatch of log %s at size %d", req.member, cp.size)
             raise ConflictError(f"log {req.member} at size {cp.size}: the checkpoint's state root is not the state"
                                 " root of the entries this witness verified; kept as evidence") from e
         # Step 5: the C2SP consistency proof from the last cosigned size; a bad one is a bad request only.

@@ -154,6 +154,8 @@ async def status(request: web.Request) -> web.Response:
         "time": svc.clock(),
         "logs": {m: {"size": s, "final_size": f} for m, (s, f) in sorted(sizes.items())},
         "witnesses": {p: svc.witness_size(p) for p in sorted(svc.peers())},
+        "witnessed": await svc.call(svc.host.witnessed_sizes),
+        "peers": svc.peer_contact(),
     }, headers={"Cache-Control": "no-store"})
 
 

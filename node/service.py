@@ -98,6 +98,7 @@ class NodeService:
         self._heartbeat_due = False  # the next round re-cosigns the newest checkpoint even if it is final
         self._last_round = 0.0  # loop time of the last completed checkpoint round
         self._tasks: list[asyncio.Task[None]] = []
+        self._contact: dict[str, tuple[bool, int | None, str]] = {}  # url -> (reachable, last contact, last error)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -152,9 +153,36 @@ class NodeService:
                                                     self.clock())
         try:
             async with self.session.request(method, url + path, data=body or None, headers=headers) as resp:
-                return resp.status, await resp.read()
+                answer = resp.status, await resp.read()
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            self._saw(url, f"{type(e).__name__}: {e}")
             raise PeerError(f"{method} {url}{path}: {type(e).__name__}: {e}") from e
+        self._saw(url, None)
+        return answer
+
+    def _saw(self, url: str, error: str | None) -> None:
+        # Reachability of a peer, logged once per change (not once per retry).
+        was, last, _ = self._contact.get(url, (None, None, ""))
+        if error is None:
+            self._contact[url] = (True, self.clock(), "")
+            if was is False:
+                log.info("peer %s is reachable again", self._peer_name(url))
+        else:
+            self._contact[url] = (False, last, error[:200])
+            if was is not False:
+                log.warning("peer %s is unreachable: %s", self._peer_name(url), error[:200])
+
+    def _peer_name(self, url: str) -> str:
+        return next((f"{m} ({u})" for m, u in self.peers().items() if u == url), url)
+
+    def peer_contact(self) -> dict[str, dict[str, object]]:
+        """Per peer: its URL, whether the last exchange with it worked (None: none yet), when one last did
+        (Unix seconds), and the last error."""
+        out: dict[str, dict[str, object]] = {}
+        for m, url in sorted(self.peers().items()):
+            reachable, last, error = self._contact.get(url, (None, None, ""))
+            out[m] = {"url": url, "reachable": reachable, "last_contact": last, "last_error": error or None}
+        return out
 
     async def fetch_entries(self, member: str, url: str, start: int, end: int) -> None:
         """Fetch entries ``[start, end)`` of ``member``'s log from ``url`` and append them verified (A.9)."""

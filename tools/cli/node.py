@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 import click
@@ -13,7 +16,7 @@ from node.config import DATABASE_NAME, Limits, NodeConfig, Peer, load_config, wr
 from node.join import chain_for_member, seed_governance
 from node.keystore import read_public_key
 from tools.cli.render import render_status
-from tools.cli.util import read_bytes
+from tools.cli.util import ToolError, read_bytes
 from tools.client.http import NodeClient, fetch_roots
 
 
@@ -90,19 +93,60 @@ def init(member: str, network: str, data_dir: Path, listen: str, node_key: Path,
 @node_group.command("start")
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The node's configuration file.")
-def start(config_path: Path) -> None:
-    """Run the node in the foreground until Ctrl-C or SIGTERM.
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True, help="The least severe events logged.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="One line of text per event, or one JSON object (time, level, logger, message).")
+@click.option("--access-log", is_flag=True, help="Also log one line per HTTP request.")
+def start(config_path: Path, log_level: str, log_format: str, access_log: bool) -> None:
+    """Run the node in the foreground until Ctrl-C, SIGTERM or 'mekong node stop'.
 
-    The key file's passphrase is read from the environment variable the
-    configuration names. A database that does not replay cleanly, a wrong
-    passphrase or a genesis that does not match the pin stop the start-up
-    with a message (exit status 4).
+    The listening address is bound first: if it is in use the node says so and
+    exits (status 4) before touching its database. The node then writes its PID to
+    node.pid in its data directory (refusing to start if a node already runs there),
+    and logs one line per event that matters (peer unreachable and back, governance
+    root adopted, evidence stored, a checkpoint without a quorum, shutdown) on stderr.
+    The key file's passphrase is read from the environment variable the configuration
+    names. A database that does not replay cleanly, a wrong passphrase or a genesis
+    that does not match the pin stop the start-up with a message (exit status 4).
     """
-    from node.server import serve  # aiohttp is only needed here
+    from node.server import configure_logging, serve  # aiohttp is only needed here
 
     cfg = load_config(config_path)
+    configure_logging(log_level, log_format)
     click.echo(f"node {cfg.member} of network {cfg.network} on http://{cfg.listen_host}:{cfg.listen_port}")
-    serve(cfg)
+    serve(cfg, access_log=access_log)
+
+
+@node_group.command("stop")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The node's configuration file (its data directory holds node.pid).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Or the data directory itself.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=30, show_default=True,
+              help="Seconds to wait for the node to finish what it acknowledged and exit.")
+def stop(config_path: Path | None, data_dir: Path | None, timeout: float) -> None:
+    """Stop a running node: SIGTERM to the PID in its data directory, then wait for it to exit.
+
+    The node stops accepting requests, writes what it acknowledged and exits; nothing
+    acknowledged is lost. Exit status 4 if no node runs there or it does not stop in time.
+    """
+    from node.server import PID_FILE, read_pid
+
+    if (config_path is None) == (data_dir is None):
+        raise click.UsageError("give --config FILE or --data-dir DIR")
+    directory = load_config(config_path).data_dir if config_path is not None else data_dir
+    assert directory is not None
+    pid = read_pid(directory)
+    if pid is None:
+        raise ToolError(f"no node is running on {directory} (no live process in {directory / PID_FILE})")
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if read_pid(directory) != pid:
+            click.echo(f"node (pid {pid}) on {directory} stopped")
+            return
+        time.sleep(0.1)
+    raise ToolError(f"the node (pid {pid}) on {directory} did not stop within {timeout:g} s; it is still running")
 
 
 @node_group.command("status")

@@ -15,11 +15,19 @@ def render_status(status: dict[str, object]) -> str:
         final = v["final_size"] if v["final_size"] is not None else "-"
         mark = "  (own)" if m == status["member"] else ""
         lines.append(f"{m:<5} {v['size']:>8} {final!s:>8}{mark}")
-    witnesses = status.get("witnesses") or {}
-    assert isinstance(witnesses, dict)
+    witnessed = status.get("witnessed") or {}
+    peers = status.get("peers") or {}
+    assert isinstance(witnessed, dict) and isinstance(peers, dict)
     own = logs.get(status["member"], {}).get("size", 0)
-    if witnesses:
-        lines.append("witness lag on the own log (entries not yet cosigned by each peer):")
-        for peer, size in witnesses.items():
-            lines.append(f"  {peer}: {'never answered' if size is None else own - size}")
+    now = status.get("time")
+    if peers:
+        lines.append("peers (reachability; last contact; entries of the own log not yet cosigned):")
+        for peer, p in peers.items():
+            reach = {True: "reachable", False: "UNREACHABLE", None: "not contacted yet"}[p.get("reachable")]
+            last = p.get("last_contact")
+            ago = f"{now - last} s ago" if isinstance(now, int) and isinstance(last, int) else "never"
+            size = witnessed.get(peer)
+            lag = "has cosigned nothing" if size is None else f"lag {own - size}"
+            error = f" ({p['last_error']})" if p.get("reachable") is False and p.get("last_error") else ""
+            lines.append(f"  {peer}: {reach}{error}; last contact {ago}; {lag}")
     return "\n".join(lines)
