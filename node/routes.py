@@ -37,6 +37,8 @@ from node.tiles import TILE_ROUTE, StorageTileSource, TileSource, tile_handler
 
 _MEMBER = re.compile(r"[A-Z]{2}")
 _HEX = re.compile(r"(?:[0-9a-f]{2}){1,64}")
+#: Longest ``wait`` of a covering query, seconds (A.7.2).
+MAX_WAIT_SECONDS = 10
 SUBMIT_LIMITS = cbor.CborLimits(max_size=1 << 28, max_depth=2, max_items=100_001)
 
 
@@ -160,15 +162,20 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def get_checkpoint(request: web.Request) -> web.Response:
-    """``GET /logs/{member}/checkpoint[?covering=I]``: a final checkpoint with its cosignatures (A.7.2).
+    """``GET /logs/{member}/checkpoint[?covering=I[&wait=S]]``: a final checkpoint with its cosignatures (A.7.2).
 
-    The newest one, or with ``covering`` the oldest one whose size exceeds ``I``.
+    The newest one, or with ``covering`` the oldest one whose size exceeds ``I``; on the owner's node,
+    ``wait`` holds the answer up to ``S`` seconds (at most 10) for such a checkpoint to become final.
     """
     member = _member(request)
     svc = _svc(request)
     if "covering" in request.query:
         index = _int_param(request, "covering")
         fin = await svc.call(svc.host.first_final_covering, member, index)
+        wait = min(_int_param(request, "wait", 0), MAX_WAIT_SECONDS)
+        # a long poll for a submitter: answered as soon as a final checkpoint covers the entry (A.7.2)
+        if fin is None and wait and member == svc.config.member and await svc.wait_final(index + 1, wait):
+            fin = await svc.call(svc.host.first_final_covering, member, index)
         if fin is None:
             raise NotFoundError(f"log {member} has no final checkpoint covering entry {index}")
     else:

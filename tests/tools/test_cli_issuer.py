@@ -214,3 +214,19 @@ def test_names_are_checked_before_anything_is_signed(scenario: Scenario) -> None
     r = scenario.invoke("sign", doc, "--key", scenario.issuer_key, "--passphrase-env", "PP", "--out",
                         scenario.dir / "sig", "--document-type", "e-invoice", "--issuer", "VN/customs-coo")
     assert r.exit_code == 0 and "--issuer VN/customs-coo" in r.stdout, r.output
+
+
+def test_a_submission_that_is_not_final_in_time_says_so_with_exit_status_2(scenario: Scenario) -> None:
+    # Two of four witnesses down (quorum 3): the entry is stored, but no checkpoint can become final.
+    scenario.net.stop("KH")
+    scenario.net.stop("LA")
+    r = scenario.invoke("issuer", "register", "VN/slow", "--name", "Slow", "--document-type", "e-invoice",
+                        "--jurisdiction", "VN", "--wait-timeout", "3", *scenario.entry_args(scenario.vn_admin))
+    assert r.exit_code == 2, r.output
+    assert "STORED, NOT FINAL YET" in r.stdout and "exit status 2" in r.stdout
+    assert "waiting for a final checkpoint covering entry" in r.stderr
+    r = scenario.invoke("issuer", "register", "VN/slow2", "--name", "Slow", "--document-type", "e-invoice",
+                        "--jurisdiction", "VN", "--no-wait-final", *scenario.entry_args(scenario.vn_admin))
+    assert r.exit_code == 0, r.output  # not waiting: stored is success
+    scenario.net.start("KH")
+    scenario.net.start("LA")

@@ -65,7 +65,7 @@ EXIT_CODES_HELP = (
     "\b\nExit codes:\n"
     "  0  success (verify: TOTAL-PASSED)\n"
     "  1  verify: TOTAL-FAILED; audit: problems found\n"
-    "  2  verify: INDETERMINATE (for example TRY_LATER, REVOKED_NO_POE)\n"
+    "  2  verify: INDETERMINATE (for example TRY_LATER, REVOKED_NO_POE); a submission: stored, not final yet\n"
     "  3  usage error: a bad option or argument\n"
     "  4  tool error: node unreachable or refusing, bad or missing file, wrong passphrase"
 )

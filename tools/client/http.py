@@ -227,13 +227,16 @@ class NodeClient:
         assert data is not None
         return data
 
-    def checkpoint(self, member: str, covering: int | None = None) -> bytes | None:
+    def checkpoint(self, member: str, covering: int | None = None, wait: int = 0) -> bytes | None:
         """``GET /logs/{M}/checkpoint``: the node's newest final checkpoint note, or None if it has none.
 
-        With ``covering``, the oldest final checkpoint whose size exceeds that entry index (specs/api.md A.7.2).
+        With ``covering``, the oldest final checkpoint whose size exceeds that entry index (specs/api.md A.7.2);
+        with ``wait`` (the owner's node), it waits up to that many seconds for one to become final.
         """
-        query = "" if covering is None else f"?covering={int(covering)}"
-        return self._get(f"/logs/{urllib.parse.quote(member, safe='')}/checkpoint{query}", not_found_ok=True)
+        query = "" if covering is None else f"?covering={int(covering)}" + (f"&wait={int(wait)}" if wait else "")
+        got = self.request("GET", f"/logs/{urllib.parse.quote(member, safe='')}/checkpoint{query}",
+                           timeout=self.timeout + wait, not_found_ok=True)
+        return None if got is None else got[2]
 
     def entries(self, member: str, start: int, end: int) -> list[bytes]:
         """``GET /logs/{M}/entries``: entries ``[start, end)`` as stored (at most 1000; maybe fewer).
