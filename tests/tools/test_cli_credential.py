@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
-from conftest import COO_CLAIMS, Invoke, check_no_secret, make_key
+from conftest import COO_CLAIMS, Invoke, Scenario, check_no_secret, make_key
 
 from credentials.cwt import UnverifiedCredential, credential_digest
 from credentials.docsig import UnverifiedDocumentSignature
@@ -48,6 +48,9 @@ def test_issue_and_show(invoke: Invoke, tmp_path: Path, issuer_key: Path) -> Non
     assert shown.exit_code == 0
     claims = json.loads(shown.stdout)
     assert claims["type"] == "certificate-of-origin" and claims["kid"] == cred.kid.hex()
+    text = invoke("credential", "show", out).stdout  # for people: lines, not JSON, and it says nothing was verified
+    assert text != shown.stdout and "NOT verified" in text and "  hs_code: 100630" in text
+    assert f"  kid: {cred.kid.hex()}" in text
     # The claims as a report prints them are a valid claims file again.
     (tmp_path / "again.json").write_text(shown.stdout)
     r = _issue(invoke, issuer_key, tmp_path / "again.cbor", tmp_path / "again.json")
@@ -154,3 +157,13 @@ def test_every_template_validates_and_issues(invoke: Invoke, tmp_path: Path, pro
 def test_template_names_the_profiles(invoke: Invoke) -> None:
     r = invoke("credential", "template", "--profile", "certificate-of-orign")
     assert r.exit_code == 3 and "certificate-of-origin" in r.output
+
+
+def test_revoking_twice_says_nothing_was_written(scenario: Scenario) -> None:
+    scenario.ok("credential", "revoke", scenario.credential, "--reason", "superseded",
+                *scenario.entry_args(scenario.issuer_key))
+    r = scenario.invoke("credential", "revoke", scenario.credential, "--reason", "issued in error",
+                        *scenario.entry_args(scenario.issuer_key))
+    assert r.exit_code == 4, r.output
+    assert "credential.status refused by node" in r.stderr and "nothing was written" in r.stderr
+    assert "is revoked" in r.stderr and " entry " not in r.stderr.split("written:")[1], r.stderr

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 from conftest import PASSPHRASE, Invoke, check_no_secret, make_key
@@ -141,3 +143,24 @@ def test_main_returns_the_exit_code(tmp_path: Path, capsys: object) -> None:
     assert main(["keys", "show", str(tmp_path / "missing.key")]) == 4
     assert main(["keys", "--bogus"]) == 3
     assert main(["--help"]) == 0
+
+
+def test_generate_from_a_pipe_has_no_python_warnings(tmp_path: Path) -> None:
+    # Without a terminal the passphrase lines are read from stdin, never echoed, with no GetPassWarning.
+    r = subprocess.run([sys.executable, "-m", "tools.cli", "keys", "generate", "--out", str(tmp_path / "k.key"),
+                        "--label", "pipe", "--kdf", "interactive"], input="s3cret pipe\ns3cret pipe\n",
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    assert "GetPassWarning" not in r.stderr and "echoed" not in r.stderr and "s3cret" not in r.stderr + r.stdout
+    r = subprocess.run([sys.executable, "-m", "tools.cli", "keys", "generate", "--out", str(tmp_path / "k2.key"),
+                        "--label", "pipe"], input="", capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 4 and "--passphrase-env" in r.stderr and "Warning" not in r.stderr
+
+
+def test_every_error_line_starts_the_same(invoke: Invoke, tmp_path: Path) -> None:
+    for args, code in ((["verify"], 3), (["credential", "template", "--profile", "x"], 3),
+                       (["keys", "show", tmp_path / "missing.key"], 4), (["node", "stop", "--data-dir", tmp_path], 4)):
+        r = invoke(*args)
+        assert r.exit_code == code, (args, r.output)
+        errors = [line for line in r.stderr.splitlines() if "rror" in line]
+        assert errors and all(line.startswith("mekong: error: ") for line in errors), (args, r.stderr)

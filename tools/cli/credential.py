@@ -205,7 +205,22 @@ def show(file: Path, as_json: bool) -> None:
         raise ToolError(f"{file} is not a credential: {e}") from None
     doc = claims_json(cred.claims)
     doc.update(kid=cred.kid.hex(), digest=cred.digest.hex())
-    emit(as_json, doc, json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False))
+    title = f"{cred.claims.attestation.TYPE} credential {cred.claims.cti.hex()} (NOT verified: use mekong verify)"
+    emit(as_json, doc, [title, *_text_lines(doc)])
+
+
+def _text_lines(doc: Any, indent: str = "  ") -> list[str]:
+    """A JSON document as indented ``key: value`` lines, for people."""
+    lines: list[str] = []
+    items = doc.items() if isinstance(doc, dict) else enumerate(doc)
+    for k, v in items:
+        label = f"{k}" if isinstance(doc, dict) else f"[{k}]"
+        if isinstance(v, dict | list) and v:
+            lines.append(f"{indent}{label}:")
+            lines += _text_lines(v, indent + "  ")
+        else:
+            lines.append(f"{indent}{label}: {'-' if v is None or v == [] or v == {} else v}")
+    return lines
 
 
 def _subject(path: Path) -> tuple[str | None, bytes | None, bytes, str]:

@@ -56,11 +56,14 @@ def run(command: click.Command, args: Sequence[str] | None, prog_name: str, comp
     try:
         result = click.Command.main(command, args=list(args) if args is not None else None, prog_name=prog_name,
                                     complete_var=complete_var, standalone_mode=False, **extra)
-    except click.exceptions.UsageError as e:
-        e.show()
+    except click.exceptions.UsageError as e:  # every error line starts "mekong: error:", usage errors too
+        if e.ctx is not None:
+            click.echo(f"{e.ctx.get_usage()}\nTry '{e.ctx.command_path} {e.ctx.help_option_names[0]}' for help.",
+                       err=True)
+        click.echo(f"mekong: error: {e.format_message()}", err=True)
         return EXIT_USAGE
     except click.exceptions.ClickException as e:
-        e.show()
+        click.echo(f"mekong: error: {e.format_message()}", err=True)
         return e.exit_code if e.exit_code > EXIT_USAGE else EXIT_TOOL  # click's default 1 means TOTAL-FAILED
     except click.exceptions.Abort:
         click.echo("mekong: aborted", err=True)

@@ -8,6 +8,7 @@ and prints what happened.
 from __future__ import annotations
 
 import hashlib
+import re
 import time as _time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,8 +23,8 @@ from ledger.entries import make_entry
 from ledger.keys import key_id, public_key_of
 from ledger.merkle import leaf_hash
 from ledger.note import Note
-from tools.cli.util import EXIT_INDETERMINATE, emit, json_option, now, passphrase_options
-from tools.client.http import NodeClient
+from tools.cli.util import EXIT_INDETERMINATE, ToolError, emit, json_option, now, passphrase_options
+from tools.client.http import NodeClient, NodeRefused
 
 __all__ = ["entry_options", "submit_entry"]
 
@@ -79,7 +80,13 @@ def submit_entry(node: str, log: str, body: Body, signing_key: nacl.signing.Sign
     client = NodeClient(node)
     version = root_version or client.current_root_version()
     raw = make_entry(log, body.TYPE, now() if time is None else time, body, signing_key, root=version)
-    answer = client.submit_entries(log, [raw], wait_final=False)
+    try:
+        answer = client.submit_entries(log, [raw], wait_final=False)
+    except NodeRefused as e:
+        if e.status in (403, 409, 422):  # a ledger rule: say that nothing was written, and which rule
+            detail = re.sub(r"^log [A-Z]{2} entry \d+: ", "", e.detail)
+            raise ToolError(f"{body.TYPE} refused by node {client.url}, nothing was written: {detail}") from None
+        raise
     index = answer["indices"][0] if answer.get("indices") else None
     if wait_final and index is not None:
         answer["final_size"] = _wait_final(client, log, index, wait_timeout)

@@ -193,12 +193,32 @@ def read_passphrase(env: str | None, fd: int | None, *, prompt: str, confirm: bo
     if fd is not None:
         return keystore.passphrase_from_fd(fd)
     try:
-        value = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, default="", show_default=False)
+        if _terminal():
+            value = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, default="", show_default=False)
+        else:  # a pipe: read the lines as they come, never echoed, without Python's getpass warnings
+            value = _read_line(prompt)
+            if confirm and value and _read_line("Repeat for confirmation") != value:
+                raise ToolError("the two passphrases differ")
     except click.Abort:
         raise ToolError("no passphrase given; in scripts use --passphrase-env VAR or --passphrase-fd N") from None
     if not value:
         raise ToolError("an empty passphrase is not allowed")
     return str(value).encode("utf-8")
+
+
+def _read_line(prompt: str) -> str:
+    click.echo(f"{prompt}: ", err=True, nl=False)
+    line = sys.stdin.readline()
+    if not line:
+        raise click.Abort
+    return line.rstrip("\r\n")
+
+
+def _terminal() -> bool:
+    try:
+        return sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def load_key(path: str | Path, env: str | None, fd: int | None) -> nacl.signing.SigningKey:
