@@ -72,9 +72,11 @@ class Demo:
         """Run ``mekong ARGS``, print the command and its output, check the exit code."""
         shown = " ".join(shlex.quote(a) for a in args)
         print(f"   $ mekong {shown}", flush=True)
+        # Shown: one stream, so that progress and warnings (stderr) appear where they happened.
         proc = subprocess.run([sys.executable, "-m", "tools.cli", *args], check=False, cwd=self.dir, env=self.env,
-                              capture_output=True, text=True, timeout=300)
-        out = (proc.stdout + proc.stderr).rstrip()
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT if show else subprocess.PIPE,
+                              text=True, timeout=300)
+        out = (proc.stdout + (proc.stderr or "")).rstrip()
         if show and out:
             print(textwrap.indent(out, "     "), flush=True)
         if proc.returncode != expect:
