@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from ledger.errors import DecodeError
 from ledger.files import FileTooLargeError, read_bounded
 
-__all__ = ["DATABASE_NAME", "ConfigError", "Limits", "NodeConfig", "Peer", "load_config", "write_config"]
+__all__ = ["DATABASE_NAME", "ConfigError", "Limits", "NodeConfig", "Peer", "Tls", "load_config", "write_config"]
 
 #: File name of the SQLite database inside ``data_dir`` (spec 8.2.3).
 DATABASE_NAME = "ledger.sqlite3"
@@ -144,6 +144,30 @@ class Peer:
 
 
 @dataclass(frozen=True, slots=True)
+class Tls:
+    """TLS settings (spec 8.2.4): the node's certificate and key, and the CA its peers' certificates chain to.
+
+    Attributes:
+        cert_file: PEM certificate chain the node serves HTTPS with; None to serve plain HTTP.
+        key_file: its PEM private key (given with ``cert_file``; the file's permissions protect it).
+        ca_file: PEM CA bundle the node verifies https:// peers against; None for the system store.
+    """
+
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    ca_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ConfigError("tls.cert and tls.key go together: give both, or neither")
+
+    @property
+    def serving(self) -> bool:
+        """Whether the node serves HTTPS."""
+        return self.cert_file is not None
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     """A validated node configuration (spec 8.2.1).
 
@@ -159,6 +183,7 @@ class NodeConfig:
         genesis_hash: the pinned SHA-256 of the genesis root payload, 32 bytes.
         peers: bootstrap peers, sorted by member id, without this member.
         limits: every bound the node enforces.
+        tls: certificate, key and CA for HTTPS (spec 8.2.4).
     """
 
     member: str
@@ -172,6 +197,7 @@ class NodeConfig:
     genesis_hash: bytes
     peers: tuple[Peer, ...] = ()
     limits: Limits = field(default_factory=Limits)
+    tls: Tls = field(default_factory=Tls)
 
     def __post_init__(self) -> None:
         _check_member(self.member, "member")
@@ -248,7 +274,8 @@ def _check_url(value: object, key: str) -> None:
 
 # ----------------------------------------------------------------------------- reading
 
-_TOP_KEYS = {"member", "network", "data_dir", "listen", "node_key", "genesis", "peers", "limits"}
+_TOP_KEYS = {"member", "network", "data_dir", "listen", "node_key", "genesis", "peers", "limits", "tls"}
+_TLS_KEYS = {"cert": "cert_file", "key": "key_file", "ca": "ca_file"}
 _TABLE_KEYS = {"listen": {"host", "port"}, "node_key": {"file", "passphrase_env"}, "genesis": {"file", "hash"}}
 _REQUIRED = {"member", "network", "data_dir", "listen", "node_key", "genesis"}
 
@@ -299,7 +326,8 @@ def _from_document(doc: dict[str, Any], base: Path) -> NodeConfig:
             raise ConfigError(f"{table}.{key} is missing")
     peers_doc = doc.get("peers", {})
     limits_doc = doc.get("limits", {})
-    for name, value in (("peers", peers_doc), ("limits", limits_doc)):
+    tls_doc = doc.get("tls", {})
+    for name, value in (("peers", peers_doc), ("limits", limits_doc), ("tls", tls_doc)):
         if not isinstance(value, dict):
             raise ConfigError(f"{name} must be a table")
     genesis_hex = doc["genesis"]["hash"]
@@ -323,7 +351,15 @@ def _from_document(doc: dict[str, Any], base: Path) -> NodeConfig:
         genesis_hash=bytes.fromhex(genesis_hex),
         peers=tuple(peers),
         limits=Limits.from_mapping(limits_doc),
+        tls=_tls(tls_doc, base),
     )
+
+
+def _tls(doc: dict[str, Any], base: Path) -> Tls:
+    for key in doc:
+        if key not in _TLS_KEYS:
+            raise ConfigError(f"tls.{key} is not a known key (cert, key, ca)")
+    return Tls(**{_TLS_KEYS[k]: _path(v, f"tls.{k}", base) for k, v in doc.items()})
 
 
 def _path(value: object, key: str, base: Path) -> Path:
@@ -384,6 +420,10 @@ def write_config(path: str | Path, cfg: NodeConfig) -> None:
         "[limits]",
         *(f"{f.name} = {getattr(cfg.limits, f.name)}" for f in fields(Limits)),
     ]
+    tls = [f"{k} = {_s(_rel(getattr(cfg.tls, attr), base))}" for k, attr in _TLS_KEYS.items()
+           if getattr(cfg.tls, attr) is not None]
+    if tls:
+        lines += ["", "[tls]", *tls]
     data = ("\n".join(lines) + "\n").encode("utf-8")
     tmp = p.with_name(f".{p.name}.{secrets.token_hex(6)}.tmp")
     try:

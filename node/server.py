@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import socket
+import ssl
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +31,7 @@ from node import logfilter
 from node.app import create_app
 from node.config import NodeConfig, load_config
 
-__all__ = ["PID_FILE", "PidFileError", "PortInUseError", "configure_logging", "main", "read_pid", "serve"]
+__all__ = ["PID_FILE", "PidFileError", "PortInUseError", "TlsError", "configure_logging", "main", "read_pid", "serve", "server_tls"]
 
 #: The PID file in a node's data directory while the node runs.
 PID_FILE = "node.pid"
@@ -41,6 +42,10 @@ log = logging.getLogger("mekong.node")
 
 class PortInUseError(MekongError):
     """The listening address is taken (another node, or another program)."""
+
+
+class TlsError(MekongError):
+    """The TLS certificate or key of the configuration cannot be used."""
 
 
 class PidFileError(MekongError):
@@ -122,6 +127,24 @@ def pid_file(data_dir: Path) -> Iterator[None]:
             path.unlink(missing_ok=True)
 
 
+def server_tls(config: NodeConfig) -> ssl.SSLContext | None:
+    """The TLS context the node serves with (spec 8.2.4), or None for plain HTTP.
+
+    Raises:
+        TlsError: the certificate or key cannot be read or do not match (the message names the files).
+    """
+    if not config.tls.serving:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(str(config.tls.cert_file), str(config.tls.key_file))
+    except (OSError, ssl.SSLError) as e:
+        raise TlsError(f"cannot use the TLS certificate {config.tls.cert_file} with key {config.tls.key_file}:"
+                       f" {getattr(e, 'strerror', None) or e}") from None
+    return ctx
+
+
 def serve(config: NodeConfig, *, access_log: bool = False) -> None:
     """Bind, take the PID file, and serve until SIGINT or SIGTERM.
 
@@ -133,10 +156,11 @@ def serve(config: NodeConfig, *, access_log: bool = False) -> None:
     """
     sock = bind(config.listen_host, config.listen_port)
     try:
+        tls = server_tls(config)
         with pid_file(config.data_dir):
-            log.info("node %s of network %s listening on %s:%d", config.member, config.network,
-                     config.listen_host, config.listen_port)
-            web.run_app(create_app(config), sock=sock, print=lambda *_: None, handle_signals=True,
+            log.info("node %s of network %s listening on %s://%s:%d", config.member, config.network,
+                     "https" if tls else "http", config.listen_host, config.listen_port)
+            web.run_app(create_app(config), sock=sock, ssl_context=tls, print=lambda *_: None, handle_signals=True,
                         access_log=logging.getLogger("mekong.access") if access_log else None,
                         access_log_format='%a "%r" %s %b %Tf')
             log.info("node %s stopped", config.member)

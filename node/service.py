@@ -17,6 +17,7 @@ import asyncio
 import base64
 import json
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -105,7 +106,10 @@ class NodeService:
     async def start(self) -> None:
         """Open the peer session and start the publisher and the sync loop."""
         timeout = aiohttp.ClientTimeout(total=self.limits.witness_request_timeout_ms / 1000)
-        self.session = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=64))
+        # https:// peers are verified against the configured CA bundle, or the system store (spec 8.2.4)
+        ca = self.config.tls.ca_file
+        tls = ssl.create_default_context(cafile=str(ca) if ca is not None else None)
+        self.session = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=64, ssl=tls))
         self._tasks = [asyncio.create_task(self._publisher(), name="publisher"),
                        asyncio.create_task(self._sync_loop(), name="sync"),
                        asyncio.create_task(self._heartbeat(), name="heartbeat")]

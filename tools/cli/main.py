@@ -16,6 +16,7 @@ To add a command group, import it and add one ``cli.add_command(...)`` line belo
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from tools.cli import keys as cmd_keys
 from tools.cli import node as cmd_node
 from tools.cli import verify as cmd_verify
 from tools.cli.util import EXIT_CODES_HELP, EXIT_TOOL, EXIT_USAGE
+from tools.client.http import CA_FILE_ENV
 
 __all__ = ["cli", "main"]
 
@@ -83,6 +85,9 @@ def run(command: click.Command, args: Sequence[str] | None, prog_name: str, comp
 @click.group(cls=MekongGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
              epilog=EXIT_CODES_HELP)
 @click.version_option(package_name="mekong-trust-ledger", prog_name="mekong")
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), envvar=CA_FILE_ENV, expose_value=False,
+              callback=lambda _ctx, _p, v: os.environ.__setitem__(CA_FILE_ENV, v) if v else None,
+              help=f"PEM CA bundle to verify https:// nodes against (default: the system store; or ${CA_FILE_ENV}).")
 def cli() -> None:
     """Mekong Trust Ledger: keys, the genesis ceremony, governance, issuers, credentials, verification, audit.
 

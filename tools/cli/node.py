@@ -12,7 +12,7 @@ import click
 
 from ledger.errors import VerificationError
 from ledger.roots import SignedRoot, root_hash
-from node.config import DATABASE_NAME, Limits, NodeConfig, Peer, load_config, write_config
+from node.config import DATABASE_NAME, Limits, NodeConfig, Peer, Tls, load_config, write_config
 from node.join import chain_for_member, seed_governance
 from node.keystore import read_public_key
 from tools.cli.render import render_status
@@ -45,10 +45,17 @@ def node_group() -> None:
 @click.option("--roots-from", "roots_from", multiple=True, metavar="URL",
               help="Fetch the later governance roots from this node (repeatable); every one is verified from"
                    " the pinned genesis.")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="PEM certificate chain to serve HTTPS with (with --tls-key).")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Its PEM private key.")
+@click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="PEM CA bundle to verify https:// peers against (default: the system store).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Config file to write.")
 def init(member: str, network: str, data_dir: Path, listen: str, node_key: Path, passphrase_env: str,
          genesis: Path, pin: str | None, peers: tuple[str, ...], root_files: tuple[Path, ...],
-         roots_from: tuple[str, ...], out: Path) -> None:
+         roots_from: tuple[str, ...], tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None,
+         out: Path) -> None:
     """Write a node configuration and create its data directory.
 
     The genesis root is checked against --pin. A founding member's node key must be the one the genesis
@@ -84,10 +91,17 @@ def init(member: str, network: str, data_dir: Path, listen: str, node_key: Path,
     cfg = NodeConfig(member=member, network=network, data_dir=data_dir.absolute(), listen_host=host,
                      listen_port=int(port), node_key_file=node_key.absolute(), passphrase_env=passphrase_env,
                      genesis_file=genesis.absolute(), genesis_hash=digest,
-                     peers=tuple(sorted(peer_list, key=lambda p: p.member)), limits=Limits())
+                     peers=tuple(sorted(peer_list, key=lambda p: p.member)), limits=Limits(),
+                     tls=_tls(tls_cert, tls_key, tls_ca))
     write_config(out, cfg)
     click.echo(f"wrote {out}; database will be {data_dir / DATABASE_NAME}")
     click.echo(f"start it with: {passphrase_env}=... mekong node start --config {out}")
+
+
+def _tls(cert: Path | None, key: Path | None, ca: Path | None) -> Tls:
+    if (cert is None) != (key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    return Tls(*(None if p is None else p.absolute() for p in (cert, key, ca)))
 
 
 @node_group.command("start")

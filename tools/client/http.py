@@ -14,6 +14,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -66,6 +68,15 @@ class NodeRefused(ClientError):
         self.status = status
         self.kind = kind
         self.detail = detail
+
+
+#: Environment variable naming a PEM CA bundle to verify https:// nodes against (default: the system store).
+CA_FILE_ENV = "MEKONG_CA_FILE"
+
+
+def _tls_context() -> ssl.SSLContext:
+    ca = os.environ.get(CA_FILE_ENV) or None
+    return ssl.create_default_context(cafile=ca)
 
 
 def check_url(url: str) -> str:
@@ -127,7 +138,7 @@ class NodeClient:
             headers["Content-Type"] = content_type
         req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
+            with urllib.request.urlopen(req, timeout=timeout or self.timeout, context=self._tls()) as resp:
                 data = resp.read(MAX_RESPONSE_BYTES + 1)
                 ctype = resp.headers.get_content_type()
                 status = resp.status
@@ -146,6 +157,15 @@ class NodeClient:
         if len(data) > MAX_RESPONSE_BYTES:
             raise ClientError(self.url, f"node {self.url} sent more than {MAX_RESPONSE_BYTES} bytes for {path}")
         return status, ctype, data
+
+    def _tls(self) -> ssl.SSLContext | None:
+        if not self.url.startswith("https:"):
+            return None
+        try:
+            return _tls_context()
+        except (OSError, ssl.SSLError) as e:
+            raise ClientError(self.url, f"cannot use the CA file {os.environ.get(CA_FILE_ENV)} ({CA_FILE_ENV}) to"
+                                        f" check {self.url}: {getattr(e, 'strerror', None) or e}") from None
 
     def _refusal(self, e: urllib.error.HTTPError) -> NodeRefused:
         try:
