@@ -218,6 +218,7 @@ def parse_rule(text: str) -> PolicyRule:
                                  "TH:certificate-of-origin,phytosanitary-certificate:substantial or *:*:high",
                                  param_hint="--recognise")
     member, types, loa = (p.strip() for p in parts)
+    member = member.upper()  # vn means VN
     try:
         return PolicyRule(member, tuple(t.strip() for t in types.split(",")) if types != WILDCARD else (WILDCARD,),
                           loa)
