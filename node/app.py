@@ -34,6 +34,7 @@ from node.appkeys import (
     Clock,
 )
 from node.config import NodeConfig
+from node.explorer import add_explorer
 from node.host import LedgerHost
 from node.keystore import load_signing_key, passphrase_from_env
 from node.limits import ConcurrencyLimiter, TokenBucketLimiter, body_size_middleware, concurrency_middleware
@@ -88,6 +89,7 @@ def create_app(config: NodeConfig, *, storage: Storage | None = None,
     app.cleanup_ctx.append(_service_ctx)
     metrics.registry.add_collector(lambda: _collect(app))
     add_routes(app.router)
+    add_explorer(app)
     return app
 
 

@@ -469,3 +469,82 @@ def test_devnet_down_then_up_keeps_the_ledger(ledger: Ledger, mekong: Mekong) ->
     r = mekong("verify", "--full", ledger.credential, "--node", ledger.url("KH"), "--as-member", "TH", "--pin", ledger.pin,
                "--replica", "after-restart-replica")
     assert r.returncode == 0, shown(r)
+
+
+# ---------------------------------------------------------------------------- the explorer, in a real browser
+
+ARTIFACTS = Path(os.environ.get("MEKONG_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "build" / "test-artifacts"))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium driven by Selenium (Debian's chromium and chromium-driver); skipped where absent."""
+    webdriver = pytest.importorskip("selenium.webdriver")
+    driver_path, chrome = "/usr/bin/chromedriver", "/usr/bin/chromium"
+    if not (os.path.exists(driver_path) and os.path.exists(chrome)):
+        pytest.skip("no Chromium here (.ci/run installs Debian's chromium and chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chrome
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1280,1600"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver_path), options=options)
+    driver.set_page_load_timeout(30)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+def _shot(driver: Any, name: str) -> None:
+    driver.save_screenshot(str(ARTIFACTS / f"explorer-{name}.png"))
+
+
+def _text(driver: Any, css: str) -> str:
+    from selenium.webdriver.common.by import By
+    return str(driver.find_element(By.CSS_SELECTOR, css).text)
+
+
+def test_explorer_pages_and_links(ledger: Ledger, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    browser.get(ledger.url("KH") + "/")
+    _shot(browser, "network")
+    logs = _text(browser, "#logs")
+    assert "VN" in logs and "TH" in logs and "root version" in browser.page_source
+    browser.find_element(By.LINK_TEXT, "VN").click()
+    _shot(browser, "log-vn")
+    assert "credential.anchor" in _text(browser, "#entries") and "issuer.register" in _text(browser, "#entries")
+    assert "governance 1" in _text(browser, "#checkpoints") and "state " in _text(browser, "#checkpoints")
+    browser.find_element(By.PARTIAL_LINK_TEXT, f"issuer {ISSUER}").click()
+    _shot(browser, "issuer")
+    assert _text(browser, "#issuer-status") == "active" and "certificate-of-origin" in _text(browser, "#history")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#keys tr")) == 2  # header and the one key
+    cti = json.loads(subprocess.run([sys.executable, "-m", "tools.cli", "credential", "show", str(ledger.credential),
+                                     "--json"], capture_output=True, text=True, check=True).stdout)["cti"]
+    field = browser.find_element(By.NAME, "cti")
+    field.send_keys(cti)
+    field.submit()
+    _shot(browser, "issuer-credential")
+    assert "No anchor or status entry" not in _text(browser, "#credential-status")
+    browser.find_element(By.LINK_TEXT, "Evidence").click()
+    _shot(browser, "evidence")
+    assert browser.find_element(By.ID, "evidence")
+
+
+def test_explorer_checks_an_uploaded_credential(ledger: Ledger, browser: Any, workdir: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+    browser.get(ledger.url("LA") + "/explorer/verify")
+    browser.find_element(By.ID, "credential").send_keys(str(ledger.credential.resolve()))
+    Select(browser.find_element(By.NAME, "as_member")).select_by_visible_text("TH")
+    browser.find_element(By.ID, "check").click()
+    _shot(browser, "verify-passed")
+    assert _text(browser, "#verdict").startswith("TOTAL-PASSED"), _text(browser, "#report")
+    assert "proof-of-existence" in _text(browser, "#report")
+    bad = workdir / "not-a-credential.json"
+    bad.write_text('{"type": "certificate-of-origin"}')
+    browser.get(ledger.url("LA") + "/explorer/verify")
+    browser.find_element(By.ID, "credential").send_keys(str(bad))
+    browser.find_element(By.ID, "check").click()
+    _shot(browser, "verify-format-failure")
+    assert "FORMAT_FAILURE" in _text(browser, "#verdict") and "looks like JSON" in _text(browser, "#report")

@@ -21,8 +21,8 @@ import pytest
 
 trustme = pytest.importorskip("trustme")
 
-from node.config import Peer, Tls, load_config, write_config  # noqa: E402
-from tools.devnet import network as dn  # noqa: E402
+from node.config import Peer, Tls, load_config, write_config
+from tools.devnet import network as dn
 
 
 def _env() -> dict[str, str]:
@@ -74,7 +74,7 @@ def tls_net(tmp_path: Path) -> Iterator[tuple[dn.Devnet, Path, dict[str, str]]]:
 
 
 def test_nodes_serve_https_and_peers_verify_each_other(tls_net: tuple[dn.Devnet, Path, dict[str, str]]) -> None:
-    net, ca_file, urls = tls_net
+    _, ca_file, urls = tls_net
     # the CLI trusts the test CA when told to, and then talks to the node over TLS
     r = _mekong("--ca-file", ca_file, "node", "status", "--node", urls["VN"], "--json")
     assert r.returncode == 0, r.stderr

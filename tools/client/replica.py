@@ -22,12 +22,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
+from credentials.ledgerview import database_view, final_checkpoints
 from credentials.view import FinalCheckpoint, RegistryView, fresh_time
-from ledger.checkpoint import Checkpoint
 from ledger.errors import DecodeError, MekongError
 from ledger.governance import GovernanceChain, verify_genesis
 from ledger.memberlog import MemberLog, ParallelVerifier
-from ledger.note import Note
 from ledger.replay import replay
 from ledger.roots import SignedRoot
 from ledger.storage import Storage
@@ -269,24 +268,12 @@ class Replica:
 
     def final_checkpoints(self) -> dict[str, list[FinalCheckpoint]]:
         """Log -> every recorded final checkpoint (spec 7.1.9), oldest first, with its counted cosignatures."""
-        out: dict[str, list[FinalCheckpoint]] = {}
-        for m, lg in self.logs.items():
-            cps = []
-            finals = self.storage.finals(m)
-            for size, _, _ in finals:
-                fin = lg.finality(size)
-                note = self.storage.checkpoint(m, size)
-                if fin is not None and fin.final and note is not None:
-                    newest = size == finals[-1][0]  # its freshness: the newest line of each witness (7.4.4)
-                    cps.append(FinalCheckpoint.of(m, size, Checkpoint.parse(Note.parse(note).text).root_hash,
-                                                  fin.cosigners, lg.freshness(size) if newest else None))
-            out[m] = cps
-        return out
+        return final_checkpoints(self.logs)
 
     def view(self) -> RegistryView:
         """The verification engine's view: the registry as of each log's newest final checkpoint."""
         evidence = [f"{e.kind} of log {e.log}: {e.reason}" for e in self.storage.evidence()]
-        return RegistryView(self.state, self.final_checkpoints(), evidence, self.meta.get("withheld_root"))
+        return database_view(self.state, self.logs, evidence, self.meta.get("withheld_root"))
 
     def status(self, now: int) -> dict[str, Any]:
         """Where the replica stands: pin, root, last sync and per-log final size and age, as JSON."""
