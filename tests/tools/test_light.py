@@ -169,3 +169,38 @@ def test_nodes_that_lie_about_state_are_caught(scenario: Scenario) -> None:
 def _cti(raw: bytes) -> bytes:
     from credentials.cwt import UnverifiedCredential
     return UnverifiedCredential.decode(raw).claims.cti
+
+
+def test_verified_lookups(scenario: Scenario) -> None:
+    """issuer show, policy show, credential status and log show: answers proven, not taken on a node's word."""
+    scenario.net.wait_replicated()
+    common = ["--node", scenario.net.urls["KH"], "--pin", scenario.pin, "--replica", scenario.replica, "--json"]
+    r = scenario.invoke("issuer", "show", "VN/customs-coo", *common)
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["status"] == "active" and doc["document_types"] == ["certificate-of-origin"]
+    assert len(doc["keys"]) == 1 and doc["proof"]["log"] == "VN"
+    r = scenario.invoke("policy", "show", "TH", *common)
+    assert json.loads(r.stdout)["rules"] == [{"member": "VN", "document_types": ["certificate-of-origin"],
+                                              "min_loa": "substantial"}], r.output
+    cti = json.loads(scenario.invoke("credential", "show", scenario.credential, "--json").stdout)["cti"]
+    r = scenario.invoke("credential", "status", "VN/customs-coo", cti, *common)
+    assert json.loads(r.stdout)["status"] == "active" and json.loads(r.stdout)["history"] == [], r.output
+    scenario.ok("credential", "revoke", scenario.credential, "--reason", "superseded",
+                *scenario.entry_args(scenario.issuer_key))
+    scenario.net.wait_replicated()
+    r = scenario.invoke("credential", "status", "VN/customs-coo", cti, *common[:-1])
+    assert r.exit_code == 0 and "revoked" in r.stdout and "proven against the state root" in r.stdout, r.output
+    r = scenario.invoke("log", "show", "VN", "--node", scenario.net.urls["LA"], "--node", scenario.net.urls["TH"],
+                        "--pin", scenario.pin, "--replica", scenario.replica, "--json")
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 0 and doc["newest_final_size"] >= 4 and len(doc["nodes"]) == 2, r.output
+    assert all(len(n["cosigners"]) >= 3 for n in doc["nodes"])
+    # a node lying about the policy is caught, not believed
+    liar = _Tamper(scenario.net, "KH", _hide_status)
+    try:
+        r = scenario.invoke("credential", "status", "VN/customs-coo", cti, "--node", liar.url, "--pin", scenario.pin,
+                            "--replica", scenario.replica)
+        assert r.exit_code == 4 and "no node gave a verifiable answer" in r.stderr, r.output
+    finally:
+        liar.close()

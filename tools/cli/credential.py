@@ -35,7 +35,8 @@ from credentials.report import claims_json
 from ledger.bodies import CredentialAnchor, CredentialStatus, check_issuer_id, member_of
 from ledger.errors import DecodeError
 from ledger.keys import key_id, public_key_of
-from tools.cli.lightverify import fetch_light
+from ledger.state import StateKey
+from tools.cli.lightverify import fetch_light, lookup_options, proof_line, proven_state
 from tools.cli.submit import entry_options, submit_entry
 from tools.cli.util import (
     HashParam,
@@ -377,3 +378,26 @@ def bundle(file: Path, nodes: tuple[str, ...], as_member: str, pin: bytes | None
     write_bytes(out, data)
     click.echo(f"wrote {out} ({len(data)} bytes): proofs for {', '.join(log for log, _ in made.answers)}"
                f" under governance root v{len(made.roots)}")
+
+
+@credential.command("status")
+@click.argument("issuer_id", metavar="ISSUER", type=IssuerParam())
+@click.argument("cti", metavar="CTI", type=_CTI)
+@lookup_options
+def status(issuer_id: str, cti: bytes, nodes: tuple[str, ...], pin: bytes | None, replica_dir: Path | None,
+           as_json: bool) -> None:
+    """Show a credential's status history, proven against a final checkpoint of its issuer's log.
+
+    No status entry at all is proven too (a proof of absence): the credential is in force as anchored.
+    """
+    opened, view = proven_state([NodeClient(u) for u in nodes], replica_dir, pin, member_of(issuer_id),
+                                [StateKey("status", (issuer_id, cti))])
+    events = view.credential_status(issuer_id, cti)
+    current = events[-1].status if events else "active"
+    doc = {"issuer": issuer_id, "cti": cti.hex(), "status": current,
+           "history": [{"status": e.status, "reason": e.reason, "time": e.time, "entry": e.index} for e in events],
+           "proof": {"log": opened.log, "final_size": opened.checkpoint.size}}
+    lines = [f"credential {cti.hex()} of {issuer_id}: {current}" + ("" if events else " (no status entry: proven)")]
+    lines += [f"  {e.status} from {e.time}" + (f" ({e.reason})" if e.reason else "") + f", entry {e.index}"
+              for e in events]
+    emit(as_json, doc, [*lines, proof_line(opened, now())])

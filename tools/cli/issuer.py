@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import click
 
@@ -34,6 +35,8 @@ from ledger.bodies import (
 from ledger.errors import DecodeError
 from ledger.keys import key_id, next_key_digest, public_key_of
 from ledger.roots import SignedRoot
+from ledger.state import StateKey
+from tools.cli.lightverify import lookup_options, proof_line, proven_state
 from tools.cli.submit import entry_options, submit_entry
 from tools.cli.util import (
     HashParam,
@@ -43,6 +46,7 @@ from tools.cli.util import (
     ToolError,
     check_document_types,
     custom_type_option,
+    emit,
     load_key,
     now,
     public_key_arg,
@@ -284,3 +288,65 @@ def set_policy(member: str, rules: tuple[str, ...], rules_file: Path | None, cus
     submit_entry(node, member, body, load_key(key, passphrase_env, passphrase_fd), root_version=root_version,
                  wait_final=wait_final, as_json=as_json,
                  extra={"rules": [f"{r.member}:{','.join(r.document_types)}:{r.min_loa}" for r in parsed]})
+
+
+# ---------------------------------------------------------------------------- verified lookups
+
+
+@issuer.command("show")
+@click.argument("issuer_id", metavar="ISSUER", type=IssuerParam())
+@lookup_options
+def show(issuer_id: str, nodes: tuple[str, ...], pin: bytes | None, replica_dir: Path | None, as_json: bool) -> None:
+    """Show an issuer: status, accreditation history and keys, each proven against a final checkpoint.
+
+    The node names the issuer's keys; every record shown is then proven by a state proof
+    (specs/state.md) and the entries it lists, so nothing is taken on the node's word.
+    """
+    log = member_of(issuer_id)
+    clients = [NodeClient(u) for u in nodes]
+    kids: list[bytes] = []
+    for c in clients:  # a hint of which keys to prove; a key left out is simply not shown
+        try:
+            answer = c.get_json(f"/registry/issuers/{quote(issuer_id, safe='')}").get("answer") or {}
+            kids = [bytes.fromhex(k) for k in answer.get("keys", [])][:15]
+            break
+        except (ClientError, ValueError, AttributeError, TypeError):
+            continue
+    keys = [StateKey("issuer", (issuer_id,))] + [StateKey("key", (k,)) for k in kids]
+    opened, view = proven_state(clients, replica_dir, pin, log, keys)
+    info = view.issuer(issuer_id)
+    if info is None:
+        raise ToolError(f"no issuer {issuer_id} on the ledger ({proof_line(opened, now())}: proven absent)")
+    key_infos = [k for k in (view.key(kid, issuer_id) for kid in kids) if k is not None]
+    doc = {"issuer": info.issuer_id, "member": info.member, "name": info.name, "status": info.status, "loa": info.loa,
+           "document_types": list(info.document_types),
+           "history": [{"time": p.time, "status": p.status, "loa": p.loa, "document_types": list(p.document_types),
+                        "entry": p.index} for p in info.history],
+           "keys": [{"kid": k.kid.hex(), "valid_from": k.valid_from, "valid_until": k.valid_until,
+                     "events": [{"reason": r.reason, "effective": r.effective, "entry": r.index}
+                                for r in k.revocations]} for k in key_infos],
+           "proof": {"log": opened.log, "final_size": opened.checkpoint.size}}
+    lines = [(f"{info.issuer_id} ({info.name}), member {info.member}: {info.status}, level {info.loa},"
+             f" accredited for {', '.join(info.document_types)}"), "history:"]
+    lines += [f"  from {p.time}: {p.status}, {p.loa}, {', '.join(p.document_types)} (entry {p.index})"
+              for p in info.history]
+    lines += ["keys:"] + [f"  {k.kid.hex()}: valid from {k.valid_from} until {k.valid_until or 'open'}"
+                          + "".join(f"; {r.reason} from {r.effective}" for r in k.revocations) for k in key_infos]
+    emit(as_json, doc, [*lines, proof_line(opened, now())])
+
+
+@policy.command("show")
+@click.argument("member", type=MemberParam())
+@lookup_options
+def show_policy(member: str, nodes: tuple[str, ...], pin: bytes | None, replica_dir: Path | None,
+                as_json: bool) -> None:
+    """Show a member's recognition policy, proven against a final checkpoint of its log."""
+    opened, view = proven_state([NodeClient(u) for u in nodes], replica_dir, pin, member, [StateKey("policy")])
+    rules = view.recognition(member)
+    doc = {"member": member, "rules": None if rules is None else [
+        {"member": r.member, "document_types": list(r.document_types), "min_loa": r.min_loa} for r in rules],
+        "proof": {"log": opened.log, "final_size": opened.checkpoint.size}}
+    lines = [f"{member} has set no policy: it recognises its own issuers only" if rules is None else
+             f"{member} recognises:"] + [f"  {r.member}: {', '.join(r.document_types)} at {r.min_loa} or above"
+                                         for r in rules or ()]
+    emit(as_json, doc, [*lines, proof_line(opened, now())])

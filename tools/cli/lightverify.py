@@ -10,25 +10,40 @@ answers is checked before it is believed (:mod:`credentials.bundle`); the answer
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
+from typing import Any
 
 import click
 
-from credentials.bundle import ProofBundle, light_view, open_bundle
+from credentials.bundle import OpenedAnswer, ProofBundle, light_view, open_bundle
 from credentials.cwt import UnverifiedCredential
 from credentials.view import RegistryView
 from ledger import cbor
 from ledger.errors import DecodeError, MekongError
 from ledger.governance import GovernanceChain, walk
 from ledger.roots import SignedRoot
-from tools.cli.util import ToolError, default_replica_dir, read_bytes
+from ledger.state import StateKey
+from tools.cli.util import HashParam, ToolError, default_replica_dir, read_bytes
 from tools.client.http import NodeClient, fetch_roots
-from tools.client.light import fetch_bundle
+from tools.client.light import fetch_bundle, log_answer
 
-__all__ = ["ROOTS_FILE", "fetch_light", "load_chain", "open_bundle_file"]
+__all__ = ["ROOTS_FILE", "fetch_light", "load_chain", "lookup_options", "open_bundle_file", "proof_line",
+           "proven_state"]
 
 ROOTS_FILE = "roots.cbor"
 _MAX_ROOTS_FILE = 1 << 22
+
+
+def lookup_options(f: Any) -> Any:
+    """``--node`` (repeat), ``--pin``, ``--replica`` and ``--json``: the options of the verified lookups."""
+    f = click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")(f)
+    f = click.option("--replica", "replica_dir", type=click.Path(file_okay=False, path_type=Path),
+                     envvar="MEKONG_REPLICA", help="Where the governance roots are cached.")(f)
+    f = click.option("--pin", type=HashParam(32, "genesis hash"), envvar="MEKONG_PIN",
+                     help="The genesis hash you trust (needed the first time).")(f)
+    return click.option("--node", "nodes", multiple=True, required=True, metavar="URL",
+                        help="A node to ask (repeat for several). Its answer is verified, not trusted.")(f)
 
 
 def _cache(replica_dir: Path | None) -> Path:
@@ -129,3 +144,30 @@ def open_bundle_file(path: Path, pin: bytes | None, replica_dir: Path | None, cr
         return bundle, open_bundle(bundle, pin, credential, as_member)
     except MekongError as e:
         raise ToolError(f"{path}: {e}") from None
+
+
+def proven_state(nodes: list[NodeClient], replica_dir: Path | None, pin: bytes | None, log: str,
+                 keys: list[StateKey]) -> tuple[OpenedAnswer, RegistryView]:
+    """Ask the nodes in turn for ``keys`` of ``log``: the first answer that checks out (spec S.7.1), and the
+    engine's view over it (records as of its final checkpoint).
+
+    Raises:
+        ToolError: no node gave a verifiable answer (the message names each failure).
+    """
+    chain = load_chain(nodes, replica_dir, pin)
+    failures = []
+    for client in nodes:
+        try:
+            _, opened = log_answer(client, chain, log, keys, time.sleep)
+            return opened, light_view(chain, [opened])
+        except MekongError as e:
+            failures.append(f"{client.url}: {e}")
+    raise ToolError("no node gave a verifiable answer: " + "; ".join(failures))
+
+
+def proof_line(opened: OpenedAnswer, now_: int) -> str:
+    """Where a looked-up answer comes from, for people."""
+    cp = opened.checkpoint
+    seen = max(cp.seen or cp.times or (0,))
+    return (f"proven against the state root of log {opened.log}'s final checkpoint of size {cp.size}"
+            f" (cosigned by {len(cp.cosignatures)} members, newest cosignature {max(0, now_ - seen)} s ago)")

@@ -32,6 +32,7 @@ from tools.cli import genesis as cmd_genesis
 from tools.cli import governance as cmd_governance
 from tools.cli import issuer as cmd_issuer
 from tools.cli import keys as cmd_keys
+from tools.cli import log as cmd_log
 from tools.cli import node as cmd_node
 from tools.cli import verify as cmd_verify
 from tools.cli.util import EXIT_CODES_HELP, EXIT_TOOL, EXIT_USAGE
@@ -114,6 +115,7 @@ cli.add_command(cmd_verify.verify_signature)
 cli.add_command(cmd_verify.verify)
 cli.add_command(cmd_audit.audit)
 cli.add_command(cmd_node.node_group)
+cli.add_command(cmd_log.log_group)
 cli.add_command(cmd_devnet.devnet_group)
 
 

@@ -23,7 +23,7 @@ from ledger.note import Note
 from ledger.state import StateKey
 from tools.client.http import ClientError, NodeClient, NodeRefused
 
-__all__ = ["LightError", "fetch_bundle"]
+__all__ = ["LightError", "fetch_bundle", "log_answer"]
 
 #: How long to keep asking a node whose state is between checkpoints or not final yet.
 PATIENCE = 8.0
@@ -65,7 +65,7 @@ def _answer(client: NodeClient, chain: GovernanceChain, log: str, keys: list[Sta
         sleep(0.25)
 
 
-def _log_answer(client: NodeClient, chain: GovernanceChain, log: str, keys: list[StateKey],
+def log_answer(client: NodeClient, chain: GovernanceChain, log: str, keys: list[StateKey],
                 sleep: Callable[[float], None]) -> tuple[bytes, OpenedAnswer]:
     asked = list(keys)
     for _ in range(_MAX_ROUNDS):
@@ -126,7 +126,7 @@ def fetch_bundle(nodes: Sequence[NodeClient], chain: GovernanceChain, credential
     best: tuple[int, ProofBundle] | None = None
     for client in nodes:
         try:
-            answers = {log: _log_answer(client, chain, log, keys, sleep) for log, keys in wanted.items()}
+            answers = {log: log_answer(client, chain, log, keys, sleep) for log, keys in wanted.items()}
             issuer_log = next(iter(wanted))
             existence = _existence(client, issuer_log, answers[issuer_log][1], digest)
             for e in existence:
