@@ -371,6 +371,10 @@ class RegistryState:
         live = self._issuers.get(issuer)
         return live.record(limit) if live is not None else None
 
+    def issuer_ids(self, member: str) -> tuple[str, ...]:
+        """The ids of the issuers ``member``'s log registers, sorted."""
+        return tuple(sorted(i for i, live in self._issuers.items() if live.member == member))
+
     def key_issuers(self, kid: bytes) -> tuple[str, ...]:
         """Every issuer, across logs, that has a key with id ``kid`` (normally one or none)."""
         found = []

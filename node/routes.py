@@ -66,6 +66,7 @@ def add_routes(r: web.UrlDispatcher) -> None:
     r.add_get("/governance/roots", list_roots)
     r.add_get("/governance/roots/{version}", get_root)
     r.add_post("/governance/roots", post_root)
+    r.add_get("/registry/issuers", registry_issuer_ids)
     r.add_get("/registry/issuers/{issuer}", registry_issuer)
     r.add_get("/registry/keys/{kid}", registry_key)
     r.add_get("/registry/credentials/{issuer}/{cti}", registry_credential)
@@ -363,6 +364,17 @@ async def _answer(request: web.Request, log: str, record: Any, indices: tuple[in
 def _final_size(request: web.Request, log: str) -> int:
     fin = _svc(request).host.final.get(log)
     return fin[0] if fin else 0
+
+
+async def registry_issuer_ids(request: web.Request) -> web.Response:
+    """``GET /registry/issuers?member=M``: the ids of the issuers M's log registers (A.12; a list to look up,
+    each then provable by its state key)."""
+    member = request.query.get("member", "")
+    svc = _svc(request)
+    if not _MEMBER.fullmatch(member) or member not in svc.host.logs:
+        raise NotFoundError(f"this node serves no log {member[:16]!r}")
+    ids = await svc.call(svc.host.state.issuer_ids, member)
+    return web.json_response({"member": member, "issuers": list(ids)})
 
 
 async def registry_issuer(request: web.Request) -> web.Response:

@@ -180,6 +180,8 @@ def test_verified_lookups(scenario: Scenario) -> None:
     doc = json.loads(r.stdout)
     assert doc["status"] == "active" and doc["document_types"] == ["certificate-of-origin"]
     assert len(doc["keys"]) == 1 and doc["proof"]["log"] == "VN"
+    r = scenario.invoke("issuer", "list", "--member", "VN", *common)
+    assert [i["issuer"] for i in json.loads(r.stdout)["issuers"]] == ["VN/customs-coo"], r.output
     r = scenario.invoke("policy", "show", "TH", *common)
     assert json.loads(r.stdout)["rules"] == [{"member": "VN", "document_types": ["certificate-of-origin"],
                                               "min_loa": "substantial"}], r.output

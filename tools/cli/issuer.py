@@ -335,6 +335,33 @@ def show(issuer_id: str, nodes: tuple[str, ...], pin: bytes | None, replica_dir:
     emit(as_json, doc, [*lines, proof_line(opened, now())])
 
 
+@issuer.command("list")
+@click.option("--member", required=True, type=MemberParam(), help="Whose issuers: a member id such as VN.")
+@lookup_options
+def list_issuers(member: str, nodes: tuple[str, ...], pin: bytes | None, replica_dir: Path | None,
+                 as_json: bool) -> None:
+    """List a member's issuers with their status and accreditation, each proven against a final checkpoint.
+
+    The node names the issuers (an issuer it leaves out is not shown); every one shown is proven.
+    """
+    clients = [NodeClient(u) for u in nodes]
+    ids: list[str] = []
+    for c in clients:
+        try:
+            ids = [str(i) for i in c.get_json(f"/registry/issuers?member={member}")["issuers"]]
+            break
+        except (ClientError, KeyError, TypeError):
+            continue
+    rows = []
+    for start in range(0, len(ids), 16):  # at most 16 keys per state request (api A.13)
+        chunk = ids[start:start + 16]
+        _opened, view = proven_state(clients, replica_dir, pin, member, [StateKey("issuer", (i,)) for i in chunk])
+        rows += [{"issuer": i.issuer_id, "name": i.name, "status": i.status, "loa": i.loa,
+                  "document_types": list(i.document_types)} for i in (view.issuer(x) for x in chunk) if i is not None]
+    lines = [f"{r['issuer']}: {r['status']}, {r['loa']}, {', '.join(r['document_types'])} ({r['name']})" for r in rows]
+    emit(as_json, {"member": member, "issuers": rows}, lines or [f"{member} has registered no issuer"])
+
+
 @policy.command("show")
 @click.argument("member", type=MemberParam())
 @lookup_options
