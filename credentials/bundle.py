@@ -208,7 +208,7 @@ def light_view(chain: GovernanceChain, answers: Sequence[OpenedAnswer],
     for a in answers:
         if a.log in checkpoints:
             raise DecodeError(f"two state answers for log {a.log}")
-        state.apply_proven(a.log, a.checkpoint.size, sorted(a.entries.items()))
+        state.load(a.log, a.checkpoint.size, sorted(a.entries.items()))
         checkpoints[a.log] = [a.checkpoint]
     for cp in existence:
         if cp.log in checkpoints and all(c.size != cp.size for c in checkpoints[cp.log]):

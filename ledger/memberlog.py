@@ -24,6 +24,7 @@ import nacl.signing
 
 from ledger import merkle
 from ledger.checkpoint import Checkpoint, log_origin
+from ledger.credbook import book_rows
 from ledger.entries import Entry, UnverifiedEntry
 from ledger.errors import (
     AuthorizationError,
@@ -291,7 +292,8 @@ class MemberLog(LogCheckpoints):
                                           partial(self.storage.state_rows, log)))
                 # Step 6: write, and commit only once every signature verified.
                 self.storage.append_entries(log, start, raws, leaves, nodes,
-                                            before_commit=lambda: self._verify.wait(futures), state=planned[0])
+                                            before_commit=lambda: self._verify.wait(futures), state=planned[0],
+                                            book=book_rows(start, [u.body for u in unverified]))
             except BaseException:
                 for f in futures:
                     f.cancel()

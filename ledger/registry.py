@@ -1,9 +1,10 @@
 """Registry state: what the member logs say, as a pure function of the root chain and log prefixes.
 
-Specified in specs/06-entries.md section 6.4. :class:`RegistryState` holds,
-in memory, the issuers, issuer keys, credential anchors and status, and
-member policies that the applied entries establish, each with the indices of
-the entries it rests on. It is fed one log batch at a time by
+Specified in specs/06-entries.md section 6.4. :class:`RegistryState` holds
+the issuers, issuer keys, member policies and adoptions that the applied
+entries establish, each with the indices of the entries it rests on, in
+memory; credential anchors and status go to its book
+(:mod:`ledger.credbook`: in memory, or read from a node's database). It is fed one log batch at a time by
 :meth:`RegistryState.apply_batch`, which checks the rules of
 :mod:`ledger.rules` entry by entry, verifies every signature, and then
 commits the whole batch, or nothing.
@@ -34,6 +35,7 @@ from ledger.bodies import (
     check_member_id,
     member_of,
 )
+from ledger.credbook import CredentialBook, MemoryBook
 from ledger.entries import Entry, UnverifiedEntry
 from ledger.errors import ConflictError, DecodeError, VerificationError
 from ledger.governance import GovernanceChain
@@ -73,14 +75,13 @@ class RegistryState:
             holds. Adding roots to it later is fine; replacing it is not.
     """
 
-    def __init__(self, chain: GovernanceChain) -> None:
-        """Start an empty state over ``chain``."""
+    def __init__(self, chain: GovernanceChain, book: CredentialBook | None = None) -> None:
+        """Start an empty state over ``chain``; anchors and credential status go to ``book`` (default: memory)."""
         self.chain = chain
+        self.book: CredentialBook = MemoryBook() if book is None else book
         self._logs: dict[str, tuple[int, int, int]] = {}  # log -> (size, last author time, last root)
         self._issuers: dict[str, LiveIssuer] = {}
         self._keys: dict[str, dict[bytes, LiveKey]] = {}  # log -> kid -> key
-        self._credentials: dict[tuple[str, bytes], LiveCredential] = {}
-        self._anchors: dict[bytes, list[AnchorRecord]] = {}
         self._policies: dict[str, list[PolicyRecord]] = {}
         self._adoptions: dict[str, list[tuple[int, int]]] = {}
         self._admins: dict[tuple[int, str], dict[bytes, bytes] | None] = {}
@@ -98,7 +99,7 @@ class RegistryState:
 
     def live_credential(self, issuer: str, credential_id: bytes) -> LiveCredential | None:
         """The credential's live record, including uncommitted effects (for the rules)."""
-        return self._credentials.get((issuer, credential_id))
+        return self.book.credential(issuer, credential_id)
 
     def governance_root(self, version: int) -> Root:
         """The verified governance root of ``version``; raises VerificationError if the chain has none."""
@@ -174,20 +175,25 @@ class RegistryState:
                 step()
             raise
         self._logs[log] = (start + len(decoded), prev_time, prev_root)
+        self.book.commit()
         return verified
 
-    def apply_proven(self, log: str, size: int, entries: Sequence[tuple[int, UnverifiedEntry]]) -> None:
-        """Take in some entries of a log whose presence a final checkpoint proves, without the rules.
+    def load(self, log: str, size: int, entries: Sequence[tuple[int, UnverifiedEntry]],
+             last: tuple[int, int] | None = None) -> None:
+        """Take in entries of a log that were checked before, without the rules of spec 6.3.
 
-        For a light verifier (specs/state.md S.4.2): the entries a state proof lists (an issuer's, a key's,
-        a credential's, a policy), not the whole log, so the rules of spec 6.3, which need the whole log,
-        are not checked here; a quorum of witnesses checked them before cosigning the checkpoint whose state
-        root lists the entries. Queries then answer as of ``size``.
+        Two callers: a light verifier (specs/state.md S.4.2) takes in the entries a state proof lists, whose
+        presence a final checkpoint proves (a quorum of witnesses checked the rules before cosigning it); a
+        node starting on its database (:func:`ledger.reopen.open_registry`) takes in the issuers, keys,
+        policies and adoptions each log stored, leaving anchors and credential status in the database.
+        Queries then answer as of ``size``.
 
         Args:
             log: the log's member id.
-            size: the checkpoint's size; every index must be below it.
-            entries: (index, entry), any order; applied by ascending index.
+            size: the log's (or the checkpoint's) size; every index must be below it.
+            entries: (index, entry) by ascending index.
+            last: (author time, root version) of the log's newest entry, which later entries are held to
+                (spec 6.3.3, 6.3.4); by default those of the last entry given.
 
         Raises:
             ConflictError: the state already holds entries of ``log``.
@@ -197,8 +203,7 @@ class RegistryState:
         if self.size(log):
             raise ConflictError(f"log {log}: the registry already holds entries; proven entries go in once")
         undo: _Undo = []
-        last = (0, 0, 1)
-        for index, e in sorted(entries, key=lambda item: item[0]):
+        for index, e in entries:
             if not 0 <= index < size:
                 raise DecodeError(f"log {log}: proven entry {index} is not below the checkpoint size {size}")
             try:
@@ -206,8 +211,10 @@ class RegistryState:
             except KeyError as err:
                 raise DecodeError(f"log {log}: proven entry {index} ({e.type}) relies on an entry that was not"
                                   " given") from err
-            last = (size, e.time, e.root)
-        self._logs[log] = (size, last[1], last[2])
+        if last is None:
+            last = (entries[-1][1].time, entries[-1][1].root) if entries else (0, 1)
+        self._logs[log] = (size, last[0], last[1])
+        self.book.commit()
 
     def _authorize_all(self, log: str, start: int, decoded: list[UnverifiedEntry], prev_time: int, prev_root: int,
                        undo: _Undo) -> tuple[list[SignatureJob], int, int]:
@@ -230,14 +237,6 @@ class RegistryState:
         undo.append(partial(keys.pop, key.kid))
         issuer.kids.append((index, key.kid))
         undo.append(issuer.kids.pop)
-
-    def _credential(self, issuer: str, credential_id: bytes, undo: _Undo) -> LiveCredential:
-        k = (issuer, credential_id)
-        cred = self._credentials.get(k)
-        if cred is None:
-            cred = self._credentials[k] = LiveCredential(issuer, credential_id)
-            undo.append(partial(self._credentials.pop, k))
-        return cred
 
     def _apply_register(self, log: str, index: int, e: UnverifiedEntry, undo: _Undo) -> None:
         b = e.body
@@ -283,25 +282,12 @@ class RegistryState:
     def _apply_anchor(self, log: str, index: int, e: UnverifiedEntry, undo: _Undo) -> None:
         b = e.body
         assert isinstance(b, CredentialAnchor)
-        rec = AnchorRecord(log, index, b.issuer, e.time, b.digest, b.credential_id)
-        found = self._anchors.get(b.digest)
-        if found is None:
-            self._anchors[b.digest] = [rec]
-            undo.append(partial(self._anchors.pop, b.digest))
-        else:
-            found.append(rec)
-            undo.append(found.pop)
-        if b.credential_id is not None:
-            cred = self._credential(b.issuer, b.credential_id, undo)
-            cred.anchors.append(rec)
-            undo.append(cred.anchors.pop)
+        self.book.add_anchor(AnchorRecord(log, index, b.issuer, e.time, b.digest, b.credential_id), undo)
 
     def _apply_status(self, log: str, index: int, e: UnverifiedEntry, undo: _Undo) -> None:
         b = e.body
         assert isinstance(b, CredentialStatus)
-        cred = self._credential(b.issuer, b.credential_id, undo)
-        cred.events.append(CredentialEvent(b.status, b.reason, e.time, index))
-        undo.append(cred.events.pop)
+        self.book.add_event(b.issuer, b.credential_id, CredentialEvent(b.status, b.reason, e.time, index), undo)
 
     def _apply_policy(self, log: str, index: int, e: UnverifiedEntry, undo: _Undo) -> None:
         b = e.body
@@ -443,7 +429,7 @@ class RegistryState:
             ValueError: ``as_of`` is negative or beyond the log's size.
         """
         limit = self._limit(member_of(issuer), as_of)
-        live = self._credentials.get((issuer, credential_id))
+        live = self.book.credential(issuer, credential_id)
         return live.record(limit) if live is not None else None
 
     def anchors(self, digest: bytes, as_of: Mapping[str, int] | None = None) -> tuple[AnchorRecord, ...]:
@@ -458,9 +444,9 @@ class RegistryState:
         Raises:
             ValueError: a position is negative or beyond its log's size.
         """
-        limits = {} if as_of is None else {log: self._limit(log, pos) for log, pos in as_of.items()}
-        found = [a for a in list(self._anchors.get(digest, ()))
-                 if a.index < (self.size(a.log) if as_of is None else limits.get(a.log, 0))]
+        limits = self.sizes() if as_of is None else {log: self._limit(log, pos) for log, pos in as_of.items()}
+        found = [a for a in self.book.anchors(digest, [log for log, n in limits.items() if n])
+                 if a.index < limits[a.log]]
         return tuple(sorted(found, key=lambda a: (a.log, a.index)))
 
     def policy(self, member: str, as_of: int | None = None) -> PolicyRecord | None:

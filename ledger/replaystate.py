@@ -9,9 +9,11 @@ checkpoint's ``state`` line must carry the recomputed root at its size.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from ledger import merkle
 from ledger.checkpoint import Checkpoint
+from ledger.credbook import book_rows
 from ledger.entries import UnverifiedEntry
 from ledger.errors import DecodeError, VerificationError
 from ledger.finality import state_reference
@@ -22,6 +24,7 @@ from ledger.storage import Storage
 __all__ = ["StateReplay"]
 
 Report = Callable[[str, str], None]
+T = TypeVar("T")
 
 
 class StateReplay:
@@ -34,6 +37,8 @@ class StateReplay:
         self._state = MemoryState()
         self.roots: dict[int, bytes] = {0: EMPTY}
         self._size = 0
+        self._registry: list[int] = []
+        self._credential_anchors: list[tuple[int, str, bytes]] = []
 
     def add(self, start: int, entries: Sequence[UnverifiedEntry], raws: Sequence[bytes]) -> None:
         """Add verified entries ``start, ...``; roots are kept at every noted size they reach."""
@@ -46,6 +51,9 @@ class StateReplay:
                                   [merkle.leaf_hash(r) for r in raws[lo:i]])
                 self.roots[start + i] = self._state.root
                 lo = i
+        rows = book_rows(start, [e.body for e in entries])
+        self._registry += rows.registry
+        self._credential_anchors += [(i, issuer, cti) for issuer, cti, i in rows.credential_anchors]
         self._size = start + len(entries)
 
     def check_checkpoint(self, cp: Checkpoint) -> None:
@@ -87,6 +95,26 @@ class StateReplay:
                 report(f"{where} value {path.hex()}", f"stored value of key {_show(key)} differs from the entries")
         if stored != len(mine_values):
             report(f"{where} values", f"{stored} stored, {len(mine_values)} recomputed")
+        self._check_registry_rows(storage, report)
+
+    def _check_registry_rows(self, storage: Storage, report: Report) -> None:
+        # spec 7.5.1 step 8: the registry tables (7.1.14, 7.1.15) list exactly what the entries give
+        stored_registry = storage.registry_entries(self.log)
+        if stored_registry != self._registry:
+            report(f"log {self.log} registry_entries", _differ(stored_registry, self._registry, lambda i: i))
+        stored_anchors = storage.all_credential_anchors(self.log)
+        if stored_anchors != self._credential_anchors:
+            report(f"log {self.log} credential_anchors", _differ(stored_anchors, self._credential_anchors,
+                                                                 lambda row: row[0]))
+
+
+def _differ(stored: Sequence[T], mine: Sequence[T], index: Callable[[T], int]) -> str:
+    mine_set, stored_set = set(mine), set(stored)
+    extra = [index(r) for r in stored if r not in mine_set][:1]
+    missing = [index(r) for r in mine if r not in stored_set][:1]
+    first = (f"first extra row at entry {extra[0]}" if extra else
+             f"first missing row at entry {missing[0]}" if missing else "rows out of order")
+    return f"{len(stored)} rows stored, {len(mine)} given by the entries ({first})"
 
 
 def _show(key: bytes) -> str:

@@ -17,7 +17,7 @@ from ledger.errors import StorageError
 __all__ = ["SCHEMA_VERSION", "StoredCosignature", "StoredEvidence", "StoredRoot", "connect"]
 
 #: Version of the schema below; stored in ``schema_version`` (spec 7.1.1).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # spec 7.1: every table, in the order the spec lists them.
 _SCHEMA = """
@@ -97,6 +97,18 @@ CREATE TABLE state_roots (
     size INTEGER NOT NULL CHECK (size >= 1),
     root BLOB NOT NULL,
     PRIMARY KEY (log, size)
+) WITHOUT ROWID;
+CREATE TABLE registry_entries (
+    log TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    PRIMARY KEY (log, idx)
+) WITHOUT ROWID;
+CREATE TABLE credential_anchors (
+    log           TEXT NOT NULL,
+    issuer        TEXT NOT NULL,
+    credential_id BLOB NOT NULL,
+    idx           INTEGER NOT NULL,
+    PRIMARY KEY (log, issuer, credential_id, idx)
 ) WITHOUT ROWID;
 CREATE TABLE evidence (
     id       INTEGER PRIMARY KEY,

@@ -12,9 +12,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
+from ledger.errors import StorageError
 from ledger.statemap import bucket_of
 
 if TYPE_CHECKING:
+    from ledger.credbook import BookRows
     from ledger.state import StateBatch
 
 __all__ = ["StateRows"]
@@ -97,6 +99,53 @@ class StateRows:
             if len(rows) < batch:
                 return
             after = bytes(rows[-1][0])
+
+    def read_entries_at(self, log: str, indices: Sequence[int]) -> list[bytes]:
+        """Entry bytes at ``indices`` of ``log``, in the order given (one indexed query per 500).
+
+        Raises:
+            StorageError: an index is not stored.
+        """
+        found: dict[int, bytes] = {}
+        wanted = list(indices)
+        with self._wrap(f"read {len(wanted)} entries of log {log}"):
+            for i in range(0, len(wanted), _CHUNK):
+                chunk = wanted[i:i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for idx, raw in self._conn.execute(f"SELECT idx, raw FROM entries WHERE log = ? AND idx IN ({marks})",
+                                                   (log, *chunk)):
+                    found[int(idx)] = bytes(raw)
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise StorageError(f"log {log}: entry {missing[0]} is not stored")
+        return [found[i] for i in wanted]
+
+    def registry_entries(self, log: str) -> list[int]:
+        """Indices of ``log``'s entries that are neither anchors nor status changes, ascending (spec 7.1.14)."""
+        with self._wrap(f"read the registry entries of log {log}"):
+            return [int(r[0]) for r in self._conn.execute("SELECT idx FROM registry_entries WHERE log = ? ORDER BY idx",
+                                                          (log,))]
+
+    def credential_anchors(self, log: str, issuer: str, credential_id: bytes) -> list[int]:
+        """Indices of ``log``'s anchors that name this credential id of ``issuer``, ascending (spec 7.1.15)."""
+        with self._wrap(f"read the anchors of a credential of log {log}"):
+            return [int(r[0]) for r in self._conn.execute(
+                "SELECT idx FROM credential_anchors WHERE log = ? AND issuer = ? AND credential_id = ? ORDER BY idx",
+                (log, issuer, credential_id))]
+
+    def all_credential_anchors(self, log: str) -> list[tuple[int, str, bytes]]:
+        """(index, issuer, credential id) of every row of ``credential_anchors`` for ``log``, by index."""
+        with self._wrap(f"read the credential anchors of log {log}"):
+            return [(int(i), str(iss), bytes(c)) for iss, c, i in self._conn.execute(
+                "SELECT issuer, credential_id, idx FROM credential_anchors WHERE log = ? ORDER BY idx, issuer,"
+                " credential_id", (log,))]
+
+    def _write_book(self, log: str, rows: BookRows) -> None:
+        # Caller holds the lock and an open transaction (append_entries).
+        self._conn.executemany("INSERT INTO registry_entries (log, idx) VALUES (?, ?)",
+                               [(log, i) for i in rows.registry])
+        self._conn.executemany("INSERT INTO credential_anchors (log, issuer, credential_id, idx) VALUES (?, ?, ?, ?)",
+                               [(log, *r) for r in rows.credential_anchors])
 
     def _write_state(self, log: str, size: int, state: StateBatch) -> None:
         # Caller holds the lock and an open transaction (append_entries).

@@ -31,6 +31,7 @@ from ledger.schema import StoredCosignature, StoredEvidence, StoredRoot, connect
 from ledger.staterows import StateRows
 
 if TYPE_CHECKING:
+    from ledger.credbook import BookRows
     from ledger.state import StateBatch
 
 __all__ = ["Storage"]
@@ -136,7 +137,7 @@ class Storage(StateRows):
     def append_entries(self, log: str, start: int, raws: Sequence[bytes], leaf_hashes: Sequence[bytes],
                        nodes: Sequence[tuple[int, int, bytes]],
                        before_commit: Callable[[], None] | None = None,
-                       state: StateBatch | None = None) -> range:
+                       state: StateBatch | None = None, book: BookRows | None = None) -> range:
         """Append a batch of entries and their tree hashes in one transaction (spec 7.3 step 6).
 
         Args:
@@ -153,6 +154,8 @@ class Storage(StateRows):
                 waits for signature verification here (spec 7.3 step 6).
             state: the batch's change to the log's state map (values, buckets,
                 and the state root at the new size; spec 7.1.11 to 7.1.13).
+            book: the batch's rows of ``registry_entries`` and ``credential_anchors``
+                (:func:`ledger.credbook.book_rows`; spec 7.1.14, 7.1.15).
 
         Returns:
             The indices the entries now have. When this returns, the batch is
@@ -193,6 +196,8 @@ class Storage(StateRows):
                 "ON CONFLICT (log) DO UPDATE SET size = excluded.size", (log, end))
             if state is not None:
                 self._write_state(log, end, state)
+            if book is not None:
+                self._write_book(log, book)
             if before_commit is not None:
                 before_commit()
         return range(start, end)

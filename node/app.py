@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
+from functools import partial
 from pathlib import Path
 
 import nacl.signing
@@ -28,6 +29,7 @@ from node.appkeys import (
     CONFIG_KEY,
     METRICS_KEY,
     RATE_LIMITER_KEY,
+    REPLAY_KEY,
     SERVICE_KEY,
     SIGNING_KEY,
     STORAGE_KEY,
@@ -48,7 +50,7 @@ __all__ = ["create_app"]
 
 def create_app(config: NodeConfig, *, storage: Storage | None = None,
                signing_key: nacl.signing.SigningKey | None = None, clock: Clock = unix_now,
-               environ: Mapping[str, str] | None = None) -> web.Application:
+               environ: Mapping[str, str] | None = None, replay_first: bool = False) -> web.Application:
     """Build the node application.
 
     Args:
@@ -59,6 +61,8 @@ def create_app(config: NodeConfig, *, storage: Storage | None = None,
             ``config.node_key_file`` with the passphrase in ``config.passphrase_env``.
         clock: returns the current Unix time in seconds.
         environ: where to read the passphrase variable (default ``os.environ``).
+        replay_first: replay the whole database before serving (spec 7.5); by default the node starts
+            with the checks of spec 7.5.3, whose cost does not grow with the ledger.
 
     Returns:
         The application; resources open when it starts (``cleanup_ctx``), so
@@ -84,6 +88,7 @@ def create_app(config: NodeConfig, *, storage: Storage | None = None,
     app[RATE_LIMITER_KEY] = TokenBucketLimiter(limits.submitter_entries_per_second, limits.submitter_burst,
                                                max_keys=limits.max_tracked_submitters)
     app[CLOCK_KEY] = clock
+    app[REPLAY_KEY] = replay_first
     app.cleanup_ctx.append(_storage_ctx(storage))
     app.cleanup_ctx.append(_signing_key_ctx(signing_key, environ))
     app.cleanup_ctx.append(_service_ctx)
@@ -131,15 +136,15 @@ def _signing_key_ctx(given: nacl.signing.SigningKey | None,
 
 
 async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
-    # Opened after the storage and the node key: the pinned genesis, the ledger host (which replays the
-    # database) and the service's loops; closed first.
+    # Opened after the storage and the node key: the pinned genesis, the ledger host (which checks the
+    # database, spec 7.5.3, or replays it when asked) and the service's loops; closed first.
     config = app[CONFIG_KEY]
     genesis_bytes = await asyncio.to_thread(Path(config.genesis_file).read_bytes)
     genesis = SignedRoot.from_cbor(genesis_bytes)
     if root_hash(genesis.payload) != config.genesis_hash:
         raise VerificationError(f"genesis file {config.genesis_file} does not match the pinned genesis hash")
-    host = await asyncio.to_thread(LedgerHost, app[STORAGE_KEY], genesis, config.genesis_hash, config.member,
-                                   config.network, app[SIGNING_KEY])
+    host = await asyncio.to_thread(partial(LedgerHost, full_check=app[REPLAY_KEY]), app[STORAGE_KEY], genesis,
+                                   config.genesis_hash, config.member, config.network, app[SIGNING_KEY])
     service = NodeService(config, host, app[METRICS_KEY], app[CLOCK_KEY])
     app[SERVICE_KEY] = service
     await service.start()

@@ -17,8 +17,16 @@ from node.metrics import NodeMetrics
 from node.service import NodeService
 
 __all__ = [
-    "CLOCK_KEY", "CONCURRENCY_KEY", "CONFIG_KEY", "METRICS_KEY", "RATE_LIMITER_KEY", "SERVICE_KEY", "SIGNING_KEY",
-    "STORAGE_KEY", "Clock",
+    "CLOCK_KEY",
+    "CONCURRENCY_KEY",
+    "CONFIG_KEY",
+    "METRICS_KEY",
+    "RATE_LIMITER_KEY",
+    "REPLAY_KEY",
+    "SERVICE_KEY",
+    "SIGNING_KEY",
+    "STORAGE_KEY",
+    "Clock",
 ]  # fmt: skip
 
 Clock = Callable[[], int]
@@ -32,3 +40,5 @@ CONCURRENCY_KEY = web.AppKey("mekong.concurrency", ConcurrencyLimiter)
 SERVICE_KEY = web.AppKey("mekong.service", NodeService)
 #: Unix seconds, as every ledger function takes ``now``; tests pass a fixed clock.
 CLOCK_KEY: web.AppKey[Clock] = web.AppKey("mekong.clock")
+#: Whether the node replays its whole database before serving (mekong node start --replay, spec 7.5).
+REPLAY_KEY: web.AppKey[bool] = web.AppKey("mekong.replay")

@@ -28,6 +28,7 @@ from ledger.finality import Witnesses, log_verifier, named_root, open_signed
 from ledger.governance import GovernanceChain
 from ledger.memberlog import MemberLog, ParallelVerifier
 from ledger.note import Note, NoteSignature, verify_note
+from ledger.reopen import open_registry
 from ledger.replay import replay
 from ledger.roots import Root, SignedRoot
 from ledger.storage import Storage
@@ -117,14 +118,15 @@ class LedgerHost:
         member: this node's member id.
         network: the network id.
         node_key: this node's Ed25519 key.
+        full_check: replay the whole database first (spec 7.5), as ``mekong node start --replay`` asks.
 
     Raises:
-        StorageError: the database does not replay cleanly (every problem is
-            logged with its location); the node refuses to start on it.
+        StorageError: the database fails the start-up checks of spec 7.5.3 or, with ``full_check``, does not
+            replay cleanly (every problem is logged with its location); the node refuses to start on it.
     """
 
     def __init__(self, storage: Storage, genesis: SignedRoot, pinned_hash: bytes, member: str, network: str,
-                 node_key: nacl.signing.SigningKey) -> None:
+                 node_key: nacl.signing.SigningKey, *, full_check: bool = False) -> None:
         self.storage = storage
         self.member = member
         self.network = network
@@ -133,14 +135,16 @@ class LedgerHost:
         self.verifier = ParallelVerifier()
         if not storage.roots(1):
             storage.put_root(1, genesis.to_cbor())
-        report = replay(storage, genesis, pinned_hash)
-        if not report.ok:
-            for p in report.problems:
-                log.error("replay: %s", p)
-            raise StorageError(f"the database at {storage.path} does not replay cleanly: "
-                               f"{len(report.problems)} problem(s), first: {report.problems[0]}")
-        self.chain: GovernanceChain = report.chain
-        self.state = report.state
+        if full_check:
+            report = replay(storage, genesis, pinned_hash)
+            if not report.ok:
+                for p in report.problems:
+                    log.error("replay: %s", p)
+                raise StorageError(f"the database at {storage.path} does not replay cleanly: "
+                                   f"{len(report.problems)} problem(s), first: {report.problems[0]}")
+        # spec 7.5.3: the registry is read from the database, checked against the newest checkpoints
+        self.chain: GovernanceChain
+        self.chain, self.state = open_registry(storage, genesis, pinned_hash)
         if self.chain.current.node_key_of(member) != bytes(node_key.verify_key):
             raise VerificationError(f"the node key is not the node key of {member} in root version "
                                     f"{self.chain.current.version}")

@@ -145,14 +145,14 @@ def server_tls(config: NodeConfig) -> ssl.SSLContext | None:
     return ctx
 
 
-def serve(config: NodeConfig, *, access_log: bool = False) -> None:
+def serve(config: NodeConfig, *, access_log: bool = False, replay_first: bool = False) -> None:
     """Bind, take the PID file, and serve until SIGINT or SIGTERM.
 
     Raises:
         PortInUseError: the listening address is taken (nothing else was done).
         PidFileError: another node runs on the data directory.
-        MekongError: start-up failed (wrong passphrase, a database that does not replay, a genesis that does
-            not match the pin).
+        MekongError: start-up failed (wrong passphrase, a database that fails its start-up checks or, with
+            ``replay_first``, does not replay, a genesis that does not match the pin).
     """
     sock = bind(config.listen_host, config.listen_port)
     try:
@@ -160,7 +160,7 @@ def serve(config: NodeConfig, *, access_log: bool = False) -> None:
         with pid_file(config.data_dir):
             log.info("node %s of network %s listening on %s://%s:%d", config.member, config.network,
                      "https" if tls else "http", config.listen_host, config.listen_port)
-            web.run_app(create_app(config), sock=sock, ssl_context=tls, print=lambda *_: None, handle_signals=True,
+            web.run_app(create_app(config, replay_first=replay_first), sock=sock, ssl_context=tls, print=lambda *_: None, handle_signals=True,
                         access_log=logging.getLogger("mekong.access") if access_log else None,
                         access_log_format='%a "%r" %s %b %Tf')
             log.info("node %s stopped", config.member)
@@ -175,10 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="info", type=str.lower, choices=LOG_LEVELS)
     parser.add_argument("--log-format", default="text", choices=LOG_FORMATS)
     parser.add_argument("--access-log", action="store_true", help="log one line per HTTP request")
+    parser.add_argument("--replay", action="store_true", help="replay the whole database before serving")
     args = parser.parse_args(argv)
     configure_logging(args.log_level, args.log_format)
     try:
-        serve(load_config(args.config), access_log=args.access_log)
+        serve(load_config(args.config), access_log=args.access_log, replay_first=args.replay)
     except MekongError as e:
         print(f"mekong node: {e}", file=sys.stderr)
         return 4

@@ -626,8 +626,8 @@ def internals(state: RegistryState) -> Any:
         {k: (v.member, v.name, v.jurisdiction, tuple(v.states), tuple(v.kids)) for k, v in state._issuers.items()},
         {(log, k): (v.issuer, v.key, v.valid_from, v.valid_until, v.next_key_digest, v.added, tuple(v.events))
          for log, keys in state._keys.items() for k, v in keys.items()},
-        {k: (tuple(v.events), tuple(v.anchors)) for k, v in state._credentials.items()},
-        {k: tuple(v) for k, v in state._anchors.items()},
+        {k: (tuple(v.events), tuple(v.anchors)) for k, v in state.book._credentials.items()},  # type: ignore[attr-defined]
+        {k: tuple(v) for k, v in state.book._anchors.items()},  # type: ignore[attr-defined]
         {k: tuple(v) for k, v in state._policies.items()},
     )
 

@@ -112,7 +112,9 @@ def _tls(cert: Path | None, key: Path | None, ca: Path | None) -> Tls:
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="One line of text per event, or one JSON object (time, level, logger, message).")
 @click.option("--access-log", is_flag=True, help="Also log one line per HTTP request.")
-def start(config_path: Path, log_level: str, log_format: str, access_log: bool) -> None:
+@click.option("--replay", "replay_first", is_flag=True,
+              help="Replay the whole database (every entry, checkpoint and cosignature) before serving.")
+def start(config_path: Path, log_level: str, log_format: str, access_log: bool, replay_first: bool) -> None:
     """Run the node in the foreground until Ctrl-C, SIGTERM or 'mekong node stop'.
 
     The listening address is bound first: if it is in use the node says so and
@@ -121,15 +123,18 @@ def start(config_path: Path, log_level: str, log_format: str, access_log: bool) 
     and logs one line per event that matters (peer unreachable and back, governance
     root adopted, evidence stored, a checkpoint without a quorum, shutdown) on stderr.
     The key file's passphrase is read from the environment variable the configuration
-    names. A database that does not replay cleanly, a wrong passphrase or a genesis
-    that does not match the pin stop the start-up with a message (exit status 4).
+    names. The database is not replayed: the node checks its newest checkpoints and state
+    maps against what it signed (seconds, however long the ledger); --replay checks every
+    stored byte first, as 'mekong audit replay' does. A database that fails the checks, a
+    wrong passphrase or a genesis that does not match the pin stop the start-up with a
+    message (exit status 4).
     """
     from node.server import configure_logging, serve  # aiohttp is only needed here
 
     cfg = load_config(config_path)
     configure_logging(log_level, log_format)
     click.echo(f"node {cfg.member} of network {cfg.network} on http://{cfg.listen_host}:{cfg.listen_port}")
-    serve(cfg, access_log=access_log)
+    serve(cfg, access_log=access_log, replay_first=replay_first)
 
 
 @node_group.command("stop")

@@ -2,9 +2,9 @@
 
 A replica is a directory holding a SQLite :class:`~ledger.storage.Storage`
 (``replica.sqlite``), the pinned genesis (``genesis.cbor``) and a small
-``replica.json`` (pin, network, last sync, nodes). Opening it replays the
-database from the pinned genesis (:func:`ledger.replay.replay`), so a damaged
-file is noticed. :meth:`Replica.sync` runs the steps of :mod:`tools.client.sync` (roots, final
+``replica.json`` (pin, network, last sync, nodes). Opening it does not replay the database: it is
+checked as a node's is at start (:func:`ledger.reopen.open_registry`, spec 7.5.3), at a cost that does not
+grow with its length, and ``mekong audit replay --db`` is the full check. :meth:`Replica.sync` runs the steps of :mod:`tools.client.sync` (roots, final
 checkpoints under the governance root each names, entries verified before they are stored).
 
 :meth:`Replica.view` is the :class:`credentials.view.RegistryView` the
@@ -24,10 +24,10 @@ from typing import Any, Self
 
 from credentials.ledgerview import database_view, final_checkpoints
 from credentials.view import FinalCheckpoint, RegistryView, fresh_time
-from ledger.errors import DecodeError, MekongError
+from ledger.errors import DecodeError, MekongError, StorageError
 from ledger.governance import GovernanceChain, verify_genesis
 from ledger.memberlog import MemberLog, ParallelVerifier
-from ledger.replay import replay
+from ledger.reopen import open_registry
 from ledger.roots import SignedRoot
 from ledger.storage import Storage
 from tools.client.http import ClientError, NodeClient
@@ -89,20 +89,24 @@ class Replica:
         self.meta = meta
         self._verifier = ParallelVerifier()
         try:
-            report = replay(storage, genesis, self.pin, self._verifier)
-            if not report.ok:
-                raise ReplicaError(f"the replica in {directory} does not replay cleanly ({len(report.problems)}"
-                                   f" problem(s), first: {report.problems[0]}); delete it and sync again")
+            # spec 7.5.3: opened without replaying (it was checked entry by entry when synced); mekong audit
+            # replay --db is the full check
+            self.chain: GovernanceChain
+            self.chain, self.state = open_registry(storage, genesis, self.pin)
+        except StorageError as e:
+            self._close_all(storage, lock)
+            raise ReplicaError(f"the replica in {directory} is damaged ({e}); delete it and sync again") from None
         except BaseException:
-            self._verifier.close()
-            storage.close()
-            _unlock(lock)
+            self._close_all(storage, lock)
             raise
-        self.chain: GovernanceChain = report.chain
-        self.state = report.state
         self.network = genesis.root.network
         self.logs: dict[str, MemberLog] = {}
         self._open_logs()
+
+    def _close_all(self, storage: Storage, lock: int) -> None:
+        self._verifier.close()
+        storage.close()
+        _unlock(lock)
 
     # ------------------------------------------------------------------ opening
 
@@ -152,10 +156,10 @@ class Replica:
 
     @classmethod
     def open(cls, directory: str | Path, pin: bytes | None = None) -> Replica:
-        """Open an existing replica, replaying it from its genesis.
+        """Open an existing replica: checked as a node's database is at start (spec 7.5.3), not replayed.
 
         Raises:
-            ReplicaError: no replica there, it is pinned to another genesis, or it does not replay cleanly.
+            ReplicaError: no replica there, it is pinned to another genesis, or it fails those checks.
         """
         d = Path(directory)
         if not cls.exists(d):
