@@ -387,11 +387,18 @@ class Storage(StateRows):
             return {str(w): int(s) for w, s in self._conn.execute(
                 "SELECT witness, size FROM fresh WHERE log = ?", (log,))}
 
-    def checkpoints(self, log: str) -> list[tuple[int, bytes]]:
-        """Every stored ``(size, note)`` of ``log``, by size."""
+    def checkpoints(self, log: str, newest: int | None = None) -> list[tuple[int, bytes]]:
+        """Every stored ``(size, note)`` of ``log``, by size; only the ``newest`` ones when given (one
+        indexed read, whatever the number stored)."""
         with self._wrap(f"read checkpoints of log {log}"):
-            return [(int(s), bytes(n)) for s, n in self._conn.execute(
-                "SELECT size, note FROM checkpoints WHERE log = ? ORDER BY size", (log,))]
+            rows: list[Any]
+            if newest is None:
+                rows = self._conn.execute("SELECT size, note FROM checkpoints WHERE log = ? ORDER BY size",
+                                          (log,)).fetchall()
+            else:
+                rows = self._conn.execute("SELECT size, note FROM checkpoints WHERE log = ? ORDER BY size DESC"
+                                          " LIMIT ?", (log, newest)).fetchall()[::-1]
+            return [(int(s), bytes(n)) for s, n in rows]
 
     def put_cosignatures(self, log: str, size: int, lines: Sequence[tuple[str, bytes]]) -> None:
         """Store witness cosignature lines on checkpoint ``size`` of ``log``, atomically (spec 7.4.2).

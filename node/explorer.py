@@ -119,8 +119,7 @@ def _log(host: LedgerHost, member: str, page: int) -> dict[str, Any]:
         except DecodeError as err:
             entries.append({"index": i, "type": "?", "time": None, "signer": "", "summary": str(err), "issuer": None})
     checkpoints = []
-    finals = {s for s, _, _ in host.storage.finals(member)}
-    for cp_size, note in host.storage.checkpoints(member)[-CHECKPOINTS_SHOWN:][::-1]:
+    for cp_size, note in host.storage.checkpoints(member, CHECKPOINTS_SHOWN)[::-1]:
         cp = Checkpoint.parse(Note.parse(note).text)
         cosigs = []
         for c in host.storage.cosignatures(member, cp_size):
@@ -130,7 +129,8 @@ def _log(host: LedgerHost, member: str, page: int) -> dict[str, Any]:
                 ts = None
             cosigs.append((c.witness, ts))
         checkpoints.append({"size": cp_size, "root": cp.root_hash.hex(), "extensions": cp.extensions,
-                            "final": cp_size in finals, "cosignatures": cosigs})
+                            "final": host.storage.final_covering(member, cp_size - 1) == cp_size,
+                            "cosignatures": cosigs})
     return {"log": member, "size": size, "page": page, "pages": pages, "entries": entries, "checkpoints": checkpoints}
 
 

@@ -160,6 +160,8 @@ def test_checkpoints_and_cosignatures(store: Storage) -> None:
     assert store.checkpoint("VN", 2) == b"note2"
     assert store.checkpoint("VN", 1) is None
     assert store.checkpoints("VN") == [(2, b"note2"), (3, b"note3")]
+    assert store.checkpoints("VN", newest=1) == [(3, b"note3")]  # the newest, still by size
+    assert store.checkpoints("VN", newest=5) == store.checkpoints("VN")
     store.put_cosignatures("VN", 3, [("TH", b"line-th"), ("KH", b"line-kh")])
     store.put_cosignatures("VN", 3, [("TH", b"line-th-later")])  # first one kept
     with pytest.raises(StorageError, match="no checkpoint"):

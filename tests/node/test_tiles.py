@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient
 from httphelp import make_config, node_key, run_with_client, signed_entries
 
 from ledger import merkle
+from ledger.credbook import book_rows
 from ledger.entries import UnverifiedEntry
 from ledger.errors import DecodeError, StorageError
 from ledger.state import plan_batch
@@ -258,9 +259,9 @@ def _storage_with(entries: list[bytes], log: str = "VN") -> Storage:
         leaves = [_leaf(e) for e in batch]
         nodes = merkle.stored_hashes_for_batch(start, leaves, tree.get)
         tree.extend(leaves)
-        state = plan_batch(state_map, start, [UnverifiedEntry.decode(e).body for e in batch], leaves,
-                           partial(storage.state_rows, log))
-        storage.append_entries(log, start, batch, leaves, nodes, state=state)
+        bodies = [UnverifiedEntry.decode(e).body for e in batch]
+        state = plan_batch(state_map, start, bodies, leaves, partial(storage.state_rows, log))
+        storage.append_entries(log, start, batch, leaves, nodes, state=state, book=book_rows(start, bodies))
         state_map.apply(state.update)
     return storage
 
@@ -355,5 +356,27 @@ def test_storage_failure_is_a_generic_500(tmp_path: Path) -> None:
 
     try:
         _serve(tmp_path, storage, scenario)
+    finally:
+        storage.close()
+
+
+def test_a_node_replays_its_database_only_when_asked(tmp_path: Path) -> None:
+    # mekong node start --replay (spec 7.5): every stored byte is checked before the node serves; without it
+    # the node starts on the checks of spec 7.5.3, which do not read the entries one by one.
+    async def scenario(client: TestClient[Any, Any]) -> None:
+        resp = await client.get("/logs/VN/checkpoint")
+        assert resp.status in (200, 404)
+
+    entries = signed_entries(300)
+    storage = _storage_with(entries)
+    try:
+        for replay_first in (False, True):  # a sound database starts either way
+            run_with_client(create_app(make_config(tmp_path), storage=storage, signing_key=node_key(),
+                                       replay_first=replay_first), scenario)
+        storage._conn.execute("UPDATE entries SET raw = ? WHERE log = 'VN' AND idx = 150",  # an old signature changed
+                              (entries[150][:-1] + bytes([entries[150][-1] ^ 1]),))
+        with pytest.raises(StorageError, match="does not replay cleanly.*log VN entry 150"):
+            run_with_client(create_app(make_config(tmp_path), storage=storage, signing_key=node_key(),
+                                       replay_first=True), scenario)
     finally:
         storage.close()
