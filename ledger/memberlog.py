@@ -40,7 +40,7 @@ from ledger.note import Note, NoteSigner
 from ledger.registry import RegistryState
 from ledger.roots import Root
 from ledger.rules import SignatureJob, verify_sequential
-from ledger.state import StateBatch, plan_batch
+from ledger.state import PreparedBatch, StateBatch, plan_prepared, prepare_batch
 from ledger.statemap import EMPTY, StateMap, StateProof
 from ledger.storage import Storage
 
@@ -277,33 +277,35 @@ class MemberLog(LogCheckpoints):
         # Step 3: leaf hashes and the complete subtrees the batch finishes (before the
         # rules, so that no Python work competes with the signature threads for the GIL).
         leaves = [merkle.leaf_hash(r) for r in raws]
-        self._refuse_replays(leaves, start)
+        bodies = [u.body for u in unverified]
         nodes = merkle.stored_hashes_for_batch(start, leaves, self._get)
         stored = False
         planned: list[StateBatch] = []
+        with self._map_lock:  # the map, the stored values and the size change together
+            # the stored state values the batch adds to: they also show an entry the log already holds
+            prepared = prepare_batch(self._map, start, bodies, leaves, partial(self.storage.state_rows, log))
+            self._refuse_replays(leaves, start, prepared)
 
-        def verify_and_store(jobs: Sequence[SignatureJob]) -> None:
-            nonlocal stored
-            # Step 5: signatures verify on the pool while this thread plans the state map's change (spec S.4:
-            # pynacl releases the GIL, so the two overlap) and writes.
-            futures = self._verify.start(jobs)
-            try:
-                planned.append(plan_batch(self._map, start, [u.body for u in unverified], leaves,
-                                          partial(self.storage.state_rows, log)))
-                # Step 6: write, and commit only once every signature verified.
-                self.storage.append_entries(log, start, raws, leaves, nodes,
-                                            before_commit=lambda: self._verify.wait(futures), state=planned[0],
-                                            book=book_rows(start, [u.body for u in unverified]))
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                wait_futures(futures)
-                raise
-            stored = True
+            def verify_and_store(jobs: Sequence[SignatureJob]) -> None:
+                nonlocal stored
+                # Step 5: signatures verify on the pool while this thread plans the state map's change (spec
+                # S.4: pynacl releases the GIL, so the two overlap) and writes.
+                futures = self._verify.start(jobs)
+                try:
+                    planned.append(plan_prepared(self._map, prepared))
+                    # Step 6: write, and commit only once every signature verified.
+                    self.storage.append_entries(log, start, raws, leaves, nodes,
+                                                before_commit=lambda: self._verify.wait(futures), state=planned[0],
+                                                book=book_rows(start, bodies))
+                except BaseException:
+                    for f in futures:
+                        f.cancel()
+                    wait_futures(futures)
+                    raise
+                stored = True
 
-        # Step 4: the rules, in order, then (through verify_and_store) steps 5 and 6;
-        # step 7: the state changes only after verify_and_store returned.
-        with self._map_lock:
+            # Step 4: the rules, in order, then (through verify_and_store) steps 5 and 6;
+            # step 7: the state changes only after verify_and_store returned.
             try:
                 entries: list[Entry] = self.state.apply_batch(log, start, unverified,
                                                               verify_signatures=verify_and_store)
@@ -318,7 +320,7 @@ class MemberLog(LogCheckpoints):
             raise StorageError(self._broken)
         return [e.index for e in entries]
 
-    def _refuse_replays(self, leaves: list[bytes], start: int) -> None:
+    def _refuse_replays(self, leaves: list[bytes], start: int, prepared: PreparedBatch) -> None:
         # spec 6.3.18: a log holds each entry once; a replayed entry changes nothing.
         log = self.member_id
         first: dict[bytes, int] = {}
@@ -327,11 +329,10 @@ class MemberLog(LogCheckpoints):
                 raise DuplicateEntryError(f"log {log} entry {start + i}: spec 6.3.18: the same entry is entry"
                                           f" {first[lh]} of this batch; nothing was stored", log, first[lh])
             first[lh] = start + i
-        held = self.storage.find_leaves(log, leaves)
-        if held:
-            i, lh = next((i, lh) for i, lh in enumerate(leaves) if lh in held)
-            raise DuplicateEntryError(f"log {log} already holds this entry at index {held[lh]} (spec 6.3.18: a"
-                                      " replayed entry is refused); nothing was stored", log, held[lh])
+        held = prepared.replayed(leaves)
+        if held is not None:
+            raise DuplicateEntryError(f"log {log} already holds this entry at index {held[1]} (spec 6.3.18: a"
+                                      " replayed entry is refused); nothing was stored", log, held[1])
 
     def read(self, start: int, end: int) -> list[bytes]:
         """Entry bytes ``[start, end)`` as stored.

@@ -35,7 +35,6 @@ CREATE TABLE entries (
     leaf_hash BLOB NOT NULL,
     PRIMARY KEY (log, idx)
 ) WITHOUT ROWID;
-CREATE UNIQUE INDEX entries_by_leaf ON entries (log, leaf_hash);
 CREATE TABLE nodes (
     log   TEXT NOT NULL,
     level INTEGER NOT NULL CHECK (level >= 1),

@@ -16,7 +16,7 @@ in the transaction that stores the entries and then applies the update.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from hashlib import sha256
 from typing import Any
@@ -38,7 +38,8 @@ from ledger.errors import DecodeError
 from ledger.keys import key_id
 from ledger.statemap import BUCKET_BITS, StateMap, StateMapUpdate, StateProof, bucket_of, subtree_hash, value_hash
 
-__all__ = ["KEY_KINDS", "MemoryState", "StateBatch", "StateKey", "StateValue", "keys_of", "plan_batch"]
+__all__ = ["KEY_KINDS", "MemoryState", "PreparedBatch", "StateBatch", "StateKey", "StateValue", "keys_of", "plan_batch",
+           "plan_prepared", "prepare_batch"]
 
 #: Kind -> the types of the fields after it (spec S.4.1): the one table of state keys.
 KEY_KINDS: dict[str, tuple[type, ...]] = {
@@ -69,8 +70,7 @@ class StateKey:
 
     def encode(self) -> bytes:
         """Deterministic CBOR of ``[kind, fields...]`` (spec S.4.1), built directly (equal to ``cbor.encode``)."""
-        return encode_head(4, 1 + len(self.fields)) + _text(self.kind) + b"".join(
-            _text(f) if isinstance(f, str) else encode_head(2, len(f)) + f for f in self.fields)
+        return _key_bytes(self.kind, *self.fields)
 
     @property
     def path(self) -> bytes:
@@ -153,6 +153,30 @@ def keys_of(body: object) -> tuple[StateKey, ...]:
     return _KEYS[type(body)](body)
 
 
+def _key_bytes(kind: str, *fields: str | bytes) -> bytes:
+    # StateKey(kind, fields).encode() for fields of the right types (a checked entry's), without the checks
+    return encode_head(4, 1 + len(fields)) + _text(kind) + b"".join(
+        _text(f) if isinstance(f, str) else encode_head(2, len(f)) + f for f in fields)
+
+
+def _issuer_key_bytes(b: Any) -> tuple[bytes, ...]:
+    return (_key_bytes("issuer", b.issuer),)
+
+
+#: The encodings of :func:`keys_of`, built directly: a batch encodes a key per entry.
+_ENCODED_KEYS: dict[type, Callable[[Any], tuple[bytes, ...]]] = {
+    IssuerRegister: _issuer_key_bytes,
+    IssuerUpdate: _issuer_key_bytes,
+    IssuerKeyAdd: lambda b: (_key_bytes("key", key_id(b.key)),),
+    IssuerKeyRotate: lambda b: (_key_bytes("key", b.old_kid), _key_bytes("key", key_id(b.key))),
+    IssuerKeyRevoke: lambda b: (_key_bytes("key", b.kid),),
+    CredentialAnchor: lambda b: (_key_bytes("anchor", b.digest),),
+    CredentialStatus: lambda b: (_key_bytes("status", b.issuer, b.credential_id),),
+    MemberPolicy: lambda b: (_key_bytes("policy"),),
+    GovernanceAdopt: lambda b: (_key_bytes("adopt"),),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class StateBatch:
     """What a batch of entries changes in a log's state map, not yet stored (:func:`plan_batch`).
@@ -173,46 +197,110 @@ class StateBatch:
         return self.update.root
 
 
-#: Reads buckets: bucket -> (path, value hash, encoded value) of each value stored in it, sorted by path.
-RowReader = Callable[[Iterable[int]], Mapping[int, Sequence[tuple[bytes, bytes, bytes]]]]
+#: Reads the stored rows a batch needs: for the given buckets, (path, value hash) of every value in each, sorted
+#: by path; and the encoded value at each of the given paths that holds one.
+RowReader = Callable[[Iterable[int], Collection[bytes]],
+                     tuple[Mapping[int, Sequence[tuple[bytes, bytes]]], Mapping[bytes, bytes]]]
 
 
-def plan_batch(state_map: StateMap, start: int, bodies: Sequence[object], leaf_hashes: Sequence[bytes],
-               read_rows: RowReader) -> StateBatch:
-    """The state change of entries ``start, start + 1, ...`` with these bodies and leaf hashes.
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """The keys a batch of entries touches and what the map holds there now (:func:`prepare_batch`).
 
-    Args:
-        read_rows: reads the stored rows of the buckets the batch touches (those the map says are not empty),
-            all at once.
+    Attributes:
+        start: the index of the batch's first entry.
+        touched: path -> (encoded key, [(index, leaf hash)] the batch adds to its value), in first-touch order.
+        first_paths: for each entry of the batch, the path of its first key.
+        rows: bucket -> (path, value hash) of every value stored in it, for the buckets the batch touches.
+        old: path -> encoded value stored there, for the touched paths that hold one.
+    """
+
+    start: int
+    touched: dict[bytes, tuple[bytes, list[tuple[int, bytes]]]]
+    first_paths: list[bytes]
+    rows: Mapping[int, Sequence[tuple[bytes, bytes]]]
+    old: Mapping[bytes, bytes]
+
+    def replayed(self, leaf_hashes: Sequence[bytes]) -> tuple[int, int] | None:
+        """(index in the log, index of the held copy) of the first entry the log already holds, else None.
+
+        An entry touches its keys again with the same leaf hash, so the stored value of its first key lists it
+        if the log holds it (spec 6.3.18): no index of entries by leaf hash is needed.
+        """
+        for i, (path, leaf) in enumerate(zip(self.first_paths, leaf_hashes)):
+            held = self.old.get(path)
+            if held is not None and _HASH_HEAD + leaf in held:
+                for index, h in StateValue.decode(held).entries:
+                    if h == leaf:
+                        return self.start + i, index
+        return None
+
+
+def prepare_batch(state_map: StateMap, start: int, bodies: Sequence[object], leaf_hashes: Sequence[bytes],
+                  read_rows: RowReader) -> PreparedBatch:
+    """Collect the keys entries ``start, start + 1, ...`` touch and read what the map holds for them.
+
+    ``read_rows`` is called once, for the buckets the map says are not empty.
     """
     touched: dict[bytes, tuple[bytes, list[tuple[int, bytes]]]] = {}
+    first_paths = []
     for index, (body, leaf) in enumerate(zip(bodies, leaf_hashes), start):
-        for k in keys_of(body):
-            key = k.encode()
+        for n, key in enumerate(_ENCODED_KEYS[type(body)](body)):
             path = sha256(key).digest()
+            if not n:
+                first_paths.append(path)
             found = touched.get(path)
             if found is None:
                 touched[path] = (key, [(index, leaf)])
             elif found[1][-1][0] != index:  # a rotation naming the same key twice touches it once
                 found[1].append((index, leaf))
-    stored = read_rows({b for b in map(bucket_of, touched) if state_map.bucket_count(b)})
-    old = {path: value for rows in stored.values() for path, _, value in rows if path in touched}
+    wanted = {b for b in map(bucket_of, touched) if state_map.bucket_count(b)}
+    rows, old = read_rows(wanted, [p for p in touched if bucket_of(p) in wanted]) if wanted else ({}, {})
+    return PreparedBatch(start, touched, first_paths, rows, old)
+
+
+def plan_prepared(state_map: StateMap, prepared: PreparedBatch) -> StateBatch:
+    """The state change of a prepared batch: new values, buckets and root; nothing is written."""
     values: dict[bytes, tuple[bytes, bytes, bytes]] = {}
-    for path, (key, added) in touched.items():
-        before = StateValue.decode(old[path]).entries if path in old else ()
-        encoded = StateValue(before + tuple(added)).encode()
-        values[path] = (key, encoded, value_hash(encoded))
     by_bucket: dict[int, dict[bytes, bytes]] = {}
-    for path, (_, _, vh) in values.items():
+    for path, (key, added) in prepared.touched.items():
+        pairs = b"".join(_PAIR + encode_head(0, i) + _HASH_HEAD + h for i, h in added)
+        before = prepared.old.get(path)
+        if before is None:
+            encoded = encode_head(4, len(added)) + pairs
+        else:  # the stored value's pairs, as stored, then the new ones (a longer array head)
+            count, head = _array_head(before)
+            encoded = encode_head(4, count + len(added)) + before[head:] + pairs
+        vh = value_hash(encoded)
+        values[path] = (key, encoded, vh)
         by_bucket.setdefault(bucket_of(path), {})[path] = vh
     leaves_of: dict[int, list[tuple[bytes, bytes]]] = {}
     for bucket, changed in by_bucket.items():
-        merged = {path: vh for path, vh, _ in stored.get(bucket, ())}
-        merged.update(changed)
-        leaves_of[bucket] = sorted(merged.items())
+        stored = prepared.rows.get(bucket)
+        if stored:
+            merged = dict(stored)
+            merged.update(changed)
+            leaves_of[bucket] = sorted(merged.items())
+        else:
+            leaves_of[bucket] = sorted(changed.items())
     update = state_map.plan(leaves_of)
     bottom = update.levels[-1]
     return StateBatch(values, {b: bottom[b] for b in leaves_of}, update)
+
+
+def plan_batch(state_map: StateMap, start: int, bodies: Sequence[object], leaf_hashes: Sequence[bytes],
+               read_rows: RowReader) -> StateBatch:
+    """The state change of entries ``start, start + 1, ...`` with these bodies and leaf hashes (both steps)."""
+    return plan_prepared(state_map, prepare_batch(state_map, start, bodies, leaf_hashes, read_rows))
+
+
+def _array_head(value: bytes) -> tuple[int, int]:
+    # (item count, head length) of a stored value's CBOR array head (spec S.4.2: major type 4, shortest form)
+    first = value[0]
+    if first < 0x98:
+        return first - 0x80, 1
+    width = 1 << (first - 0x98)
+    return int.from_bytes(value[1:1 + width], "big"), 1 + width
 
 
 class MemoryState:
@@ -256,8 +344,10 @@ class MemoryState:
         """A proof for ``path`` against :attr:`root`."""
         return self._map.prove(path, self._read_bucket)
 
-    def _read_rows(self, buckets: Iterable[int]) -> dict[int, list[tuple[bytes, bytes, bytes]]]:
-        return {b: [(p, vh, self._values[p][1]) for p, vh in self._read_bucket(b)] for b in buckets}
+    def _read_rows(self, buckets: Iterable[int], paths: Collection[bytes]
+                   ) -> tuple[dict[int, list[tuple[bytes, bytes]]], dict[bytes, bytes]]:
+        return ({b: self._read_bucket(b) for b in buckets},
+                {p: self._values[p][1] for p in paths if p in self._values})
 
     def _read_bucket(self, bucket: int) -> list[tuple[bytes, bytes]]:
         return sorted(self._buckets.get(bucket, {}).items())

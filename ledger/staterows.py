@@ -8,7 +8,7 @@ storage's connection, lock and error wrapping; the rows of a batch are written b
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
@@ -30,20 +30,29 @@ class StateRows:
     _conn: sqlite3.Connection
     _wrap: Callable[[str], AbstractContextManager[None]]
 
-    def state_rows(self, log: str, buckets: Iterable[int]) -> dict[int, list[tuple[bytes, bytes, bytes]]]:
-        """Bucket -> (path, value hash, encoded value) of every value of ``log`` in it, sorted by path; one
-        indexed query per 500 buckets (a batch of entries reads its buckets at once)."""
+    def state_rows(self, log: str, buckets: Iterable[int], paths: Collection[bytes]
+                   ) -> tuple[dict[int, list[tuple[bytes, bytes]]], dict[bytes, bytes]]:
+        """What a batch of entries needs of ``log``'s map (``ledger.state.RowReader``): bucket -> (path, value
+        hash) of every value in each of ``buckets``, sorted by path, and path -> encoded value for those of
+        ``paths`` that hold one. One indexed query per 500 buckets or paths."""
         wanted = sorted(set(buckets))
-        found: dict[int, list[tuple[bytes, bytes, bytes]]] = {b: [] for b in wanted}
+        found: dict[int, list[tuple[bytes, bytes]]] = {b: [] for b in wanted}
+        values: dict[bytes, bytes] = {}
         with self._wrap(f"read state buckets of log {log}"):
             for i in range(0, len(wanted), _CHUNK):
                 chunk = wanted[i:i + _CHUNK]
                 marks = ",".join("?" * len(chunk))
-                for bucket, path, vh, value in self._conn.execute(
-                        f"SELECT bucket, path, value_hash, value FROM state_values WHERE log = ? AND bucket IN ({marks})"
+                for bucket, path, vh in self._conn.execute(
+                        f"SELECT bucket, path, value_hash FROM state_values WHERE log = ? AND bucket IN ({marks})"
                         " ORDER BY bucket, path", (log, *chunk)):
-                    found[int(bucket)].append((bytes(path), bytes(vh), bytes(value)))
-        return found
+                    found[bucket].append((path, vh))
+            present = {path for rows in found.values() for path, _ in rows}
+            for path in paths:  # the values themselves only where the batch adds to them (a few)
+                if path in present:
+                    row = self._conn.execute("SELECT value FROM state_values WHERE log = ? AND bucket = ? AND path = ?",
+                                             (log, bucket_of(path), path)).fetchone()
+                    values[path] = row[0]
+        return found, values
 
     def state_value(self, log: str, path: bytes) -> tuple[bytes, bytes] | None:
         """(encoded key, encoded value) at ``path`` of ``log``'s map, or None."""

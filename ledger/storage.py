@@ -314,19 +314,6 @@ class Storage(StateRows):
                 "SELECT size, note FROM checkpoints WHERE log = ? ORDER BY size DESC LIMIT 1", (log,)).fetchone()
             return None if row is None else (int(row[0]), bytes(row[1]))
 
-    def find_leaves(self, log: str, leaf_hashes: Sequence[bytes]) -> dict[bytes, int]:
-        """Leaf hash -> index, for each of ``leaf_hashes`` that ``log`` already holds (spec 6.3.18)."""
-        found: dict[bytes, int] = {}
-        hashes = list(leaf_hashes)
-        with self._wrap(f"look up entries of log {log}"):
-            for i in range(0, len(hashes), 500):  # one indexed query per 500 hashes (SQLite's variable limit)
-                chunk = hashes[i:i + 500]
-                marks = ",".join("?" * len(chunk))
-                for lh, idx in self._conn.execute(
-                        f"SELECT leaf_hash, idx FROM entries WHERE log = ? AND leaf_hash IN ({marks})", (log, *chunk)):
-                    found[bytes(lh)] = int(idx)
-        return found
-
     def put_final(self, log: str, size: int, root_version: int, witnessed_time: int) -> None:
         """Record that the checkpoint of ``log`` at ``size`` is final (spec 7.1.9, 7.4.3).
 

@@ -362,4 +362,11 @@ def test_replayed_entries_are_refused_with_the_index_they_are_at(net: Net, store
     with pytest.raises(DuplicateEntryError, match="entry 6: spec 6.3.18"):
         log.append(fresh + fresh)
     assert log.append(fresh) == [5]
+    # found through the state map (spec 7.3 step 3), before the rules: a replayed registration is a replay, not
+    # a second registration; the same digest anchored again by another entry is no replay
+    with pytest.raises(DuplicateEntryError, match="at index 0"):
+        log.append([raws[0]])
+    assert log.append(anchors(net, "VN", 1, first=0, t=T0 + 300)) == [6]
+    with pytest.raises(DuplicateEntryError, match="at index 2"):
+        log.append([raws[2]])
     log.close()

@@ -250,18 +250,6 @@ def test_before_commit_failure_rolls_back(store: Storage) -> None:
 # --------------------------------------------------------------------------- replays and recorded finality
 
 
-def test_find_leaves_and_the_unique_leaf_index(store: Storage) -> None:
-    raws = [b"entry %d" % i for i in range(700)]  # more than one IN query's worth
-    _append(store, "VN", raws)
-    wanted = [_leaf(raws[3]), _leaf(b"never stored"), _leaf(raws[650])]
-    assert store.find_leaves("VN", wanted) == {_leaf(raws[3]): 3, _leaf(raws[650]): 650}
-    assert store.find_leaves("TH", wanted) == {}
-    # The database itself refuses a second copy (spec 6.3.18), even if a caller forgot to look.
-    with pytest.raises(StorageError):
-        _append(store, "VN", [raws[3]])
-    assert store.size("VN") == 700
-
-
 def test_recorded_finals(store: Storage) -> None:
     _append(store, "VN", [b"a", b"b", b"c", b"d"])
     with pytest.raises(StorageError, match="no checkpoint"):
