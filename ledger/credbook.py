@@ -159,8 +159,7 @@ class StoredBook(MemoryBook):
             for index, e in self._entries(log, path):
                 b = e.body
                 if not isinstance(b, CredentialAnchor) or b.digest != digest:
-                    raise StorageError(f"log {log}: entry {index}, listed by the state map as an anchor of"
-                                       f" {digest.hex()}, is not one; replay the database (mekong audit replay)")
+                    raise _misfiled(log, index, f"an anchor of {digest.hex()}")
                 found.append(AnchorRecord(log, index, b.issuer, e.time, b.digest, b.credential_id))
         return found + super().anchors(digest, logs)
 
@@ -171,16 +170,14 @@ class StoredBook(MemoryBook):
         for index, e in self._entries(log, StateKey("status", (issuer, credential_id)).path):
             b = e.body
             if not isinstance(b, CredentialStatus) or (b.issuer, b.credential_id) != (issuer, credential_id):
-                raise StorageError(f"log {log}: entry {index}, listed by the state map as a status change of"
-                                   f" {credential_id.hex()}, is not one; replay the database (mekong audit replay)")
+                raise _misfiled(log, index, f"a status change of {credential_id.hex()}")
             cred.events.append(CredentialEvent(b.status, b.reason, e.time, index))
         indices = self._storage.credential_anchors(log, issuer, credential_id)
         for index, raw in zip(indices, self._storage.read_entries_at(log, indices)):
             e = UnverifiedEntry.decode(raw)
             b = e.body
             if not isinstance(b, CredentialAnchor) or (b.issuer, b.credential_id) != (issuer, credential_id):
-                raise StorageError(f"log {log}: entry {index}, listed as an anchor of credential"
-                                   f" {credential_id.hex()}, is not one; replay the database (mekong audit replay)")
+                raise _misfiled(log, index, f"an anchor of credential {credential_id.hex()}")
             cred.anchors.append(AnchorRecord(log, index, b.issuer, e.time, b.digest, b.credential_id))
         pending = super().credential(issuer, credential_id)
         if pending is not None:
@@ -201,3 +198,8 @@ class StoredBook(MemoryBook):
                                    " holds; replay the database (mekong audit replay)")
             out.append((index, UnverifiedEntry.decode(raw)))
         return out
+
+
+def _misfiled(log: str, index: int, what: str) -> StorageError:
+    return StorageError(f"log {log}: entry {index}, listed as {what}, is not one; replay the database"
+                        " (mekong audit replay)")

@@ -138,3 +138,23 @@ def test_direct_encodings_are_the_canonical_encoder_s(key: StateKey) -> None:
     assert key.encode() == cbor.encode([key.kind, *key.fields])
     for entries in (((0, bytes(32)),), ((23, bytes(32)), (24, b"\x01" * 32), (70_000, b"\x02" * 32), (1 << 40, bytes(32)))):
         assert StateValue(entries).encode() == cbor.encode([[i, h] for i, h in entries])
+
+
+@pytest.mark.parametrize("batches", [[30], [20, 5], [1] * 26, [23, 1, 300]], ids=["one", "across-24", "singles", "long"])
+def test_a_value_that_grows_past_one_byte_of_array_head(batches: list[int]) -> None:
+    # A value is extended in place (its stored pairs, then the new ones, under a new array head): from 24 pairs on
+    # the head takes two bytes, from 256 three; the bytes must stay those of the canonical encoder.
+    from ledger.bodies import CredentialAnchor
+
+    state = MemoryState()
+    body = CredentialAnchor("VN/customs", bytes(32))
+    key = StateKey("anchor", (bytes(32),))
+    pairs: list[tuple[int, bytes]] = []
+    for n in batches:
+        start = len(pairs)
+        leaves = [bytes([i % 256, i // 256]) * 16 for i in range(start, start + n)]
+        state.apply(start, [body] * n, leaves)
+        pairs += list(zip(range(start, start + n), leaves))
+        value = state.value(key.path)
+        assert value == cbor.encode([[i, h] for i, h in pairs]) == StateValue(tuple(pairs)).encode()
+        assert state.root == map_root({key.path: value})
