@@ -16,27 +16,30 @@ no network. This module does no I/O and reads no clock.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from credentials.cwt import UnverifiedCredential, credential_digest
 from credentials.view import FinalCheckpoint, RegistryView
 from ledger import cbor, merkle
 from ledger.bodies import member_of
+from ledger.checkpoint import parse_log_origin, witness_name
 from ledger.entries import UnverifiedEntry
 from ledger.errors import DecodeError, VerificationError
 from ledger.finality import Finality, open_signed, state_reference
 from ledger.governance import GovernanceChain
+from ledger.note import Note, NoteSignature
 from ledger.registry import RegistryState
 from ledger.roots import SignedRoot
 from ledger.state import StateKey, StateValue
 from ledger.statemap import StateProof, verify_state_proof
 
 __all__ = ["BUNDLE_TYPE", "BUNDLE_VERSION", "ExistenceProof", "OpenedAnswer", "ProofBundle", "bundle_chain",
-           "light_view", "open_answer", "open_bundle", "open_existence", "required_keys"]
+           "compact_note", "expand_note", "light_view", "open_answer", "open_bundle", "open_existence",
+           "required_keys", "trim_notes"]
 
 BUNDLE_TYPE = "mekong-proof-bundle"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
 #: Largest bundle accepted (a bundle is a few kilobytes; this bounds what a hostile file costs).
 MAX_BUNDLE = 1 << 20
 _LIMITS = cbor.CborLimits(max_size=MAX_BUNDLE, max_depth=8, max_items=20_000)
@@ -156,8 +159,9 @@ class ExistenceProof:
     consistency: tuple[bytes, ...]
 
     def to_cbor(self) -> dict[str, Any]:
-        """The bundle's map for it (spec S.7.3)."""
-        return {"log": self.log, "index": self.index, "checkpoint": self.checkpoint,
+        """The bundle's map for it (spec S.7.3): the note in compact form, null when it is the answer's."""
+        return {"log": self.log, "index": self.index,
+                "checkpoint": compact_note(self.checkpoint) if self.checkpoint else None,
                 "inclusion": list(self.inclusion), "consistency": list(self.consistency)}
 
     @classmethod
@@ -166,11 +170,12 @@ class ExistenceProof:
         keys = ("log", "index", "checkpoint", "inclusion", "consistency")
         if not isinstance(item, dict) or set(item) != set(keys):
             raise DecodeError(f"an existence proof is a map of {', '.join(keys)}")
-        if (not isinstance(item["log"], str) or type(item["index"]) is not int or not isinstance(item["checkpoint"], bytes)
+        if (not isinstance(item["log"], str) or type(item["index"]) is not int
+                or not isinstance(item["inclusion"], list) or not isinstance(item["consistency"], list)
                 or not all(isinstance(h, bytes) for h in [*item["inclusion"], *item["consistency"]])):
             raise DecodeError("an existence proof has a text log, an integer index, a note and hash arrays")
-        return cls(item["log"], item["index"], item["checkpoint"], tuple(item["inclusion"]),
-                   tuple(item["consistency"]))
+        note = b"" if item["checkpoint"] is None else expand_note(item["checkpoint"])
+        return cls(item["log"], item["index"], note, tuple(item["inclusion"]), tuple(item["consistency"]))
 
 
 def open_existence(proof: ExistenceProof, chain: GovernanceChain, answer: OpenedAnswer) -> FinalCheckpoint:
@@ -219,6 +224,90 @@ def light_view(chain: GovernanceChain, answers: Sequence[OpenedAnswer],
 # --------------------------------------------------------------------------- bundles (spec S.7.3)
 
 
+def _lines(note: Note) -> tuple[str, str, NoteSignature, list[tuple[str, NoteSignature]]]:
+    # (network, origin, the log's line, [(witness member, its line)]) of a checkpoint note in Mekong's naming.
+    origin = note.text.split("\n", 1)[0]
+    network, _ = parse_log_origin(origin)
+    own, *others = note.signatures
+    if own.name != origin:
+        raise DecodeError(f"the first signature of a checkpoint note of {origin} is not the log's own")
+    cosigners = []
+    for sig in others:
+        member = sig.name.removesuffix("/witness").rpartition("/")[2]
+        try:
+            ours = sig.name.endswith("/witness") and witness_name(network, member) == sig.name
+        except ValueError:
+            ours = False
+        if not ours:
+            raise DecodeError(f"a checkpoint note of {origin} carries a line by {sig.name}, no member's witness")
+        cosigners.append((member, sig))
+    return network, origin, own, cosigners
+
+
+def compact_note(note: bytes) -> list[Any]:
+    """A checkpoint note in the bundle's compact form (spec S.7.3): ``[text, own, [[member, blob], ...]]``.
+
+    The key names are left out (the origin names the log's key, ``<network>/<member>/witness`` each
+    witness's), the signatures are bytes rather than base64, and the cosignatures are sorted by member.
+
+    Raises:
+        DecodeError: not a note, or a line not signed under this project's key names (spec 4.3.3).
+    """
+    parsed = Note.parse(note)
+    _, _, own, cosigners = _lines(parsed)
+    return [parsed.text, own.key_id + own.signature, [[m, sig.key_id + sig.signature] for m, sig in sorted(cosigners)]]
+
+
+def expand_note(item: Any) -> bytes:
+    """The checkpoint note a :func:`compact_note` form stands for; raises DecodeError naming what is wrong."""
+    if (not isinstance(item, list) or len(item) != 3 or not isinstance(item[0], str) or not isinstance(item[1], bytes)
+            or not isinstance(item[2], list)
+            or not all(isinstance(c, list) and len(c) == 2 and isinstance(c[0], str) and isinstance(c[1], bytes)
+                       for c in item[2])):
+        raise DecodeError("a compact note is [text, signature bytes, [[member id, signature bytes], ...]]")
+    text, own, rows = item
+    members = [c[0] for c in rows]
+    if members != sorted(set(members)):
+        raise DecodeError("a compact note lists its cosignatures once each, sorted by member id")
+    origin = text.split("\n", 1)[0]
+    try:
+        network, _ = parse_log_origin(origin)
+        sigs = [NoteSignature(origin, own[:4], own[4:])]
+        sigs += [NoteSignature(witness_name(network, m), blob[:4], blob[4:]) for m, blob in rows]
+    except ValueError as e:  # a member id outside the naming rule (the note's own errors are DecodeErrors)
+        raise DecodeError(f"a compact note of {origin!r}: {e}") from e
+    return Note(text, tuple(sigs)).to_bytes()
+
+
+def _trimmed(note: bytes, chain: GovernanceChain, log: str, newest: bool) -> bytes:
+    # The log's line and the quorum's cosignatures with the newest (or the first) times: those a verdict reads.
+    _, _, fin = open_signed(note, chain, log)
+    parsed = Note.parse(note)
+    _, _, own, cosigners = _lines(parsed)
+    counted = [(fin.cosigners[m], m, sig) for m, sig in cosigners if m in fin.cosigners]
+    kept = sorted(counted, key=lambda c: (-c[0], c[1]) if newest else (c[0], c[1]))[:fin.quorum]
+    return Note(parsed.text, (own, *(sig for _, _, sig in sorted(kept, key=lambda c: c[1])))).to_bytes()
+
+
+def trim_notes(bundle: ProofBundle, chain: GovernanceChain) -> ProofBundle:
+    """The bundle with each checkpoint note cut to the log's line and ``quorum`` cosignatures (spec S.7.3).
+
+    An answer's note keeps the newest lines (its freshness is the ``(f+1)``-th newest time), an existence
+    proof's note the first ones (its bound is the ``(f+1)``-th earliest), so every verdict stays the same;
+    an answer note an existence proof reuses keeps every line. The notes must have been checked.
+    """
+    reused = {e.log for e in bundle.existence if not e.checkpoint}
+    answers = []
+    for log, data in bundle.answers:
+        if log not in reused:
+            doc = cbor.decode(data, _LIMITS)
+            data = cbor.encode({**doc, "checkpoint": _trimmed(doc["checkpoint"], chain, log, newest=True)})
+        answers.append((log, data))
+    existence = tuple(replace(e, checkpoint=_trimmed(e.checkpoint, chain, e.log, newest=False)) if e.checkpoint
+                      else e for e in bundle.existence)
+    return replace(bundle, answers=tuple(answers), existence=existence)
+
+
 @dataclass(frozen=True, slots=True)
 class ProofBundle:
     """Everything a light verification fetched, to verify one credential again with no network.
@@ -229,7 +318,7 @@ class ProofBundle:
     Attributes:
         network: the network id.
         roots: the governance chain, each SignedRoot's CBOR, genesis first.
-        answers: (log, state answer bytes of spec A.13 as received).
+        answers: (log, state answer bytes of spec A.13, its note as served or trimmed by :func:`trim_notes`).
         existence: the anchors' existence proofs.
     """
 
@@ -239,10 +328,17 @@ class ProofBundle:
     existence: tuple[ExistenceProof, ...] = ()
 
     def encode(self) -> bytes:
-        """The bundle file: deterministic CBOR (spec S.7.3)."""
+        """The bundle file: deterministic CBOR, each answer a map with its note in compact form (spec S.7.3).
+
+        Raises:
+            DecodeError: an answer is not an A.13 map, or a note is not in this project's key naming.
+        """
+        answers = []
+        for log, data in self.answers:
+            doc = _map(data, f"the state answer of log {log}", ("checkpoint",))
+            answers.append([log, {**doc, "checkpoint": compact_note(doc["checkpoint"])}])
         return cbor.encode({"type": BUNDLE_TYPE, "version": BUNDLE_VERSION, "network": self.network,
-                            "roots": list(self.roots),
-                            "answers": [[log, data] for log, data in self.answers],
+                            "roots": list(self.roots), "answers": answers,
                             "existence": [e.to_cbor() for e in self.existence]})
 
     @classmethod
@@ -256,12 +352,15 @@ class ProofBundle:
             raise DecodeError(f"not a {BUNDLE_TYPE} of version {BUNDLE_VERSION}")
         if set(doc) != set(fields):
             raise DecodeError(f"a proof bundle has exactly the fields {', '.join(fields)}")
-        if (not isinstance(doc["network"], str)
+        if (not isinstance(doc["network"], str) or not isinstance(doc["roots"], list)
                 or not all(isinstance(r, bytes) for r in doc["roots"]) or not doc["roots"]
-                or not all(isinstance(a, list) and len(a) == 2 and isinstance(a[0], str) and isinstance(a[1], bytes)
-                           for a in doc["answers"])):
-            raise DecodeError("a proof bundle has a text network, roots and [log, answer] pairs")
-        return cls(doc["network"], tuple(doc["roots"]), tuple((a[0], a[1]) for a in doc["answers"]),
+                or not isinstance(doc["answers"], list) or not isinstance(doc["existence"], list)
+                or not all(isinstance(a, list) and len(a) == 2 and isinstance(a[0], str) and isinstance(a[1], dict)
+                           and "checkpoint" in a[1] for a in doc["answers"])):
+            raise DecodeError("a proof bundle has a text network, roots and [log, answer map] pairs")
+        answers = tuple((log, cbor.encode({**answer, "checkpoint": expand_note(answer["checkpoint"])}))
+                        for log, answer in doc["answers"])
+        return cls(doc["network"], tuple(doc["roots"]), answers,
                    tuple(ExistenceProof.from_cbor(e) for e in doc["existence"]))
 
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import nacl.signing
 
-from credentials.bundle import ExistenceProof, ProofBundle, open_bundle, required_keys
+from credentials.bundle import ExistenceProof, ProofBundle, open_bundle, required_keys, trim_notes
 from credentials.issue import issue_credential
 from credentials.steps import VerificationPolicy
 from credentials.verify import verify
@@ -110,7 +110,7 @@ def _bundle(vn: MemberLog, th: MemberLog, credential: bytes, anchor_index: int, 
     consistency = tuple(vn.consistency_proof(covering, size)) if covering != size else ()
     existence = ExistenceProof("VN", anchor_index, note, tuple(vn.inclusion_proof(anchor_index, covering)), consistency)
     roots = tuple(chain.signed(r.version).to_cbor() for r in chain.roots)
-    bundle = ProofBundle(chain.current.network, roots, answers, (existence,))
+    bundle = trim_notes(ProofBundle(chain.current.network, roots, answers, (existence,)), chain)
     fetched = sum(len(a) for _, a in answers) + len(note) + 32 * (len(existence.inclusion) + len(consistency))
     return bundle, fetched
 

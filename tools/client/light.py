@@ -13,7 +13,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from credentials.bundle import ExistenceProof, OpenedAnswer, ProofBundle, open_answer, open_existence, required_keys
+from credentials.bundle import (
+    ExistenceProof,
+    OpenedAnswer,
+    ProofBundle,
+    open_answer,
+    open_existence,
+    required_keys,
+    trim_notes,
+)
 from ledger.bodies import IssuerKeyRotate
 from ledger.checkpoint import Checkpoint
 from ledger.errors import DecodeError, MekongError, VerificationError
@@ -135,8 +143,8 @@ def fetch_bundle(nodes: Sequence[NodeClient], chain: GovernanceChain, credential
             failures.append(f"{client.url}: {e}")
             continue
         roots = tuple(chain.signed(r.version).to_cbor() for r in chain.roots)
-        made = ProofBundle(chain.current.network, roots, tuple((log, a[0]) for log, a in answers.items()),
-                           tuple(existence))
+        made = trim_notes(ProofBundle(chain.current.network, roots, tuple((log, a[0]) for log, a in answers.items()),
+                                      tuple(existence)), chain)
         size = answers[issuer_log][1].checkpoint.size
         elsewhere = _newest_elsewhere(nodes, client, chain, issuer_log) if len(nodes) > 1 else 0
         if size >= elsewhere:
