@@ -4,7 +4,7 @@ Specified in specs/state.md section S.7. A light verifier never holds a log: it 
 credential needs (the issuer's member's, and the verifying member's for its policy), one node answer of
 spec A.13 (the keys' values or absence, each with a proof against the state root of a final checkpoint,
 and the entries the values list) and, for the anchor, the first final checkpoint covering it with an
-inclusion proof and a consistency proof to the newest. :func:`open_answer` and :func:`open_existence`
+consistency proof to the newest. :func:`open_answer` and :func:`open_existence`
 check all of it; :func:`light_view` turns it into the :class:`~credentials.view.RegistryView` the
 verification engine judges against, exactly as it judges a full replica.
 
@@ -35,7 +35,7 @@ from ledger.state import StateKey, StateValue
 from ledger.statemap import StateProof, verify_state_proof
 
 __all__ = ["BUNDLE_TYPE", "BUNDLE_VERSION", "ExistenceProof", "OpenedAnswer", "ProofBundle", "bundle_chain",
-           "compact_note", "expand_note", "light_view", "open_answer", "open_bundle", "open_existence",
+           "bundle_roots", "compact_note", "expand_note", "light_view", "open_answer", "open_bundle", "open_existence",
            "required_keys", "trim_notes"]
 
 BUNDLE_TYPE = "mekong-proof-bundle"
@@ -143,57 +143,56 @@ def open_answer(data: bytes, chain: GovernanceChain, log: str) -> OpenedAnswer:
 class ExistenceProof:
     """When an anchored entry existed: the first final checkpoint covering it, as received (spec S.7.2).
 
+    No inclusion proof: the state answer already places the entry's leaf hash at its index in the answer's
+    tree (its state root is final, so a quorum recomputed it from the entries); the consistency proof
+    shows that the covering checkpoint's tree is a prefix of that tree, so the same leaf is in it.
+
     Attributes:
         log: the member id.
         index: the anchor entry's index.
         checkpoint: that checkpoint's note with its first cosignatures; empty when it is the answer's own
             checkpoint (the answer's note is used).
-        inclusion: the entry's inclusion proof in that checkpoint's tree.
         consistency: the consistency proof from that checkpoint to the newest one (empty if it is the newest).
     """
 
     log: str
     index: int
     checkpoint: bytes
-    inclusion: tuple[bytes, ...]
     consistency: tuple[bytes, ...]
 
     def to_cbor(self) -> dict[str, Any]:
         """The bundle's map for it (spec S.7.3): the note in compact form, null when it is the answer's."""
         return {"log": self.log, "index": self.index,
                 "checkpoint": compact_note(self.checkpoint) if self.checkpoint else None,
-                "inclusion": list(self.inclusion), "consistency": list(self.consistency)}
+                "consistency": list(self.consistency)}
 
     @classmethod
     def from_cbor(cls, item: Any) -> ExistenceProof:
         """Read :meth:`to_cbor`; raises DecodeError."""
-        keys = ("log", "index", "checkpoint", "inclusion", "consistency")
+        keys = ("log", "index", "checkpoint", "consistency")
         if not isinstance(item, dict) or set(item) != set(keys):
             raise DecodeError(f"an existence proof is a map of {', '.join(keys)}")
         if (not isinstance(item["log"], str) or type(item["index"]) is not int
-                or not isinstance(item["inclusion"], list) or not isinstance(item["consistency"], list)
-                or not all(isinstance(h, bytes) for h in [*item["inclusion"], *item["consistency"]])):
-            raise DecodeError("an existence proof has a text log, an integer index, a note and hash arrays")
+                or not isinstance(item["consistency"], list) or not all(isinstance(h, bytes) for h in item["consistency"])):
+            raise DecodeError("an existence proof has a text log, an integer index, a note and a hash array")
         note = b"" if item["checkpoint"] is None else expand_note(item["checkpoint"])
-        return cls(item["log"], item["index"], note, tuple(item["inclusion"]), tuple(item["consistency"]))
+        return cls(item["log"], item["index"], note, tuple(item["consistency"]))
 
 
 def open_existence(proof: ExistenceProof, chain: GovernanceChain, answer: OpenedAnswer) -> FinalCheckpoint:
     """Check that the anchor entry ``proof.index`` is in a final checkpoint consistent with the answer's.
 
     Raises:
-        VerificationError: not final, the entry's leaf is not in its tree, or its tree is not a prefix of
-            the answer's checkpoint.
+        VerificationError: not an entry the answer proves, not final, not covering the entry, or its tree is
+            not a prefix of the answer's checkpoint.
     """
-    leaf = answer.leaves.get(proof.index)
-    if leaf is None:
+    if proof.index not in answer.leaves:
         raise VerificationError(f"log {proof.log}: entry {proof.index} is not an entry the state answer proves")
     cp, fin = _final(proof.checkpoint or answer.note, chain, proof.log, "covering checkpoint")
     newest = answer.checkpoint
     if not proof.index < cp.size <= newest.size:
         raise VerificationError(f"log {proof.log}: a checkpoint of size {cp.size} cannot cover entry {proof.index}"
                                 f" and precede the answer's size {newest.size}")
-    merkle.verify_inclusion(proof.index, cp.size, leaf, list(proof.inclusion), cp.root_hash)
     if cp.size != newest.size:
         merkle.verify_consistency(cp.size, newest.size, list(proof.consistency), cp.root_hash, newest.root_hash)
     elif cp.root_hash != newest.root_hash:
@@ -364,6 +363,13 @@ class ProofBundle:
                    tuple(ExistenceProof.from_cbor(e) for e in doc["existence"]))
 
 
+def bundle_roots(chain: GovernanceChain) -> tuple[bytes, ...]:
+    """The governance chain as a bundle carries it (spec S.7.3): the genesis without its founders' signatures
+    (the pin alone is trusted, spec 5.4.1), every later root with its signatures."""
+    genesis = chain.signed(1)
+    return (replace(genesis, signatures=()).to_cbor(), *(chain.signed(r.version).to_cbor() for r in chain.roots[1:]))
+
+
 def bundle_chain(bundle: ProofBundle, pinned_hash: bytes) -> GovernanceChain:
     """The governance chain the bundle carries, walked from the pinned genesis (spec 5.5).
 
@@ -372,7 +378,7 @@ def bundle_chain(bundle: ProofBundle, pinned_hash: bytes) -> GovernanceChain:
         VerificationError: the genesis is not the pinned one, or a later root does not verify.
     """
     genesis, *later = (SignedRoot.from_cbor(r) for r in bundle.roots)
-    chain = GovernanceChain.from_genesis(genesis, pinned_hash)
+    chain = GovernanceChain.from_pin(genesis, pinned_hash)
     for signed in later:
         chain.add(signed)
     if chain.current.network != bundle.network:

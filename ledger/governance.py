@@ -72,17 +72,23 @@ def _signers(signed: SignedRoot, *roots: Root) -> list[set[str]]:
     return [{r._kids[kid][0].id for kid in good if kid in r._kids} for r in roots]
 
 
-def verify_genesis(signed: SignedRoot, pinned_hash: bytes | None = None, now: int | None = None) -> Root:
+def verify_genesis(signed: SignedRoot, pinned_hash: bytes | None = None, now: int | None = None, *,
+                   pin_alone: bool = False) -> Root:
     """Verify a genesis root (spec 5.4.1) and return it.
 
     ``pinned_hash`` is the trusted genesis hash (None: trust ``signed`` as given); pass ``now`` only when
-    the root is to be the current head.
+    the root is to be the current head. With ``pin_alone`` (a pinned hash required) the founders'
+    signatures are neither needed nor read: they are by keys the genesis itself lists, so they prove
+    nothing to a verifier that trusts the hash (a proof bundle carries the genesis without them, S.7.3).
 
     Raises:
-        VerificationError: not the pinned hash, not version 1, thresholds broken, a bad signature, or expired.
+        VerificationError: not the pinned hash, not version 1, thresholds broken, a bad signature, expired,
+            or ``pin_alone`` without a pinned hash.
         AuthorizationError: a founding member did not sign.
     """
     root = signed.root
+    if pin_alone and pinned_hash is None:
+        raise VerificationError("a genesis without its founders' signatures needs the pinned genesis hash")
     # Spec 5.4.1 step 1: the payload hashes to the pinned hash.
     if pinned_hash is not None and signed.root_hash != pinned_hash:
         raise VerificationError(f"genesis hash {signed.root_hash.hex()} is not the pinned {pinned_hash.hex()}")
@@ -91,12 +97,13 @@ def verify_genesis(signed: SignedRoot, pinned_hash: bytes | None = None, now: in
         raise VerificationError(f"a genesis root must be version 1, got version {root.version}")
     # Spec 5.4.1 step 3: quorum and threshold (spec 5.3).
     _check_root_thresholds(root)
-    # Spec 5.4.1 step 4: every signature by an admin key the root lists verifies; others are ignored.
-    (signers,) = _signers(signed, root)
-    # Spec 5.4.1 step 5: every founding member signed.
-    if missing := [m for m in root.member_ids if m not in signers]:
-        raise AuthorizationError(f"{root.network} genesis lacks signatures from founding members"
-                                 f" {', '.join(missing)}; all {len(root.members)} must sign")
+    if not pin_alone:
+        # Spec 5.4.1 step 4: every signature by an admin key the root lists verifies; others are ignored.
+        (signers,) = _signers(signed, root)
+        # Spec 5.4.1 step 5: every founding member signed.
+        if missing := [m for m in root.member_ids if m not in signers]:
+            raise AuthorizationError(f"{root.network} genesis lacks signatures from founding members"
+                                     f" {', '.join(missing)}; all {len(root.members)} must sign")
     # Spec 5.4.1 step 6: expiry, for the head only (spec 5.4.3).
     _check_expiry(root, now)
     return root
@@ -148,14 +155,23 @@ class GovernanceChain:
 
     __slots__ = ("_roots", "_signed")
 
-    def __init__(self, genesis: SignedRoot, pinned_hash: bytes | None = None) -> None:
-        self._roots = [verify_genesis(genesis, pinned_hash)]
+    def __init__(self, genesis: SignedRoot, pinned_hash: bytes | None = None, *, pin_alone: bool = False) -> None:
+        self._roots = [verify_genesis(genesis, pinned_hash, pin_alone=pin_alone)]
         self._signed = [genesis]
 
     @classmethod
     def from_genesis(cls, signed: SignedRoot, pinned_hash: bytes | None = None) -> GovernanceChain:
         """The same as the constructor: raises what :func:`verify_genesis` raises."""
         return cls(signed, pinned_hash)
+
+    @classmethod
+    def from_pin(cls, signed: SignedRoot, pinned_hash: bytes) -> GovernanceChain:
+        """A chain whose genesis is trusted by its pinned hash alone, signed or not (spec 5.4.1).
+
+        Raises:
+            VerificationError: what :func:`verify_genesis` raises with ``pin_alone``.
+        """
+        return cls(signed, pinned_hash, pin_alone=True)
 
     @property
     def current(self) -> Root:

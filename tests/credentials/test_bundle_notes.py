@@ -96,7 +96,7 @@ def test_trimming_keeps_the_lines_each_verdict_reads(chain: GovernanceChain) -> 
     answer_note = _note(chain, "VN", TIMES, size=9)
     first_note = _note(chain, "VN", {m: t - 5 for m, t in TIMES.items()})
     bundle = ProofBundle(NETWORK, (chain.signed(1).to_cbor(),), (("VN", _answer(answer_note)),),
-                         (ExistenceProof("VN", 2, first_note, (), ()),))
+                         (ExistenceProof("VN", 2, first_note, ()),))
     trimmed = trim_notes(bundle, chain)
     kept = cbor.decode(trimmed.answers[0][1])["checkpoint"]
     assert set(open_signed(kept, chain, "VN")[2].cosigners) == {"TH", "VN", "KH"}  # the three newest
@@ -113,7 +113,7 @@ def test_trimming_keeps_the_lines_each_verdict_reads(chain: GovernanceChain) -> 
 def test_an_answer_note_the_existence_proof_reuses_keeps_every_line(chain: GovernanceChain) -> None:
     note = _note(chain, "VN", TIMES)
     bundle = ProofBundle(NETWORK, (chain.signed(1).to_cbor(),), (("VN", _answer(note)),),
-                         (ExistenceProof("VN", 2, b"", (), ()),))
+                         (ExistenceProof("VN", 2, b"", ()),))
     trimmed = trim_notes(bundle, chain)
     assert trimmed == bundle
     decoded = ProofBundle.decode(trimmed.encode())

@@ -94,6 +94,25 @@ def test_genesis_missing_founder_signature() -> None:
         GovernanceChain(signed)
 
 
+def test_a_pinned_genesis_needs_no_signatures_and_nothing_else_changes(genesis: SignedRoot, v2: SignedRoot) -> None:
+    bare = replace(genesis, signatures=())
+    with pytest.raises(AuthorizationError, match="all 6 must sign"):  # without the pin, the founders must sign
+        GovernanceChain.from_genesis(bare, genesis.root_hash)
+    chain = GovernanceChain.from_pin(bare, genesis.root_hash)
+    assert chain.current == genesis.root
+    chain.add(v2)  # later roots are verified in full against it
+    assert chain.current == v2.root
+    with pytest.raises(VerificationError, match="not the pinned"):
+        GovernanceChain.from_pin(bare, b"\x00" * 32)
+    with pytest.raises(VerificationError, match="needs the pinned genesis hash"):
+        verify_genesis(bare, None, pin_alone=True)
+    with pytest.raises(VerificationError, match="must be version 1"):
+        GovernanceChain.from_pin(v2, v2.root_hash)
+    unsigned_v2 = replace(v2, signatures=())
+    with pytest.raises(AuthorizationError):
+        GovernanceChain.from_pin(bare, genesis.root_hash).add(unsigned_v2)
+
+
 def test_genesis_must_be_version_1(v2: SignedRoot) -> None:
     with pytest.raises(VerificationError, match="must be version 1"):
         verify_genesis(v2)

@@ -35,7 +35,7 @@ from typing import Any
 
 import nacl.signing
 
-from credentials.bundle import ExistenceProof, ProofBundle, open_bundle, required_keys, trim_notes
+from credentials.bundle import ExistenceProof, ProofBundle, bundle_roots, open_bundle, required_keys, trim_notes
 from credentials.issue import issue_credential
 from credentials.steps import VerificationPolicy
 from credentials.verify import verify
@@ -108,10 +108,10 @@ def _bundle(vn: MemberLog, th: MemberLog, credential: bytes, anchor_index: int, 
     size = vn.size
     note = vn.served_note(covering, first=True) if covering != vn.size else b""
     consistency = tuple(vn.consistency_proof(covering, size)) if covering != size else ()
-    existence = ExistenceProof("VN", anchor_index, note, tuple(vn.inclusion_proof(anchor_index, covering)), consistency)
-    roots = tuple(chain.signed(r.version).to_cbor() for r in chain.roots)
+    existence = ExistenceProof("VN", anchor_index, note, consistency)
+    roots = bundle_roots(chain)
     bundle = trim_notes(ProofBundle(chain.current.network, roots, answers, (existence,)), chain)
-    fetched = sum(len(a) for _, a in answers) + len(note) + 32 * (len(existence.inclusion) + len(consistency))
+    fetched = sum(len(a) for _, a in answers) + len(note) + 32 * len(consistency)
     return bundle, fetched
 
 

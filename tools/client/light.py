@@ -2,7 +2,7 @@
 
 The light verifier (specs/state.md S.7) asks a node for the state keys a credential needs (its issuer,
 its key and any key it was rotated from, its anchor, its status; the verifying member's policy), the
-first final checkpoint covering its anchor, and the proofs linking them; everything is checked with
+first final checkpoint covering its anchor, and a consistency proof from it; everything is checked with
 :mod:`credentials.bundle` before it is believed, and put in a :class:`~credentials.bundle.ProofBundle`
 that can be verified again offline. Nodes are tried in turn; a node that is momentarily between
 checkpoints (503) or whose newest checkpoint is not final yet is asked again for a few seconds.
@@ -17,6 +17,7 @@ from credentials.bundle import (
     ExistenceProof,
     OpenedAnswer,
     ProofBundle,
+    bundle_roots,
     open_answer,
     open_existence,
     required_keys,
@@ -95,9 +96,8 @@ def _existence(client: NodeClient, log: str, answer: OpenedAnswer, digest: bytes
     size = None if note is None else Checkpoint.parse(Note.parse(note).text).size
     if note is None or size is None or size >= newest:  # the answer's own checkpoint is the one to use
         note, size = b"", newest
-    inclusion = client.inclusion_proof(log, index, size)
     consistency = client.consistency_proof(log, size, newest) if size != newest else []
-    return [ExistenceProof(log, index, note, tuple(inclusion), tuple(consistency))]
+    return [ExistenceProof(log, index, note, tuple(consistency))]
 
 
 def _newest_elsewhere(nodes: Sequence[NodeClient], asked: NodeClient, chain: GovernanceChain, log: str) -> int:
@@ -142,7 +142,7 @@ def fetch_bundle(nodes: Sequence[NodeClient], chain: GovernanceChain, credential
         except (ClientError, DecodeError, VerificationError, LightError) as e:
             failures.append(f"{client.url}: {e}")
             continue
-        roots = tuple(chain.signed(r.version).to_cbor() for r in chain.roots)
+        roots = bundle_roots(chain)
         made = trim_notes(ProofBundle(chain.current.network, roots, tuple((log, a[0]) for log, a in answers.items()),
                                       tuple(existence)), chain)
         size = answers[issuer_log][1].checkpoint.size
