@@ -25,6 +25,7 @@ from typing import Any
 
 import click
 
+from credentials.bundle import bundle_chain, trim_notes
 from credentials.cwt import UnverifiedCredential, credential_digest
 from credentials.docsig import UnverifiedDocumentSignature, sign_document
 from credentials.examples import example
@@ -35,6 +36,7 @@ from credentials.report import claims_json
 from ledger.bodies import CredentialAnchor, CredentialStatus, check_issuer_id, member_of
 from ledger.errors import DecodeError
 from ledger.keys import key_id, public_key_of
+from ledger.roots import SignedRoot
 from ledger.state import StateKey
 from tools.cli.lightverify import fetch_light, lookup_options, proof_line, proven_state
 from tools.cli.submit import entry_options, submit_entry
@@ -374,7 +376,8 @@ def bundle(file: Path, nodes: tuple[str, ...], as_member: str, pin: bytes | None
     made, _ = fetch_light([NodeClient(u) for u in nodes], replica_dir, pin, raw, as_member)
     if made is None:
         raise ToolError(f"{file} is not a credential: there is nothing to bundle")
-    data = made.encode()
+    # each note cut to the lines a verdict reads (S.7.3); the chain is the one fetch_light just verified
+    data = trim_notes(made, bundle_chain(made, SignedRoot.from_cbor(made.roots[0]).root_hash)).encode()
     write_bytes(out, data)
     click.echo(f"wrote {out} ({len(data)} bytes): proofs for {', '.join(log for log, _ in made.answers)}"
                f" under governance root v{len(made.roots)}")

@@ -21,7 +21,6 @@ from credentials.bundle import (
     open_answer,
     open_existence,
     required_keys,
-    trim_notes,
 )
 from ledger.bodies import IssuerKeyRotate
 from ledger.checkpoint import Checkpoint
@@ -143,8 +142,8 @@ def fetch_bundle(nodes: Sequence[NodeClient], chain: GovernanceChain, credential
             failures.append(f"{client.url}: {e}")
             continue
         roots = bundle_roots(chain)
-        made = trim_notes(ProofBundle(chain.current.network, roots, tuple((log, a[0]) for log, a in answers.items()),
-                                      tuple(existence)), chain)
+        made = ProofBundle(chain.current.network, roots, tuple((log, a[0]) for log, a in answers.items()),
+                           tuple(existence))
         size = answers[issuer_log][1].checkpoint.size
         elsewhere = _newest_elsewhere(nodes, client, chain, issuer_log) if len(nodes) > 1 else 0
         if size >= elsewhere:
