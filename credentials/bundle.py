@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from credentials.cwt import UnverifiedCredential, credential_digest
+from credentials.docsig import UnverifiedDocumentSignature
 from credentials.view import FinalCheckpoint, RegistryView
 from ledger import cbor, merkle
 from ledger.bodies import member_of
@@ -35,8 +36,8 @@ from ledger.state import StateKey, StateValue
 from ledger.statemap import StateProof, verify_state_proof
 
 __all__ = ["BUNDLE_TYPE", "BUNDLE_VERSION", "ExistenceProof", "OpenedAnswer", "ProofBundle", "bundle_chain",
-           "bundle_roots", "compact_note", "expand_note", "light_view", "open_answer", "open_bundle", "open_existence",
-           "required_keys", "trim_notes"]
+           "bundle_roots", "compact_note", "expand_note", "key_issuers", "light_view", "open_answer", "open_answers",
+           "open_bundle", "open_existence", "required_document_keys", "required_keys", "trim_notes"]
 
 BUNDLE_TYPE = "mekong-proof-bundle"
 BUNDLE_VERSION = 2
@@ -407,6 +408,46 @@ def required_keys(credential: bytes, as_member: str) -> tuple[dict[str, list[Sta
     return keys, digest
 
 
+def required_document_keys(signature: bytes, as_member: str,
+                           logs: Sequence[str]) -> tuple[dict[str, list[StateKey]], list[bytes]]:
+    """The state keys a light verification of a document signature needs, by log, and the digests whose
+    anchors prove existence (spec S.7.4).
+
+    From every log in ``logs``: ``key <kid>`` and ``anchor <SHA-256 of the signature>`` (either may be in
+    any log, and a key id in two logs is ambiguous, so absence elsewhere must be proven too); from the
+    verifying member's log, ``policy``; with a signer credential, what :func:`required_keys` names for it,
+    and its digest. The record of the issuer whose key is found is asked afterwards (:func:`key_issuers`).
+
+    Raises:
+        DecodeError: the signature does not decode.
+    """
+    sig = UnverifiedDocumentSignature.decode(signature)
+    keys = {log: [StateKey("key", (sig.kid,)), StateKey("anchor", (sig.digest,))] for log in logs}
+    keys.setdefault(as_member, []).append(StateKey("policy"))
+    digests = [sig.digest]
+    if sig.signer_credential is not None:
+        try:
+            more, digest = required_keys(sig.signer_credential, as_member)
+        except DecodeError:  # the engine reports it (FORMAT_FAILURE); nothing more to fetch for it
+            more, digest = {}, b""
+        for log, wanted in more.items():
+            keys.setdefault(log, []).extend(k for k in wanted if k not in keys.get(log, ()))
+        digests += [digest] if digest else []
+    return keys, digests
+
+
+def key_issuers(answer: OpenedAnswer) -> set[StateKey]:
+    """The ``issuer`` keys of the issuers whose keys ``answer`` proves present, that it does not answer yet."""
+    wanted = set()
+    for key, value in answer.values.items():
+        if key.kind == "key" and value is not None:
+            for index, _ in value.entries:
+                issuer = getattr(answer.entries[index].body, "issuer", None)
+                if isinstance(issuer, str):
+                    wanted.add(StateKey("issuer", (issuer,)))
+    return wanted - set(answer.values)
+
+
 def open_bundle(bundle: ProofBundle, pinned_hash: bytes, credential: bytes, as_member: str) -> RegistryView:
     """Check a whole bundle, for verifying ``credential`` as ``as_member``, and return the view to verify with.
 
@@ -416,16 +457,24 @@ def open_bundle(bundle: ProofBundle, pinned_hash: bytes, credential: bytes, as_m
     Raises:
         DecodeError, VerificationError: the bundle is malformed, does not check out, or lacks a needed key.
     """
+    return open_answers(bundle, pinned_hash, required_keys(credential, as_member)[0])
+
+
+def open_answers(bundle: ProofBundle, pinned_hash: bytes, needed: Mapping[str, Sequence[StateKey]]) -> RegistryView:
+    """Check a whole bundle that must answer at least the keys ``needed`` (log -> keys); the view to verify with.
+
+    Raises:
+        DecodeError, VerificationError: the bundle is malformed, does not check out, or lacks a needed key.
+    """
     chain = bundle_chain(bundle, pinned_hash)
     answers = {log: open_answer(data, chain, log) for log, data in bundle.answers}
     if len(answers) != len(bundle.answers):
         raise DecodeError("a proof bundle holds one answer per log")
-    needed, _ = required_keys(credential, as_member)
     for log, keys in needed.items():
         missing = [k.kind for k in keys if log not in answers or k not in answers[log].values]
         if missing:
             raise VerificationError(f"the proof bundle does not answer, for log {log}: {', '.join(missing)};"
-                                    " it is not a bundle for this credential and member")
+                                    " it is not a bundle for this subject and member")
     unknown = [e.log for e in bundle.existence if e.log not in answers]
     if unknown:
         raise DecodeError(f"existence proofs for logs the bundle holds no answer of: {', '.join(unknown)}")

@@ -265,8 +265,8 @@ def test_verify_signature(scenario: Scenario) -> None:
     scenario.ok("sign", doc, "--key", scenario.issuer_key, "--passphrase-env", "PP", "--out", sig,
                 "--document-type", "certificate-of-origin")
     scenario.ok("credential", "anchor", sig, "--issuer", "VN/customs-coo", *scenario.entry_args(scenario.issuer_key))
-    r = scenario.invoke("verify-signature", doc, sig, "--replica", scenario.replica, "--node", scenario.node.url,
-                        "--pin", scenario.pin, "--as-member", "TH", "--json")
+    r = scenario.invoke("verify-signature", doc, sig, "--full", "--replica", scenario.replica, "--node",
+                        scenario.node.url, "--pin", scenario.pin, "--as-member", "TH", "--json")
     assert r.exit_code == 0, r.output
     report = json.loads(r.stdout)
     assert report["subject"] == "document-signature" and report["proof_of_existence"] is not None

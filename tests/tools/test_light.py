@@ -100,6 +100,70 @@ def test_a_bundle_with_any_byte_changed_proves_nothing(scenario: Scenario) -> No
         open_bundle(bundle, scenario.net.genesis.root_hash, raw, "LA")
 
 
+def _signed_invoice(scenario: Scenario) -> tuple[Path, Path]:
+    doc, sig = scenario.dir / "invoice.xml", scenario.dir / "invoice.sig"
+    doc.write_bytes(b"<Invoice>rice, 20 t</Invoice>")
+    scenario.ok("sign", doc, "--key", scenario.issuer_key, "--passphrase-env", "PP", "--out", sig,
+                "--document-type", "certificate-of-origin")
+    scenario.ok("credential", "anchor", sig, "--issuer", "VN/customs-coo", *scenario.entry_args(scenario.issuer_key))
+    scenario.net.wait_replicated()
+    return doc, sig
+
+
+def _verify_signature(scenario: Scenario, doc: Path, sig: Path, *args: object) -> Any:
+    r = scenario.invoke("verify-signature", doc, sig, "--replica", scenario.replica, "--pin", scenario.pin,
+                        "--as-member", "TH", "--json", *args)
+    return r.exit_code, json.loads(r.stdout) if r.stdout.startswith("{") else r.output
+
+
+def _verdict(report: dict[str, Any]) -> list[tuple[str, str, Any, Any]]:
+    return [(c["step"], c["name"], c["indication"], c["sub_indication"]) for c in report["checks"]]
+
+
+def test_light_verify_signature_gives_the_full_replicas_verdict(scenario: Scenario) -> None:
+    doc, sig = _signed_invoice(scenario)
+    code, light = _verify_signature(scenario, doc, sig, "--node", scenario.net.urls["KH"])
+    assert code == 0 and light["mode"] == "light" and light["indication"] == "TOTAL-PASSED", light
+    assert light["proof_of_existence"]["log"] == "VN"
+    assert not (scenario.replica / "replica.sqlite").exists()  # no replica: every log was asked for proofs
+    code, full = _verify_signature(scenario, doc, sig, "--full", "--node", scenario.net.urls["KH"])
+    assert code == 0 and _verdict(full) == _verdict(light)
+    assert full["proof_of_existence"] == light["proof_of_existence"]
+    doc.write_bytes(b"<Invoice>rice, 200 t</Invoice>")
+    code, light = _verify_signature(scenario, doc, sig, "--node", scenario.net.urls["TH"])
+    assert code == 1 and light["sub_indication"] == "HASH_FAILURE", light
+    # a key no log holds: every log's answer proves its absence
+    other = scenario.dir / "other.sig"
+    scenario.ok("sign", doc, "--key", scenario.next_key, "--passphrase-env", "PP", "--out", other,
+                "--document-type", "certificate-of-origin")
+    code, light = _verify_signature(scenario, doc, other, "--node", scenario.net.urls["LA"])
+    assert code == 2 and light["sub_indication"] == "NO_SIGNING_CERTIFICATE_FOUND", light
+    assert _verdict(light) == _verdict(_verify_signature(scenario, doc, other, "--full", "--offline")[1])
+
+
+def test_light_verify_signature_sees_a_revoked_key(scenario: Scenario) -> None:
+    doc, sig = _signed_invoice(scenario)
+    scenario.ok("issuer", "revoke-key", "VN/customs-coo", "--issuer-key", scenario.issuer_key, "--reason",
+                "compromised", "--effective", "2000-01-01T00:00:00Z", *scenario.entry_args(scenario.vn_admin))
+    scenario.net.wait_replicated()
+    code, light = _verify_signature(scenario, doc, sig, "--node", scenario.net.urls["KH"])
+    code_full, full = _verify_signature(scenario, doc, sig, "--full", "--node", scenario.net.urls["KH"])
+    assert code != 0 and light["indication"] != "TOTAL-PASSED", light
+    assert (code, _verdict(light)) == (code_full, _verdict(full))
+
+
+def test_a_node_that_hides_the_signers_key_is_passed_over(scenario: Scenario) -> None:
+    doc, sig = _signed_invoice(scenario)
+    liar = _Tamper(scenario.net, "KH", _drop_key_values)
+    try:
+        code, out = _verify_signature(scenario, doc, sig, "--node", liar.url)
+        assert code == 4 and "no node gave a verifiable answer" in out, out  # its absence proof does not check
+        code, light = _verify_signature(scenario, doc, sig, "--node", liar.url, "--node", scenario.net.urls["LA"])
+        assert code == 0 and light["indication"] == "TOTAL-PASSED", light
+    finally:
+        liar.close()
+
+
 class _Tamper:
     """A node that lies about state: a proxy in front of a real node that rewrites its state answers."""
 
@@ -124,6 +188,14 @@ def _hide_status(path: str, doc: dict[str, Any]) -> dict[str, Any]:
     # Claim the credential has no status entries: keep the value but drop it, leaving its presence proof.
     for a in doc["answers"]:
         if a[1] is not None and cbor.decode(a[0])[0] == "status":
+            a[1] = None
+    return doc
+
+
+def _drop_key_values(path: str, doc: dict[str, Any]) -> dict[str, Any]:
+    # Claim no key holds the key id asked: the value dropped, its presence proof served as an absence proof.
+    for a in doc["answers"]:
+        if a[1] is not None and cbor.decode(a[0])[0] == "key":
             a[1] = None
     return doc
 

@@ -1,4 +1,4 @@
-"""Light verification for ``mekong verify`` and proof bundles for ``mekong credential bundle`` (no commands here).
+"""Light verification for ``mekong verify`` and ``verify-signature``, and proof bundles for ``mekong credential bundle`` (no commands here).
 
 The light verifier (specs/state.md S.7) needs no replica: it keeps only the governance chain (a small
 file, ``roots.cbor``, in the replica directory, walked from the pinned genesis every time it is read)
@@ -16,8 +16,9 @@ from typing import Any
 
 import click
 
-from credentials.bundle import OpenedAnswer, ProofBundle, light_view, open_bundle
+from credentials.bundle import OpenedAnswer, ProofBundle, light_view, open_answers, open_bundle, required_document_keys
 from credentials.cwt import UnverifiedCredential
+from credentials.docsig import SignedDocument, UnverifiedDocumentSignature
 from credentials.view import RegistryView
 from ledger import cbor
 from ledger.errors import DecodeError, MekongError
@@ -26,7 +27,7 @@ from ledger.roots import SignedRoot
 from ledger.state import StateKey
 from tools.cli.util import HashParam, ToolError, default_replica_dir, read_bytes
 from tools.client.http import NodeClient, fetch_roots
-from tools.client.light import fetch_bundle, log_answer
+from tools.client.light import fetch_bundle, fetch_document_bundle, log_answer
 
 __all__ = ["ROOTS_FILE", "fetch_light", "load_chain", "lookup_options", "open_bundle_file", "proof_line",
            "proven_state"]
@@ -105,15 +106,19 @@ def load_chain(nodes: list[NodeClient], replica_dir: Path | None, pin: bytes | N
     return chain
 
 
-def fetch_light(nodes: list[NodeClient], replica_dir: Path | None, pin: bytes | None, credential: bytes,
+def fetch_light(nodes: list[NodeClient], replica_dir: Path | None, pin: bytes | None, subject: bytes | SignedDocument,
                 as_member: str) -> tuple[ProofBundle | None, RegistryView]:
-    """Fetch, check and open everything the light verification of ``credential`` needs.
+    """Fetch, check and open everything the light verification of ``subject`` (a credential's bytes, or a
+    document with its signature) needs.
 
-    A credential that does not decode needs nothing from the ledger but its governance root: the bundle is
+    A subject that does not decode needs nothing from the ledger but its governance root: the bundle is
     None and the view empty, and the engine's step 1 gives the verdict (FORMAT_FAILURE), as with ``--full``.
     """
     try:
-        UnverifiedCredential.decode(credential)
+        if isinstance(subject, SignedDocument):
+            UnverifiedDocumentSignature.decode(subject.signature)
+        else:
+            UnverifiedCredential.decode(subject)
         decodes = True
     except DecodeError:
         decodes = False
@@ -125,8 +130,13 @@ def fetch_light(nodes: list[NodeClient], replica_dir: Path | None, pin: bytes | 
     if not decodes:
         return None, light_view(chain, [])
     try:
-        bundle = fetch_bundle(nodes, chain, credential, as_member)
-        return bundle, open_bundle(bundle, chain.signed(1).root_hash, credential, as_member)
+        if isinstance(subject, SignedDocument):
+            bundle = fetch_document_bundle(nodes, chain, subject.signature, as_member)
+            # the logs the node showed a final checkpoint of (fetch_document_bundle leaves out the others)
+            needed = required_document_keys(subject.signature, as_member, [log for log, _ in bundle.answers])[0]
+            return bundle, open_answers(bundle, chain.signed(1).root_hash, needed)
+        bundle = fetch_bundle(nodes, chain, subject, as_member)
+        return bundle, open_bundle(bundle, chain.signed(1).root_hash, subject, as_member)
     except MekongError as e:
         raise ToolError(str(e)) from None
 

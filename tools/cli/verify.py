@@ -242,8 +242,10 @@ def run_verification(ctx: click.Context, subject: bytes | SignedDocument, opts: 
     ctx.exit(code)
 
 
-def run_light(ctx: click.Context, credential: bytes, opts: dict[str, Any], bundle_file: Path | None) -> None:
-    """Light verification (specs/state.md S.7): from state proofs a node serves, or from a proof bundle."""
+def run_light(ctx: click.Context, credential: bytes | SignedDocument, opts: dict[str, Any],
+              bundle_file: Path | None) -> None:
+    """Light verification (specs/state.md S.7): from state proofs a node serves, or from a proof bundle (a
+    credential only)."""
     at = opts["at"] if opts["at"] is not None else now()
     offline = bundle_file is not None and opts["offline"]
     policy = load_policy(opts["policy_file"], opts["as_member"], opts["min_loa"], opts["max_age"],
@@ -252,6 +254,7 @@ def run_light(ctx: click.Context, credential: bytes, opts: dict[str, Any], bundl
     if bundle_file is not None:
         if opts["nodes"] and opts["offline"]:
             raise click.UsageError("--offline contacts no node: drop --node, or drop --offline")
+        assert isinstance(credential, bytes)  # verify-signature takes no --bundle
         bundle, view = open_bundle_file(bundle_file, opts["pin"], opts["replica_dir"], credential, policy.as_member)
         source = f"proof bundle {bundle_file} ({len(bundle.encode())} bytes), verified offline"
     else:
@@ -263,7 +266,8 @@ def run_light(ctx: click.Context, credential: bytes, opts: dict[str, Any], bundl
             raise click.UsageError("give a node to ask: --node URL")
         clients = [NodeClient(u) for u in urls]
         bundle, view = fetch_light(clients, opts["replica_dir"], opts["pin"], credential, policy.as_member)
-        fetched = "nothing needed: the file is no credential" if bundle is None else f"{len(bundle.encode())} bytes"
+        what = "signature" if isinstance(credential, SignedDocument) else "credential"
+        fetched = f"nothing needed: the file is no {what}" if bundle is None else f"{len(bundle.encode())} bytes"
         source = f"light verification: state proofs from {', '.join(urls)}, {fetched}"
     report = verify_subject(credential, view, policy, at)
     code = _EXIT.get(report.indication, EXIT_INDETERMINATE)
@@ -326,14 +330,22 @@ def verify(ctx: click.Context, credential: Path, full: bool, bundle_file: Path |
 @click.command("verify-signature", epilog=EXIT_CODES_HELP)
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("signature", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--full", is_flag=True, help="Verify against a local replica of the whole ledger, synced and replayed"
+              " (for auditors and heavy users) instead of light state proofs.")
 @verification_options
 @click.pass_context
-def verify_signature(ctx: click.Context, file: Path, signature: Path, **opts: Any) -> None:
+def verify_signature(ctx: click.Context, file: Path, signature: Path, full: bool, **opts: Any) -> None:
     """Verify a document's detached signature against the ledger, trusting no single node.
 
     Checks the signature and the document's digest, then the signer: an issuer key on
     the ledger, or a key certified by an authorised-signatory credential carried in
-    the signature (itself verified). Options as for 'mekong verify'.
+    the signature (itself verified). By default the verification is light: every
+    member's log is asked, with proofs, for the signature's key id and anchor, then
+    for the records the signer needs (specs/state.md S.7.4); --full and --offline use
+    the local replica as 'mekong verify --full' does. Options as for 'mekong verify'.
     """
     subject = SignedDocument(signature=read_bytes(signature, "signature"), document=read_bytes(file, "document"))
-    run_verification(ctx, subject, opts)
+    if full or opts["offline"]:  # no proof bundles for documents: offline is the replica as it is
+        run_verification(ctx, subject, opts)
+    else:
+        run_light(ctx, subject, opts, None)

@@ -11,15 +11,17 @@ checkpoints (503) or whose newest checkpoint is not final yet is asked again for
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from credentials.bundle import (
     ExistenceProof,
     OpenedAnswer,
     ProofBundle,
     bundle_roots,
+    key_issuers,
     open_answer,
     open_existence,
+    required_document_keys,
     required_keys,
 )
 from ledger.bodies import IssuerKeyRotate
@@ -31,7 +33,7 @@ from ledger.note import Note
 from ledger.state import StateKey
 from tools.client.http import ClientError, NodeClient, NodeRefused
 
-__all__ = ["LightError", "fetch_bundle", "log_answer"]
+__all__ = ["LightError", "fetch_bundle", "fetch_document_bundle", "log_answer"]
 
 #: How long to keep asking a node whose state is between checkpoints or not final yet.
 PATIENCE = 8.0
@@ -129,26 +131,66 @@ def fetch_bundle(nodes: Sequence[NodeClient], chain: GovernanceChain, credential
         LightError: every node failed; the message names each node and what went wrong.
     """
     wanted, digest = required_keys(credential, as_member)
+    issuer_log = next(iter(wanted))
+    return _fetch(nodes, chain, wanted, [digest], lambda answers: issuer_log, sleep)
+
+
+def fetch_document_bundle(nodes: Sequence[NodeClient], chain: GovernanceChain, signature: bytes, as_member: str,
+                          sleep: Callable[[float], None] = time.sleep) -> ProofBundle:
+    """Fetch and check everything the light verification of a document signature needs (specs/state.md S.7.4).
+
+    Every log is asked for the signature's key id and anchor, then the log holding the key for its issuer's
+    record; a signer credential's records as for :func:`fetch_bundle`. A log of which the node shows no final
+    checkpoint (a member that has written nothing yet) is left out, as a replica's view leaves it out. Nodes
+    are tried as there; the freshness of the log holding the key is compared across them.
+
+    Raises:
+        DecodeError: the signature does not decode (no node is asked).
+        LightError: every node failed; the message names each node and what went wrong.
+    """
+    wanted, digests = required_document_keys(signature, as_member, chain.members_ever)
+    return _fetch(nodes, chain, wanted, digests, _key_log, sleep, optional=set(chain.members_ever) - {as_member})
+
+
+def _key_log(answers: Mapping[str, tuple[bytes, OpenedAnswer]]) -> str | None:
+    # The first log whose state holds one of the keys asked: whose freshness decides between nodes.
+    for log, (_, opened) in sorted(answers.items()):
+        if any(k.kind == "key" and v is not None for k, v in opened.values.items()):
+            return log
+    return None
+
+
+def _fetch(nodes: Sequence[NodeClient], chain: GovernanceChain, wanted: Mapping[str, list[StateKey]],
+           digests: Sequence[bytes], main_log: Callable[[Mapping[str, tuple[bytes, OpenedAnswer]]], str | None],
+           sleep: Callable[[float], None], optional: Collection[str] = ()) -> ProofBundle:
     failures = []
     best: tuple[int, ProofBundle] | None = None
     for client in nodes:
         try:
-            answers = {log: log_answer(client, chain, log, keys, sleep) for log, keys in wanted.items()}
-            issuer_log = next(iter(wanted))
-            existence = _existence(client, issuer_log, answers[issuer_log][1], digest)
+            answers = {log: log_answer(client, chain, log, keys, sleep) for log, keys in wanted.items()
+                       if log not in optional or client.checkpoint(log) is not None}
+            for log, (_, opened) in list(answers.items()):
+                more = key_issuers(opened)  # the issuer of a key found, when it was not asked
+                if more:
+                    asked = [*opened.values, *sorted(more, key=lambda k: k.encode())]
+                    answers[log] = log_answer(client, chain, log, asked, sleep)
+            existence = [e for log, (_, opened) in answers.items() for digest in digests
+                         for e in _existence(client, log, opened, digest)]
             for e in existence:
                 open_existence(e, chain, answers[e.log][1])
         except (ClientError, DecodeError, VerificationError, LightError) as e:
             failures.append(f"{client.url}: {e}")
             continue
-        roots = bundle_roots(chain)
-        made = ProofBundle(chain.current.network, roots, tuple((log, a[0]) for log, a in answers.items()),
-                           tuple(existence))
-        size = answers[issuer_log][1].checkpoint.size
-        elsewhere = _newest_elsewhere(nodes, client, chain, issuer_log) if len(nodes) > 1 else 0
+        made = ProofBundle(chain.current.network, bundle_roots(chain),
+                           tuple((log, a[0]) for log, a in answers.items()), tuple(existence))
+        main = main_log(answers)
+        if main is None or len(nodes) == 1:
+            return made
+        size = answers[main][1].checkpoint.size
+        elsewhere = _newest_elsewhere(nodes, client, chain, main)
         if size >= elsewhere:
             return made
-        failures.append(f"{client.url}: its state of log {issuer_log} rests on size {size}; another node shows a"
+        failures.append(f"{client.url}: its state of log {main} rests on size {size}; another node shows a"
                         f" final checkpoint of size {elsewhere}")
         if best is None or size > best[0]:
             best = (size, made)
