@@ -19,25 +19,25 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from credentials.bundlenotes import compact_note, expand_note
 from credentials.cwt import UnverifiedCredential, credential_digest
 from credentials.docsig import UnverifiedDocumentSignature
+from credentials.profiles import AuthorisedSignatory
 from credentials.view import FinalCheckpoint, RegistryView
 from ledger import cbor, merkle
 from ledger.bodies import member_of
-from ledger.checkpoint import parse_log_origin, witness_name
 from ledger.entries import UnverifiedEntry
 from ledger.errors import DecodeError, VerificationError
 from ledger.finality import Finality, open_signed, state_reference
 from ledger.governance import GovernanceChain
-from ledger.note import Note, NoteSignature
 from ledger.registry import RegistryState
 from ledger.roots import SignedRoot
 from ledger.state import StateKey, StateValue
 from ledger.statemap import StateProof, verify_state_proof
 
-__all__ = ["BUNDLE_TYPE", "BUNDLE_VERSION", "ExistenceProof", "OpenedAnswer", "ProofBundle", "bundle_chain",
-           "bundle_roots", "compact_note", "expand_note", "key_issuers", "light_view", "open_answer", "open_answers",
-           "open_bundle", "open_existence", "required_document_keys", "required_keys", "trim_notes"]
+__all__ = ["BUNDLE_TYPE", "BUNDLE_VERSION", "ExistenceProof", "OpenedAnswer", "ProofBundle", "ProvenView", "bundle_chain",
+           "bundle_roots", "key_issuers", "light_view", "open_answer", "open_answers",
+           "open_bundle", "open_existence", "required_document_keys", "required_keys"]
 
 BUNDLE_TYPE = "mekong-proof-bundle"
 BUNDLE_VERSION = 2
@@ -201,9 +201,33 @@ def open_existence(proof: ExistenceProof, chain: GovernanceChain, answer: Opened
     return FinalCheckpoint.of(proof.log, cp.size, cp.root_hash, fin.cosigners)
 
 
+class ProvenView(RegistryView):
+    """A :class:`RegistryView` over state answers that will not read an unasked status as "no status".
+
+    In a replica a credential with no status entry is one never revoked; in a view built from a few
+    answers it may be one whose status key nobody asked. So a status question whose key no answer proves
+    raises instead of answering "none" (the other questions are safe: a record not asked reads as absent, and
+    absence of an issuer, a key, a policy or an anchor fails verification rather than passing it).
+    """
+
+    def __init__(self, state: RegistryState, checkpoints: Mapping[str, Sequence[FinalCheckpoint]],
+                 proven: Mapping[str, Iterable[StateKey]]) -> None:
+        super().__init__(state, checkpoints)
+        self._proven = {log: frozenset(keys) for log, keys in proven.items()}
+
+    def credential_status(self, issuer_id: str, credential_id: bytes) -> tuple[Any, ...]:
+        """As :meth:`RegistryView.credential_status`; raises VerificationError when no answer proves the key."""
+        log = member_of(issuer_id)
+        if StateKey("status", (issuer_id, credential_id)) not in self._proven.get(log, ()):
+            raise VerificationError(f"no state answer proves the status of credential {credential_id.hex()} of"
+                                    f" {issuer_id} (log {log}): the light verifier did not ask for it")
+        return super().credential_status(issuer_id, credential_id)
+
+
 def light_view(chain: GovernanceChain, answers: Sequence[OpenedAnswer],
                existence: Sequence[FinalCheckpoint] = ()) -> RegistryView:
-    """The verification engine's view over verified answers: each log as of its answer's checkpoint.
+    """The verification engine's view over verified answers: each log as of its answer's checkpoint
+    (a :class:`ProvenView`: it knows which keys were proven).
 
     Raises:
         DecodeError: two answers for one log, or entries that rely on entries not given.
@@ -218,94 +242,10 @@ def light_view(chain: GovernanceChain, answers: Sequence[OpenedAnswer],
     for cp in existence:
         if cp.log in checkpoints and all(c.size != cp.size for c in checkpoints[cp.log]):
             checkpoints[cp.log].append(cp)
-    return RegistryView(state, checkpoints)
+    return ProvenView(state, checkpoints, {a.log: a.values for a in answers})
 
 
 # --------------------------------------------------------------------------- bundles (spec S.7.3)
-
-
-def _lines(note: Note) -> tuple[str, str, NoteSignature, list[tuple[str, NoteSignature]]]:
-    # (network, origin, the log's line, [(witness member, its line)]) of a checkpoint note in Mekong's naming.
-    origin = note.text.split("\n", 1)[0]
-    network, _ = parse_log_origin(origin)
-    own, *others = note.signatures
-    if own.name != origin:
-        raise DecodeError(f"the first signature of a checkpoint note of {origin} is not the log's own")
-    cosigners = []
-    for sig in others:
-        member = sig.name.removesuffix("/witness").rpartition("/")[2]
-        try:
-            ours = sig.name.endswith("/witness") and witness_name(network, member) == sig.name
-        except ValueError:
-            ours = False
-        if not ours:
-            raise DecodeError(f"a checkpoint note of {origin} carries a line by {sig.name}, no member's witness")
-        cosigners.append((member, sig))
-    return network, origin, own, cosigners
-
-
-def compact_note(note: bytes) -> list[Any]:
-    """A checkpoint note in the bundle's compact form (spec S.7.3): ``[text, own, [[member, blob], ...]]``.
-
-    The key names are left out (the origin names the log's key, ``<network>/<member>/witness`` each
-    witness's), the signatures are bytes rather than base64, and the cosignatures are sorted by member.
-
-    Raises:
-        DecodeError: not a note, or a line not signed under this project's key names (spec 4.3.3).
-    """
-    parsed = Note.parse(note)
-    _, _, own, cosigners = _lines(parsed)
-    return [parsed.text, own.key_id + own.signature, [[m, sig.key_id + sig.signature] for m, sig in sorted(cosigners)]]
-
-
-def expand_note(item: Any) -> bytes:
-    """The checkpoint note a :func:`compact_note` form stands for; raises DecodeError naming what is wrong."""
-    if (not isinstance(item, list) or len(item) != 3 or not isinstance(item[0], str) or not isinstance(item[1], bytes)
-            or not isinstance(item[2], list)
-            or not all(isinstance(c, list) and len(c) == 2 and isinstance(c[0], str) and isinstance(c[1], bytes)
-                       for c in item[2])):
-        raise DecodeError("a compact note is [text, signature bytes, [[member id, signature bytes], ...]]")
-    text, own, rows = item
-    members = [c[0] for c in rows]
-    if members != sorted(set(members)):
-        raise DecodeError("a compact note lists its cosignatures once each, sorted by member id")
-    origin = text.split("\n", 1)[0]
-    try:
-        network, _ = parse_log_origin(origin)
-        sigs = [NoteSignature(origin, own[:4], own[4:])]
-        sigs += [NoteSignature(witness_name(network, m), blob[:4], blob[4:]) for m, blob in rows]
-    except ValueError as e:  # a member id outside the naming rule (the note's own errors are DecodeErrors)
-        raise DecodeError(f"a compact note of {origin!r}: {e}") from e
-    return Note(text, tuple(sigs)).to_bytes()
-
-
-def _trimmed(note: bytes, chain: GovernanceChain, log: str, newest: bool) -> bytes:
-    # The log's line and the quorum's cosignatures with the newest (or the first) times: those a verdict reads.
-    _, _, fin = open_signed(note, chain, log)
-    parsed = Note.parse(note)
-    _, _, own, cosigners = _lines(parsed)
-    counted = [(fin.cosigners[m], m, sig) for m, sig in cosigners if m in fin.cosigners]
-    kept = sorted(counted, key=lambda c: (-c[0], c[1]) if newest else (c[0], c[1]))[:fin.quorum]
-    return Note(parsed.text, (own, *(sig for _, _, sig in sorted(kept, key=lambda c: c[1])))).to_bytes()
-
-
-def trim_notes(bundle: ProofBundle, chain: GovernanceChain) -> ProofBundle:
-    """The bundle with each checkpoint note cut to the log's line and ``quorum`` cosignatures (spec S.7.3).
-
-    An answer's note keeps the newest lines (its freshness is the ``(f+1)``-th newest time), an existence
-    proof's note the first ones (its bound is the ``(f+1)``-th earliest), so every verdict stays the same;
-    an answer note an existence proof reuses keeps every line. The notes must have been checked.
-    """
-    reused = {e.log for e in bundle.existence if not e.checkpoint}
-    answers = []
-    for log, data in bundle.answers:
-        if log not in reused:
-            doc = cbor.decode(data, _LIMITS)
-            data = cbor.encode({**doc, "checkpoint": _trimmed(doc["checkpoint"], chain, log, newest=True)})
-        answers.append((log, data))
-    existence = tuple(replace(e, checkpoint=_trimmed(e.checkpoint, chain, e.log, newest=False)) if e.checkpoint
-                      else e for e in bundle.existence)
-    return replace(bundle, answers=tuple(answers), existence=existence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,7 +258,8 @@ class ProofBundle:
     Attributes:
         network: the network id.
         roots: the governance chain, each SignedRoot's CBOR, genesis first.
-        answers: (log, state answer bytes of spec A.13, its note as served or trimmed by :func:`trim_notes`).
+        answers: (log, state answer bytes of spec A.13, its note as served or trimmed by
+            :func:`credentials.bundlenotes.trim_notes`).
         existence: the anchors' existence proofs.
     """
 
@@ -392,7 +333,8 @@ def required_keys(credential: bytes, as_member: str) -> tuple[dict[str, list[Sta
     """The state keys a light verification of ``credential`` needs, by log, and its digest (spec S.7.1).
 
     The issuer's log: the issuer, the signing key, the anchor of the credential's digest, the credential's
-    status; the verifying member's log: its policy.
+    status; for an authorised-signatory credential, the status of the legal entity credential it names (in
+    that credential's issuer's log); the verifying member's log: its policy.
 
     Raises:
         DecodeError: the credential does not decode.
@@ -404,6 +346,9 @@ def required_keys(credential: bytes, as_member: str) -> tuple[dict[str, list[Sta
     keys: dict[str, list[StateKey]] = {log: [StateKey("issuer", (issuer,)), StateKey("key", (cred.kid,)),
                                               StateKey("anchor", (digest,)),
                                               StateKey("status", (issuer, cred.claims.cti))]}
+    if isinstance(cred.claims.attestation, AuthorisedSignatory):  # its legal entity's status is read too (step 7.2)
+        ref = cred.claims.attestation.legal_entity
+        keys.setdefault(member_of(ref.issuer), []).append(StateKey("status", (ref.issuer, ref.cti)))
     keys.setdefault(as_member, []).append(StateKey("policy"))
     return keys, digest
 

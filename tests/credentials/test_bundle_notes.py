@@ -7,7 +7,8 @@ import hashlib
 import nacl.signing
 import pytest
 
-from credentials.bundle import ExistenceProof, ProofBundle, compact_note, expand_note, trim_notes
+from credentials.bundle import ExistenceProof, ProofBundle
+from credentials.bundlenotes import compact_note, expand_note, trim_notes
 from credentials.view import FinalCheckpoint, fresh_time, witnessed_time
 from ledger import cbor
 from ledger.checkpoint import Checkpoint, CosignatureSigner, add_signatures, log_origin, sign_checkpoint, witness_name

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from conftest import Scenario
+from conftest import Scenario, make_key
 from netfixture import Network, start_proxy
 
 from credentials.bundle import ProofBundle, open_bundle, required_keys
+from credentials.cwt import UnverifiedCredential, credential_digest
 from ledger import cbor
 from ledger.errors import MekongError
 from ledger.governance import GovernanceChain
@@ -162,6 +163,57 @@ def test_a_node_that_hides_the_signers_key_is_passed_over(scenario: Scenario) ->
         assert code == 0 and light["indication"] == "TOTAL-PASSED", light
     finally:
         liar.close()
+
+
+def _signatory(scenario: Scenario) -> tuple[Path, Path]:
+    """A legal-entity credential and an authorised-signatory credential naming it, both anchored in VN's log."""
+    d = scenario.dir
+    key = make_key(d / "keys" / "registry.key")
+    scenario.ok("issuer", "register", "VN/business-registry", "--name", "VN business registry", "--document-type",
+                "legal-entity", "--document-type", "authorised-signatory", "--jurisdiction", "VN",
+                *scenario.entry_args(scenario.vn_admin))
+    scenario.ok("issuer", "add-key", "VN/business-registry", "--issuer-key", key, "--valid-from", "2020-01-01",
+                *scenario.entry_args(scenario.vn_admin))
+    scenario.ok("policy", "set", "--member", "TH", "--recognise", "VN:certificate-of-origin:substantial",
+                "--recognise", "VN:authorised-signatory:substantial", *scenario.entry_args(scenario.th_admin, "TH"))
+    entity_claims, entity = d / "entity.json", d / "entity.cbor"
+    entity_claims.write_text(json.dumps({"type": "legal-entity", "registered_id": "0312345678", "id_scheme": "tax-id",
+                                         "legal_name": "Mekong Rice Co., Ltd", "jurisdiction": "VN",
+                                         "registration_status": "active", "loa": "substantial"}))
+    scenario.ok("credential", "issue", "--claims", entity_claims, "--issuer", "VN/business-registry", "--key", key,
+                "--passphrase-env", "PP", "--out", entity, "--exp", "2100-01-01")
+    scenario.ok("credential", "anchor", entity, *scenario.entry_args(key))
+    raw = entity.read_bytes()
+    signatory_claims, signatory = d / "signatory.json", d / "signatory.cbor"
+    signatory_claims.write_text(json.dumps({
+        "type": "authorised-signatory", "person_name": "Nguyen Van An", "role": "Chief Accountant",
+        "legal_entity": {"issuer": "VN/business-registry", "cti": UnverifiedCredential.decode(raw).claims.cti.hex(),
+                         "digest": credential_digest(raw).hex()},
+        "signatory_key": "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", "loa": "substantial"}))
+    scenario.ok("credential", "issue", "--claims", signatory_claims, "--issuer", "VN/business-registry", "--key", key,
+                "--passphrase-env", "PP", "--out", signatory, "--exp", "2100-01-01")
+    scenario.ok("credential", "anchor", signatory, *scenario.entry_args(key))
+    scenario.net.wait_replicated()
+    return entity, signatory
+
+
+def test_a_signatory_whose_legal_entity_is_revoked_is_not_passed(scenario: Scenario) -> None:
+    entity, signatory = _signatory(scenario)
+    args = ("--replica", scenario.replica, "--pin", scenario.pin, "--as-member", "TH", "--json")
+    r = scenario.invoke("verify", signatory, "--node", scenario.net.urls["KH"], *args)
+    assert r.exit_code == 0 and json.loads(r.output)["indication"] == "TOTAL-PASSED", r.output
+    key = scenario.dir / "keys" / "registry.key"
+    scenario.ok("credential", "revoke", entity, "--reason", "company dissolved", *scenario.entry_args(key))
+    scenario.net.wait_replicated()
+    light = scenario.invoke("verify", signatory, "--node", scenario.net.urls["KH"], *args)
+    full = scenario.invoke("verify", signatory, "--full", "--node", scenario.net.urls["KH"], *args)
+    assert json.loads(full.output)["sub_indication"] == "REVOKED", full.output
+    assert (light.exit_code, _verdict(json.loads(light.output))) == (full.exit_code, _verdict(json.loads(full.output)))
+    bundle = scenario.dir / "signatory.bundle"
+    scenario.ok("credential", "bundle", signatory, "--node", scenario.net.urls["LA"], "--as-member", "TH", "--pin",
+                scenario.pin, "--replica", scenario.replica, "--out", bundle)
+    offline = scenario.invoke("verify", signatory, "--bundle", bundle, "--offline", *args)
+    assert json.loads(offline.output)["sub_indication"] == "REVOKED", offline.output
 
 
 class _Tamper:

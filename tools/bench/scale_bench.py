@@ -35,7 +35,8 @@ from typing import Any
 
 import nacl.signing
 
-from credentials.bundle import ExistenceProof, ProofBundle, bundle_roots, open_bundle, required_keys, trim_notes
+from credentials.bundle import ExistenceProof, ProofBundle, bundle_roots, open_bundle, required_keys
+from credentials.bundlenotes import trim_notes
 from credentials.issue import issue_credential
 from credentials.steps import VerificationPolicy
 from credentials.verify import verify

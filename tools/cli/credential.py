@@ -25,7 +25,8 @@ from typing import Any
 
 import click
 
-from credentials.bundle import bundle_chain, trim_notes
+from credentials.bundle import bundle_chain
+from credentials.bundlenotes import trim_notes
 from credentials.cwt import UnverifiedCredential, credential_digest
 from credentials.docsig import UnverifiedDocumentSignature, sign_document
 from credentials.examples import example

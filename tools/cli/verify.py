@@ -26,6 +26,7 @@ from credentials.steps import VerificationPolicy
 from credentials.verify import verify as verify_subject
 from credentials.view import fresh_time
 from ledger.bodies import LOAS
+from ledger.errors import MekongError
 from tools.cli.lightverify import fetch_light, open_bundle_file
 from tools.cli.roots import load_signed_root
 from tools.cli.util import (
@@ -269,7 +270,10 @@ def run_light(ctx: click.Context, credential: bytes | SignedDocument, opts: dict
         what = "signature" if isinstance(credential, SignedDocument) else "credential"
         fetched = f"nothing needed: the file is no {what}" if bundle is None else f"{len(bundle.encode())} bytes"
         source = f"light verification: state proofs from {', '.join(urls)}, {fetched}"
-    report = verify_subject(credential, view, policy, at)
+    try:
+        report = verify_subject(credential, view, policy, at)
+    except MekongError as e:  # the view lacks a proof the engine asked for (credentials.bundle.ProvenView)
+        raise ToolError(f"{e}; verify with --full") from None
     code = _EXIT.get(report.indication, EXIT_INDETERMINATE)
     logs = {log: {"final_size": view.positions.get(log), "witnessed_age_seconds": _age(view, log, at)}
             for log, _ in (bundle.answers if bundle is not None else ())}
