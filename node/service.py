@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import ssl
@@ -189,17 +190,38 @@ class NodeService:
         return out
 
     async def fetch_entries(self, member: str, url: str, start: int, end: int) -> None:
-        """Fetch entries ``[start, end)`` of ``member``'s log from ``url`` and append them verified (A.9)."""
-        while start < end:
-            stop = min(end, start + FETCH_BATCH)
-            status, body = await self._request("GET", url, f"/logs/{member}/entries?start={start}&end={stop}")
+        """Fetch entries ``[start, end)`` of ``member``'s log from ``url`` and append them verified (A.9).
+
+        The next range is fetched while the ledger thread verifies and appends the current one, so the
+        transfer overlaps the work; a prefetched range that no longer starts at the log's size is dropped.
+        """
+
+        async def fetch(lo: int) -> list[bytes]:
+            hi = min(end, lo + FETCH_BATCH)
+            status, body = await self._request("GET", url, f"/logs/{member}/entries?start={lo}&end={hi}")
             if status != 200:
-                raise PeerError(f"{url} answered {status} for entries {start}-{stop} of log {member}", status)
+                raise PeerError(f"{url} answered {status} for entries {lo}-{hi} of log {member}", status)
             raws = cbor.decode(body, ENTRIES_LIMITS)
             if not isinstance(raws, list) or not raws or not all(isinstance(r, bytes) for r in raws):
-                raise DecodeError(f"{url} sent no entries for {start}-{stop} of log {member}")
-            size = await self.call(self.host.append_replicated, member, raws[: stop - start], start)
-            start = size
+                raise DecodeError(f"{url} sent no entries for {lo}-{hi} of log {member}")
+            return raws[: hi - lo]
+
+        ahead: asyncio.Task[list[bytes]] | None = asyncio.create_task(fetch(start)) if start < end else None
+        try:
+            while ahead is not None:
+                raws = await ahead
+                following = start + len(raws)
+                ahead = asyncio.create_task(fetch(following)) if following < end else None
+                size = await self.call(self.host.append_replicated, member, raws, start)
+                if size != following and ahead is not None:  # the log moved otherwise: fetch from its size
+                    ahead.cancel()
+                    ahead = asyncio.create_task(fetch(size)) if size < end else None
+                start = size
+        finally:
+            if ahead is not None:  # a failure above: the range fetched ahead is not wanted, nor its error
+                ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await ahead
 
     # ------------------------------------------------------------------ submissions (A.7)
 
