@@ -3,7 +3,7 @@
 Specified in specs/state.md section S.7. A light verifier never holds a log: it holds, for each log a
 credential needs (the issuer's member's, and the verifying member's for its policy), one node answer of
 spec A.13 (the keys' values or absence, each with a proof against the state root of a final checkpoint,
-and the entries the values list) and, for the anchor, the first final checkpoint covering it with an
+and the entries the values list) and, for the anchor, the first final checkpoint covering it with a
 consistency proof to the newest. :func:`open_answer` and :func:`open_existence`
 check all of it; :func:`light_view` turns it into the :class:`~credentials.view.RegistryView` the
 verification engine judges against, exactly as it judges a full replica.
@@ -184,11 +184,13 @@ def open_existence(proof: ExistenceProof, chain: GovernanceChain, answer: Opened
     """Check that the anchor entry ``proof.index`` is in a final checkpoint consistent with the answer's.
 
     Raises:
-        VerificationError: not an entry the answer proves, not final, not covering the entry, or its tree is
+        VerificationError: not the first anchor of a digest the answer proves, not final, not covering the entry, or its tree is
             not a prefix of the answer's checkpoint.
     """
-    if proof.index not in answer.leaves:
-        raise VerificationError(f"log {proof.log}: entry {proof.index} is not an entry the state answer proves")
+    firsts = {v.entries[0][0] for k, v in answer.values.items() if k.kind == "anchor" and v is not None and v.entries}
+    if proof.index not in firsts:
+        raise VerificationError(f"log {proof.log}: entry {proof.index} is not the first anchor of a digest the state"
+                                " answer proves")
     cp, fin = _final(proof.checkpoint or answer.note, chain, proof.log, "covering checkpoint")
     newest = answer.checkpoint
     if not proof.index < cp.size <= newest.size:
@@ -206,8 +208,9 @@ class ProvenView(RegistryView):
 
     In a replica a credential with no status entry is one never revoked; in a view built from a few
     answers it may be one whose status key nobody asked. So a status question whose key no answer proves
-    raises instead of answering "none" (the other questions are safe: a record not asked reads as absent, and
-    absence of an issuer, a key, a policy or an anchor fails verification rather than passing it).
+    raises instead of answering "none". A record not asked otherwise reads as absent: for an issuer, a key
+    of a named issuer or a policy, absence fails verification; a key id looked up without its issuer, and a
+    digest's anchors, need every log asked (a document signature's fetcher asks every log, S.7.4).
     """
 
     def __init__(self, state: RegistryState, checkpoints: Mapping[str, Sequence[FinalCheckpoint]],

@@ -81,11 +81,14 @@ def expand_note(item: Any) -> bytes:
 
 def _trimmed(note: bytes, chain: GovernanceChain, log: str, newest: bool) -> bytes:
     # The log's line and the quorum's cosignatures with the newest (or the first) times: those a verdict reads.
+    # The quorum is the larger of the note's root's and the chain head's: a view counts a checkpoint only with
+    # the head's quorum (credentials.view.RegistryView), and a later root may ask for more.
     _, _, fin = open_signed(note, chain, log)
+    keep = max(fin.quorum, chain.current.quorum)
     parsed = Note.parse(note)
     _, _, own, cosigners = _lines(parsed)
     counted = [(fin.cosigners[m], m, sig) for m, sig in cosigners if m in fin.cosigners]
-    kept = sorted(counted, key=lambda c: (-c[0], c[1]) if newest else (c[0], c[1]))[:fin.quorum]
+    kept = sorted(counted, key=lambda c: (-c[0], c[1]) if newest else (c[0], c[1]))[:keep]
     return Note(parsed.text, (own, *(sig for _, _, sig in sorted(kept, key=lambda c: c[1])))).to_bytes()
 
 

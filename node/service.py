@@ -206,22 +206,25 @@ class NodeService:
                 raise DecodeError(f"{url} sent no entries for {lo}-{hi} of log {member}")
             return raws[: hi - lo]
 
-        ahead: asyncio.Task[list[bytes]] | None = asyncio.create_task(fetch(start)) if start < end else None
+        async def drop(task: asyncio.Task[list[bytes]]) -> None:
+            task.cancel()  # not wanted, nor its error
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+        ahead: asyncio.Task[list[bytes]] | None = None
         try:
-            while ahead is not None:
-                raws = await ahead
+            while start < end:
+                raws = await (ahead or asyncio.create_task(fetch(start)))
                 following = start + len(raws)
                 ahead = asyncio.create_task(fetch(following)) if following < end else None
                 size = await self.call(self.host.append_replicated, member, raws, start)
                 if size != following and ahead is not None:  # the log moved otherwise: fetch from its size
-                    ahead.cancel()
-                    ahead = asyncio.create_task(fetch(size)) if size < end else None
+                    await drop(ahead)
+                    ahead = None
                 start = size
         finally:
-            if ahead is not None:  # a failure above: the range fetched ahead is not wanted, nor its error
-                ahead.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await ahead
+            if ahead is not None:  # a failure above
+                await drop(ahead)
 
     # ------------------------------------------------------------------ submissions (A.7)
 

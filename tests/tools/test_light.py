@@ -216,6 +216,36 @@ def test_a_signatory_whose_legal_entity_is_revoked_is_not_passed(scenario: Scena
     assert json.loads(offline.output)["sub_indication"] == "REVOKED", offline.output
 
 
+class _HideLog:
+    """A node that claims it holds no checkpoint of one log (404), to hide the key and the anchor there."""
+
+    def __init__(self, net: Network, member: str, hidden: str) -> None:
+        self.net, self.target, self.hidden = net, net.urls[member], hidden
+        self.url, self._runner = start_proxy(net, self._handle)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        import aiohttp
+
+        if request.path.startswith(f"/logs/{self.hidden}/"):
+            return web.Response(status=404, text="no such checkpoint")
+        async with aiohttp.ClientSession() as s, s.get(self.target + request.path_qs) as resp:
+            return web.Response(body=await resp.read(), status=resp.status, content_type=resp.content_type)
+
+    def close(self) -> None:
+        self.net._loop.run(self._runner.cleanup())
+
+
+def test_one_node_cannot_hide_the_log_that_holds_the_key(scenario: Scenario) -> None:
+    doc, sig = _signed_invoice(scenario)
+    liar = _HideLog(scenario.net, "KH", "VN")
+    try:
+        code, light = _verify_signature(scenario, doc, sig, "--node", liar.url, "--node", scenario.net.urls["TH"])
+        assert code == 0 and light["indication"] == "TOTAL-PASSED", light  # VN's log is asked, the liar ruled out
+        assert light["proof_of_existence"]["log"] == "VN"
+    finally:
+        liar.close()
+
+
 class _Tamper:
     """A node that lies about state: a proxy in front of a real node that rewrites its state answers."""
 

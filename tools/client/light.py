@@ -101,7 +101,7 @@ def _existence(client: NodeClient, log: str, answer: OpenedAnswer, digest: bytes
     return [ExistenceProof(log, index, note, tuple(consistency))]
 
 
-def _newest_elsewhere(nodes: Sequence[NodeClient], asked: NodeClient, chain: GovernanceChain, log: str) -> int:
+def _newest_elsewhere(nodes: Sequence[NodeClient], asked: NodeClient | None, chain: GovernanceChain, log: str) -> int:
     # The largest final checkpoint of ``log`` that any other node shows (verified); 0 if none answers.
     best = 0
     for other in nodes:
@@ -140,9 +140,10 @@ def fetch_document_bundle(nodes: Sequence[NodeClient], chain: GovernanceChain, s
     """Fetch and check everything the light verification of a document signature needs (specs/state.md S.7.4).
 
     Every log is asked for the signature's key id and anchor, then the log holding the key for its issuer's
-    record; a signer credential's records as for :func:`fetch_bundle`. A log of which the node shows no final
-    checkpoint (a member that has written nothing yet) is left out, as a replica's view leaves it out. Nodes
-    are tried as there; the freshness of the log holding the key is compared across them.
+    record; a signer credential's records as for :func:`fetch_bundle`. A log of which no node given shows a
+    final checkpoint (a member that has written nothing yet) is left out, as a replica's view leaves it out.
+    Nodes are tried as there; the freshness of the log holding the key is compared across them, and a node
+    that holds none of the keys asked is kept only as a fallback.
 
     Raises:
         DecodeError: the signature does not decode (no node is asked).
@@ -165,10 +166,12 @@ def _fetch(nodes: Sequence[NodeClient], chain: GovernanceChain, wanted: Mapping[
            sleep: Callable[[float], None], optional: Collection[str] = ()) -> ProofBundle:
     failures = []
     best: tuple[int, ProofBundle] | None = None
+    # a log is left out only when no node given shows a final checkpoint of it: one node cannot hide a log
+    empty = {log for log in optional if all(_newest_elsewhere([c], None, chain, log) == 0 for c in nodes)}
     for client in nodes:
         try:
             answers = {log: log_answer(client, chain, log, keys, sleep) for log, keys in wanted.items()
-                       if log not in optional or client.checkpoint(log) is not None}
+                       if log not in empty}
             for log, (_, opened) in list(answers.items()):
                 more = key_issuers(opened)  # the issuer of a key found, when it was not asked
                 if more:
@@ -184,8 +187,12 @@ def _fetch(nodes: Sequence[NodeClient], chain: GovernanceChain, wanted: Mapping[
         made = ProofBundle(chain.current.network, bundle_roots(chain),
                            tuple((log, a[0]) for log, a in answers.items()), tuple(existence))
         main = main_log(answers)
-        if main is None or len(nodes) == 1:
+        if len(nodes) == 1:
             return made
+        if main is None:  # nothing found here: another node may show what this one does not
+            failures.append(f"{client.url}: holds none of the keys asked")
+            best = best or (0, made)
+            continue
         size = answers[main][1].checkpoint.size
         elsewhere = _newest_elsewhere(nodes, client, chain, main)
         if size >= elsewhere:
