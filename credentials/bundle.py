@@ -23,7 +23,7 @@ from credentials.bundlenotes import compact_note, expand_note
 from credentials.cwt import UnverifiedCredential, credential_digest
 from credentials.docsig import UnverifiedDocumentSignature
 from credentials.profiles import AuthorisedSignatory
-from credentials.view import FinalCheckpoint, RegistryView
+from credentials.view import FinalCheckpoint, RegistryView, StatusEvent
 from ledger import cbor, merkle
 from ledger.bodies import member_of
 from ledger.entries import UnverifiedEntry
@@ -184,8 +184,8 @@ def open_existence(proof: ExistenceProof, chain: GovernanceChain, answer: Opened
     """Check that the anchor entry ``proof.index`` is in a final checkpoint consistent with the answer's.
 
     Raises:
-        VerificationError: not the first anchor of a digest the answer proves, not final, not covering the entry, or its tree is
-            not a prefix of the answer's checkpoint.
+        VerificationError: not the first anchor of a digest the answer proves, not final, not covering the
+            entry, or its tree is not a prefix of the answer's checkpoint.
     """
     firsts = {v.entries[0][0] for k, v in answer.values.items() if k.kind == "anchor" and v is not None and v.entries}
     if proof.index not in firsts:
@@ -218,7 +218,7 @@ class ProvenView(RegistryView):
         super().__init__(state, checkpoints)
         self._proven = {log: frozenset(keys) for log, keys in proven.items()}
 
-    def credential_status(self, issuer_id: str, credential_id: bytes) -> tuple[Any, ...]:
+    def credential_status(self, issuer_id: str, credential_id: bytes) -> tuple[StatusEvent, ...]:
         """As :meth:`RegistryView.credential_status`; raises VerificationError when no answer proves the key."""
         log = member_of(issuer_id)
         if StateKey("status", (issuer_id, credential_id)) not in self._proven.get(log, ()):

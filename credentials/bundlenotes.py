@@ -17,15 +17,15 @@ from ledger.checkpoint import parse_log_origin, witness_name
 from ledger.errors import DecodeError
 from ledger.finality import open_signed
 from ledger.governance import GovernanceChain
-from ledger.note import Note, NoteSignature
+from ledger.note import KEY_ID_SIZE, Note, NoteSignature
 
 if TYPE_CHECKING:
     from credentials.bundle import ProofBundle
 
 __all__ = ["compact_note", "expand_note", "trim_notes"]
 
-def _lines(note: Note) -> tuple[str, str, NoteSignature, list[tuple[str, NoteSignature]]]:
-    # (network, origin, the log's line, [(witness member, its line)]) of a checkpoint note in Mekong's naming.
+def _lines(note: Note) -> tuple[NoteSignature, list[tuple[str, NoteSignature]]]:
+    # (the log's line, [(witness member, its line)]) of a checkpoint note in Mekong's naming.
     origin = note.text.split("\n", 1)[0]
     network, _ = parse_log_origin(origin)
     own, *others = note.signatures
@@ -41,7 +41,7 @@ def _lines(note: Note) -> tuple[str, str, NoteSignature, list[tuple[str, NoteSig
         if not ours:
             raise DecodeError(f"a checkpoint note of {origin} carries a line by {sig.name}, no member's witness")
         cosigners.append((member, sig))
-    return network, origin, own, cosigners
+    return own, cosigners
 
 
 def compact_note(note: bytes) -> list[Any]:
@@ -54,7 +54,7 @@ def compact_note(note: bytes) -> list[Any]:
         DecodeError: not a note, or a line not signed under this project's key names (spec 4.3.3).
     """
     parsed = Note.parse(note)
-    _, _, own, cosigners = _lines(parsed)
+    own, cosigners = _lines(parsed)
     return [parsed.text, own.key_id + own.signature, [[m, sig.key_id + sig.signature] for m, sig in sorted(cosigners)]]
 
 
@@ -72,8 +72,8 @@ def expand_note(item: Any) -> bytes:
     origin = text.split("\n", 1)[0]
     try:
         network, _ = parse_log_origin(origin)
-        sigs = [NoteSignature(origin, own[:4], own[4:])]
-        sigs += [NoteSignature(witness_name(network, m), blob[:4], blob[4:]) for m, blob in rows]
+        sigs = [NoteSignature(origin, own[:KEY_ID_SIZE], own[KEY_ID_SIZE:])]
+        sigs += [NoteSignature(witness_name(network, m), blob[:KEY_ID_SIZE], blob[KEY_ID_SIZE:]) for m, blob in rows]
     except ValueError as e:  # a member id outside the naming rule (the note's own errors are DecodeErrors)
         raise DecodeError(f"a compact note of {origin!r}: {e}") from e
     return Note(text, tuple(sigs)).to_bytes()
@@ -86,7 +86,7 @@ def _trimmed(note: bytes, chain: GovernanceChain, log: str, newest: bool) -> byt
     _, _, fin = open_signed(note, chain, log)
     keep = max(fin.quorum, chain.current.quorum)
     parsed = Note.parse(note)
-    _, _, own, cosigners = _lines(parsed)
+    own, cosigners = _lines(parsed)
     counted = [(fin.cosigners[m], m, sig) for m, sig in cosigners if m in fin.cosigners]
     kept = sorted(counted, key=lambda c: (-c[0], c[1]) if newest else (c[0], c[1]))[:keep]
     return Note(parsed.text, (own, *(sig for _, _, sig in sorted(kept, key=lambda c: c[1])))).to_bytes()

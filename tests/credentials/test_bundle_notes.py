@@ -111,6 +111,23 @@ def test_trimming_keeps_the_lines_each_verdict_reads(chain: GovernanceChain) -> 
     assert ProofBundle.decode(trimmed.encode()) == trimmed  # the file form loses nothing
 
 
+def test_trimming_keeps_the_quorum_of_the_head_when_a_later_root_raises_it(chain: GovernanceChain) -> None:
+    la = _key("admin LA")
+    g = chain.current
+    new = Member("LA", "Member LA", (bytes(la.verify_key),), bytes(_key("node LA").verify_key), ("https://la.example",))
+    members = tuple(sorted((*g.members, new), key=lambda m: m.id))
+    v2 = SignedRoot.create(Root(NETWORK, 2, g.root_hash, members, 4, 4, 1, T0 + 10 ** 8), [*ADMIN.values(), la])
+    later = GovernanceChain.from_genesis(chain.signed(1), chain.signed(1).root_hash)
+    later.add(v2)
+    first_note = _note(chain, "VN", TIMES)  # made under version 1 (quorum 3), cosigned by all four
+    bundle = ProofBundle(NETWORK, (chain.signed(1).to_cbor(), v2.to_cbor()), (("VN", _answer(first_note)),),
+                         (ExistenceProof("VN", 2, first_note, ()),))
+    trimmed = trim_notes(bundle, later)
+    # a view under version 2 counts a checkpoint only with 4 cosignatures: cutting to version 1's 3 would drop it
+    assert len(open_signed(trimmed.existence[0].checkpoint, later, "VN")[2].cosigners) == 4
+    assert len(open_signed(cbor.decode(trimmed.answers[0][1])["checkpoint"], later, "VN")[2].cosigners) == 4
+
+
 def test_an_answer_note_the_existence_proof_reuses_keeps_every_line(chain: GovernanceChain) -> None:
     note = _note(chain, "VN", TIMES)
     bundle = ProofBundle(NETWORK, (chain.signed(1).to_cbor(),), (("VN", _answer(note)),),
