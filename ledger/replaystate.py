@@ -17,8 +17,8 @@ from ledger.credbook import book_rows
 from ledger.entries import UnverifiedEntry
 from ledger.errors import DecodeError, VerificationError
 from ledger.finality import state_reference
-from ledger.state import MemoryState, StateKey
-from ledger.statemap import EMPTY
+from ledger.state import MemoryState, StateKey, StateValue
+from ledger.statemap import BUCKET_BITS, EMPTY, bucket_of, subtree_hash, value_hash
 from ledger.storage import Storage
 
 __all__ = ["StateReplay"]
@@ -95,7 +95,34 @@ class StateReplay:
                 report(f"{where} value {path.hex()}", f"stored value of key {_show(key)} differs from the entries")
         if stored != len(mine_values):
             report(f"{where} values", f"{stored} stored, {len(mine_values)} recomputed")
+        self._check_pending(storage, report, mine_values)
         self._check_registry_rows(storage, report)
+
+    def _check_pending(self, storage: Storage, report: Report, mine: dict[bytes, tuple[bytes, bytes]]) -> None:
+        # spec 7.1.16: every pending row, the newest of its path or bucket or an older one, holds the value or
+        # bucket at the size of the batch that wrote it; the recomputed value lists every entry, so the value
+        # at that size is the part of the list before it.
+        where = f"log {self.log} state pending"
+        values, buckets = storage.pending_state_rows(self.log)
+
+        def at(path: bytes, size: int) -> bytes | None:
+            found = mine.get(path)
+            entries = StateValue.decode(found[1]).before(size) if found else ()
+            return StateValue(entries).encode() if entries else None
+
+        for seq, size, path, key, value, vh in values:
+            if size > self._size or mine.get(path, (None,))[0] != key or at(path, size) != value \
+                    or value_hash(value) != vh:
+                report(f"{where} value {seq}", f"the row of key {_show(key)} at size {size} is not the value the"
+                       " entries give there")
+        paths: dict[int, list[bytes]] = {}
+        for path in sorted(mine):
+            paths.setdefault(bucket_of(path), []).append(path)
+        for seq, size, bucket, count, digest in buckets:
+            leaves = [(p, value_hash(v)) for p in paths.get(bucket, []) if (v := at(p, size)) is not None]
+            if size > self._size or (count, digest) != (len(leaves), subtree_hash(leaves, BUCKET_BITS)):
+                report(f"{where} bucket {seq}", f"the row of bucket {bucket} at size {size} is not the bucket the"
+                       " entries give there")
 
     def _check_registry_rows(self, storage: Storage, report: Report) -> None:
         # spec 7.5.1 step 8: the registry tables (7.1.14, 7.1.15) list exactly what the entries give

@@ -17,7 +17,7 @@ from ledger.errors import StorageError
 __all__ = ["SCHEMA_VERSION", "StoredCosignature", "StoredEvidence", "StoredRoot", "connect"]
 
 #: Version of the schema below; stored in ``schema_version`` (spec 7.1.1).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # spec 7.1: every table, in the order the spec lists them.
 _SCHEMA = """
@@ -109,6 +109,23 @@ CREATE TABLE credential_anchors (
     idx           INTEGER NOT NULL,
     PRIMARY KEY (log, issuer, credential_id, idx)
 ) WITHOUT ROWID;
+CREATE TABLE state_pending (
+    seq        INTEGER PRIMARY KEY,
+    log        TEXT NOT NULL,
+    size       INTEGER NOT NULL CHECK (size >= 1),
+    path       BLOB NOT NULL,
+    key        BLOB NOT NULL,
+    value      BLOB NOT NULL,
+    value_hash BLOB NOT NULL
+);
+CREATE TABLE state_pending_buckets (
+    seq    INTEGER PRIMARY KEY,
+    log    TEXT NOT NULL,
+    size   INTEGER NOT NULL CHECK (size >= 1),
+    bucket INTEGER NOT NULL,
+    count  INTEGER NOT NULL CHECK (count >= 1),
+    hash   BLOB NOT NULL
+);
 CREATE TABLE evidence (
     id       INTEGER PRIMARY KEY,
     log      TEXT NOT NULL,

@@ -1,8 +1,16 @@
-"""The queries of the state tables (spec 7.1.11 to 7.1.13): values, buckets and state roots of each log.
+"""The queries of the state tables (spec 7.1.11 to 7.1.13, 7.1.16): values, buckets and state roots of each log.
 
 A mixin of :class:`ledger.storage.Storage`, kept apart so that each module stays small. It uses the
 storage's connection, lock and error wrapping; the rows of a batch are written by
 :meth:`ledger.storage.Storage.append_entries` in the transaction that stores the batch's entries.
+
+A batch's new values and buckets go to the *pending* tables (spec 7.1.16), whose rows are appended in
+order, so a batch writes a few fresh pages instead of one page of the large ``state_values`` B-tree per
+value (its paths are hashes: every insert lands on a random page). Once a log has :data:`MERGE_ROWS`
+pending rows, the batch that reaches it also merges them, sorted, into ``state_values`` and
+``state_buckets``: each page of those is then written once per merge, not once per value. The newest
+pending row of each path and bucket is kept in memory (loaded once per log, at most :data:`MERGE_ROWS`
+rows), and every read below sees the merged state: the pending rows over the merged tables.
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from functools import partial
 from typing import TYPE_CHECKING
 
 from ledger.errors import StorageError
@@ -22,6 +31,31 @@ if TYPE_CHECKING:
 __all__ = ["StateRows"]
 
 _CHUNK = 500  # SQLite's variable limit, with room for the log
+#: Pending rows of one log at which a batch merges them into ``state_values`` and ``state_buckets`` (spec 7.1.16).
+MERGE_ROWS = 50_000
+
+_Row = tuple[bytes, bytes, bytes]  # (encoded key, encoded value, value hash)
+
+
+class _Pending:
+    """The newest pending row of each path and bucket of one log, as ``state_pending*`` hold them."""
+
+    __slots__ = ("buckets", "rows", "values")
+
+    def __init__(self) -> None:
+        self.values: dict[int, dict[bytes, _Row]] = {}  # bucket -> path -> row
+        self.buckets: dict[int, tuple[int, bytes]] = {}  # bucket -> (count, hash)
+        self.rows = 0  # rows in the two pending tables for this log
+
+    def add(self, values: Iterable[tuple[bytes, _Row]], buckets: dict[int, tuple[int, bytes]]) -> None:
+        for path, row in values:
+            self.values.setdefault(bucket_of(path), {})[path] = row
+            self.rows += 1
+        self.buckets.update(buckets)
+        self.rows += len(buckets)
+
+    def value(self, path: bytes) -> _Row | None:
+        return self.values.get(bucket_of(path), {}).get(path)
 
 
 class StateRows:
@@ -29,6 +63,23 @@ class StateRows:
 
     _conn: sqlite3.Connection
     _wrap: Callable[[str], AbstractContextManager[None]]
+    _pending: dict[str, _Pending]
+    merge_rows: int = MERGE_ROWS
+
+    def _pending_of(self, log: str) -> _Pending:
+        # Caller holds the lock. Loaded once per log: at most merge_rows rows, whatever the log's length.
+        pending = self._pending.get(log)
+        if pending is None:
+            pending = _Pending()
+            values = self._conn.execute("SELECT path, key, value, value_hash FROM state_pending WHERE log = ?"
+                                        " ORDER BY seq", (log,))
+            pending.add(((bytes(p), (bytes(k), bytes(v), bytes(h))) for p, k, v, h in values), {})
+            for bucket, count, digest in self._conn.execute(
+                    "SELECT bucket, count, hash FROM state_pending_buckets WHERE log = ? ORDER BY seq", (log,)):
+                pending.buckets[int(bucket)] = (int(count), bytes(digest))
+                pending.rows += 1
+            self._pending[log] = pending
+        return pending
 
     def state_rows(self, log: str, buckets: Iterable[int], paths: Collection[bytes]
                    ) -> tuple[dict[int, list[tuple[bytes, bytes]]], dict[bytes, bytes]]:
@@ -46,34 +97,62 @@ class StateRows:
                         f"SELECT bucket, path, value_hash FROM state_values WHERE log = ? AND bucket IN ({marks})"
                         " ORDER BY bucket, path", (log, *chunk)):
                     found[bucket].append((path, vh))
+            pending = self._pending_of(log)
+            for bucket in wanted:
+                newer = pending.values.get(bucket)
+                if newer:
+                    merged = dict(found[bucket])
+                    merged.update((path, row[2]) for path, row in newer.items())
+                    found[bucket] = sorted(merged.items())
             present = {path for rows in found.values() for path, _ in rows}
             for path in paths:  # the values themselves only where the batch adds to them (a few)
                 if path in present:
-                    row = self._conn.execute("SELECT value FROM state_values WHERE log = ? AND bucket = ? AND path = ?",
-                                             (log, bucket_of(path), path)).fetchone()
-                    values[path] = row[0]
+                    held = self._value(log, path)
+                    assert held is not None  # present in its bucket, so stored or pending
+                    values[path] = held[1]
         return found, values
+
+    def _value(self, log: str, path: bytes) -> _Row | None:
+        # Caller holds the lock: the pending row of ``path``, else the merged one.
+        row = self._pending_of(log).value(path)
+        if row is not None:
+            return row
+        found = self._conn.execute("SELECT key, value, value_hash FROM state_values WHERE log = ? AND bucket = ?"
+                                   " AND path = ?", (log, bucket_of(path), path)).fetchone()
+        return None if found is None else (bytes(found[0]), bytes(found[1]), bytes(found[2]))
 
     def state_value(self, log: str, path: bytes) -> tuple[bytes, bytes] | None:
         """(encoded key, encoded value) at ``path`` of ``log``'s map, or None."""
         with self._wrap(f"read a state value of log {log}"):
-            row = self._conn.execute("SELECT key, value FROM state_values WHERE log = ? AND bucket = ? AND path = ?",
-                                     (log, bucket_of(path), path)).fetchone()
-        return None if row is None else (bytes(row[0]), bytes(row[1]))
+            row = self._value(log, path)
+        return None if row is None else (row[0], row[1])
 
     def state_bucket(self, log: str, bucket: int) -> list[tuple[bytes, bytes]]:
         """(path, value hash) of every value of ``log`` in ``bucket``, sorted by path."""
         with self._wrap(f"read state bucket {bucket} of log {log}"):
-            rows = self._conn.execute("SELECT path, value_hash FROM state_values WHERE log = ? AND bucket = ?"
-                                      " ORDER BY path", (log, bucket))
-            return [(bytes(p), bytes(h)) for p, h in rows]
+            rows = {bytes(p): bytes(h) for p, h in self._conn.execute(
+                "SELECT path, value_hash FROM state_values WHERE log = ? AND bucket = ?", (log, bucket))}
+            rows.update((p, row[2]) for p, row in self._pending_of(log).values.get(bucket, {}).items())
+            return sorted(rows.items())
 
     def state_buckets(self, log: str) -> Iterator[tuple[int, int, bytes]]:
         """(bucket, leaf count, hash) of every non-empty bucket of ``log``'s map."""
         with self._wrap(f"read the state buckets of log {log}"):
-            rows = self._conn.execute("SELECT bucket, count, hash FROM state_buckets WHERE log = ?",
-                                      (log,)).fetchall()
-        return ((int(b), int(c), bytes(h)) for b, c, h in rows)
+            rows = {int(b): (int(c), bytes(h)) for b, c, h in self._conn.execute(
+                "SELECT bucket, count, hash FROM state_buckets WHERE log = ?", (log,))}
+            rows.update(self._pending_of(log).buckets)
+        return ((b, c, h) for b, (c, h) in rows.items())
+
+    def pending_state_rows(self, log: str) -> tuple[list[tuple[int, int, bytes, bytes, bytes, bytes]],
+                                                    list[tuple[int, int, int, int, bytes]]]:
+        """Every row of ``state_pending`` and ``state_pending_buckets`` for ``log``, by ``seq`` (spec 7.1.16):
+        (seq, size, path, key, value, value hash) and (seq, size, bucket, count, hash)."""
+        with self._wrap(f"read the pending state rows of log {log}"):
+            values = [(int(q), int(s), bytes(p), bytes(k), bytes(v), bytes(h)) for q, s, p, k, v, h in self._conn.execute(
+                "SELECT seq, size, path, key, value, value_hash FROM state_pending WHERE log = ? ORDER BY seq", (log,))]
+            buckets = [(int(q), int(s), int(b), int(c), bytes(h)) for q, s, b, c, h in self._conn.execute(
+                "SELECT seq, size, bucket, count, hash FROM state_pending_buckets WHERE log = ? ORDER BY seq", (log,))]
+        return values, buckets
 
     def state_root(self, log: str, size: int) -> bytes | None:
         """The state root of ``log`` after its first ``size`` entries, if a batch ended there."""
@@ -98,6 +177,19 @@ class StateRows:
 
     def iter_state_values(self, log: str, batch: int = 10000) -> Iterator[tuple[bytes, bytes, bytes]]:
         """(path, encoded key, encoded value) of every value of ``log``'s map, by path, read in pages."""
+        with self._wrap(f"read the pending state values of log {log}"):
+            newer = sorted((p, row) for rows in self._pending_of(log).values.values() for p, row in rows.items())
+        at = 0
+        for path, key, value in self._merged_values(log, batch):
+            while at < len(newer) and newer[at][0] < path:
+                yield newer[at][0], newer[at][1][0], newer[at][1][1]
+                at += 1
+            if at < len(newer) and newer[at][0] == path:
+                continue  # the pending row replaces the merged one
+            yield path, key, value
+        yield from ((p, row[0], row[1]) for p, row in newer[at:])
+
+    def _merged_values(self, log: str, batch: int) -> Iterator[tuple[bytes, bytes, bytes]]:
         after = b""
         while True:
             with self._wrap(f"read state values of log {log}"):
@@ -156,19 +248,31 @@ class StateRows:
         self._conn.executemany("INSERT INTO credential_anchors (log, issuer, credential_id, idx) VALUES (?, ?, ?, ?)",
                                [(log, *r) for r in rows.credential_anchors])
 
-    def _write_state(self, log: str, size: int, state: StateBatch) -> None:
-        # Caller holds the lock and an open transaction (append_entries).
+    def _write_state(self, log: str, size: int, state: StateBatch) -> Callable[[], None]:
+        # Caller holds the lock and an open transaction (append_entries). Returns what to do to the pending
+        # rows in memory once the transaction committed (nothing changes there if it does not).
+        pending = self._pending_of(log)
+        self._conn.execute("INSERT INTO state_roots (log, size, root) VALUES (?, ?, ?)", (log, size, state.root))
+        if pending.rows + len(state.values) + len(state.buckets) < self.merge_rows:
+            self._conn.executemany(
+                "INSERT INTO state_pending (log, size, path, key, value, value_hash) VALUES (?, ?, ?, ?, ?, ?)",
+                [(log, size, path, *row) for path, row in state.values.items()])
+            self._conn.executemany(
+                "INSERT INTO state_pending_buckets (log, size, bucket, count, hash) VALUES (?, ?, ?, ?, ?)",
+                [(log, size, b, c, h) for b, (c, h) in state.buckets.items()])
+            return partial(pending.add, state.values.items(), state.buckets)
+        # spec 7.1.16: merge every pending row and the batch's, sorted, then empty the pending tables.
+        values = {p: row for rows in pending.values.values() for p, row in rows.items()}
+        values.update(state.values)
+        buckets = {**pending.buckets, **state.buckets}
         self._conn.executemany(
             "INSERT INTO state_values (log, bucket, path, key, value, value_hash) VALUES (?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (log, bucket, path) DO UPDATE SET value = excluded.value, value_hash = excluded.value_hash",
-            _value_rows(log, state.values.items()))
+            [(log, bucket_of(path), path, *row) for path, row in sorted(values.items())])
         self._conn.executemany(
             "INSERT INTO state_buckets (log, bucket, count, hash) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (log, bucket) DO UPDATE SET count = excluded.count, hash = excluded.hash",
-            [(log, b, c, h) for b, (c, h) in state.buckets.items()])
-        self._conn.execute("INSERT INTO state_roots (log, size, root) VALUES (?, ?, ?)", (log, size, state.root))
-
-
-def _value_rows(log: str, items: Iterable[tuple[bytes, tuple[bytes, bytes, bytes]]]
-                ) -> Sequence[tuple[str, int, bytes, bytes, bytes, bytes]]:
-    return [(log, bucket_of(path), path, key, value, vh) for path, (key, value, vh) in items]
+            [(log, b, c, h) for b, (c, h) in sorted(buckets.items())])
+        self._conn.execute("DELETE FROM state_pending WHERE log = ?", (log,))
+        self._conn.execute("DELETE FROM state_pending_buckets WHERE log = ?", (log,))
+        return partial(self._pending.__setitem__, log, _Pending())

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from ledger.errors import StorageError, StorageFullError, StorageReadOnlyError
 from ledger.schema import StoredCosignature, StoredEvidence, StoredRoot, connect
-from ledger.staterows import StateRows
+from ledger.staterows import MERGE_ROWS, StateRows
 
 if TYPE_CHECKING:
     from ledger.credbook import BookRows
@@ -46,15 +46,19 @@ class Storage(StateRows):
     storage rules (for example appending at the wrong index).
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: str, merge_rows: int = MERGE_ROWS) -> None:
+        if merge_rows < 1:
+            raise StorageError(f"merge_rows must be at least 1, not {merge_rows}")
+        self.merge_rows = merge_rows
         self._conn = conn
         self._lock = threading.RLock()
+        self._pending: dict[str, Any] = {}  # log -> its pending state rows (ledger.staterows, spec 7.1.16)
         self.path = path
 
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
-    def open(cls, path: str | Path, *, synchronous: str = "FULL") -> Storage:
+    def open(cls, path: str | Path, *, synchronous: str = "FULL", merge_rows: int = MERGE_ROWS) -> Storage:
         """Open (creating if needed) the database at ``path`` (spec 7.1, 7.2; :func:`ledger.schema.connect`).
 
         Args:
@@ -62,12 +66,15 @@ class Storage(StateRows):
             synchronous: the SQLite ``synchronous`` level. ``FULL`` (the
                 default, and what a node uses) makes every acknowledged
                 append survive power loss; see spec 7.2.
+            merge_rows: the pending state rows of a log at which a batch merges them into
+                ``state_values`` and ``state_buckets`` (spec 7.1.16): larger means fewer,
+                larger merges and more rows loaded at start.
 
         Raises:
-            StorageError: SQLite failed, WAL mode could not be set, or the
-                database has a different schema version.
+            StorageError: SQLite failed, WAL mode could not be set, the
+                database has a different schema version, or ``merge_rows`` < 1.
         """
-        return cls(connect(path, synchronous), str(path))
+        return cls(connect(path, synchronous), str(path), merge_rows)
 
     def close(self) -> None:
         """Close the connection. Safe to call twice."""
@@ -122,7 +129,8 @@ class Storage(StateRows):
         With ``every_table``, also any log named only by rows of other tables
         (which a consistent database never has; replay looks for them).
         """
-        tables = ("logs", "entries", "nodes", "checkpoints", "cosignatures", "state_values", "state_roots") \
+        tables = ("logs", "entries", "nodes", "checkpoints", "cosignatures", "state_values", "state_roots",
+                  "state_pending") \
             if every_table else ("logs",)
         with self._wrap("list logs"):
             sql = " UNION ".join(f"SELECT DISTINCT log FROM {t}" for t in tables)
@@ -182,24 +190,28 @@ class Storage(StateRows):
             elif len(h) != _HASH_SIZE or level < 0 or (idx + 1) << level > end:
                 raise StorageError(f"tree node ({level}, {idx}) is not a {_HASH_SIZE}-byte complete subtree"
                                    f" of {end} leaves")
-        with self._wrap(f"append {len(raws)} entries to log {log}"), self._transaction():
-            row = self._conn.execute("SELECT size FROM logs WHERE log = ?", (log,)).fetchone()
-            size = 0 if row is None else int(row[0])
-            if start != size:
-                raise StorageError(f"log {log} has {size} entries; cannot append at {start}")
-            self._conn.executemany(
-                "INSERT INTO entries (log, idx, raw, leaf_hash) VALUES (?, ?, ?, ?)", entry_rows)
-            self._conn.executemany(
-                "INSERT INTO nodes (log, level, idx, hash) VALUES (?, ?, ?, ?)", node_rows)
-            self._conn.execute(
-                "INSERT INTO logs (log, size) VALUES (?, ?) "
-                "ON CONFLICT (log) DO UPDATE SET size = excluded.size", (log, end))
-            if state is not None:
-                self._write_state(log, end, state)
-            if book is not None:
-                self._write_book(log, book)
-            if before_commit is not None:
-                before_commit()
+        committed: Callable[[], None] | None = None
+        with self._wrap(f"append {len(raws)} entries to log {log}"):
+            with self._transaction():
+                row = self._conn.execute("SELECT size FROM logs WHERE log = ?", (log,)).fetchone()
+                size = 0 if row is None else int(row[0])
+                if start != size:
+                    raise StorageError(f"log {log} has {size} entries; cannot append at {start}")
+                self._conn.executemany(
+                    "INSERT INTO entries (log, idx, raw, leaf_hash) VALUES (?, ?, ?, ?)", entry_rows)
+                self._conn.executemany(
+                    "INSERT INTO nodes (log, level, idx, hash) VALUES (?, ?, ?, ?)", node_rows)
+                self._conn.execute(
+                    "INSERT INTO logs (log, size) VALUES (?, ?) "
+                    "ON CONFLICT (log) DO UPDATE SET size = excluded.size", (log, end))
+                if state is not None:
+                    committed = self._write_state(log, end, state)
+                if book is not None:
+                    self._write_book(log, book)
+                if before_commit is not None:
+                    before_commit()
+            if committed is not None:  # the pending state rows in memory follow the committed ones
+                committed()
         return range(start, end)
 
     def read_entries(self, log: str, start: int, end: int) -> list[bytes]:

@@ -38,8 +38,11 @@ def _successor(net: Net) -> SignedRoot:
 
 
 def build_db(path: Path, net: Net) -> dict[str, object]:
-    """A node database: VN's own log, a replica of TH's log, checkpoints, cosignatures, two roots."""
-    with Storage.open(path) as vn_db, Storage.open(path.with_name("th-owner.db")) as th_db:
+    """A node database: VN's own log, a replica of TH's log, checkpoints, cosignatures, two roots.
+
+    Pending state rows are merged at 20 rows (spec 7.1.16): VN's first two batches end in the merged state
+    tables, its third batch and TH's log in the pending ones."""
+    with Storage.open(path, merge_rows=20) as vn_db, Storage.open(path.with_name("th-owner.db")) as th_db:
         vn_db.put_root(1, net.genesis.to_cbor())
         vn_db.put_root(2, _successor(net).to_cbor())
         vn = MemberLog(vn_db, "VN", NETWORK, RegistryState(net.chain()), net.node["VN"])
@@ -131,6 +134,10 @@ TARGETS = {
     ("roots", "digest"): ("version", "root version {0}"),
     ("state_roots", "root"): ("log, size", "log {0} state root size {1}"),
     ("state_buckets", "hash"): ("log, bucket", "log {0} state buckets"),
+    ("state_pending", "value"): ("log, seq", "log {0} state pending value {1}"),
+    ("state_pending", "key"): ("log, seq", "log {0} state pending value {1}"),
+    ("state_pending", "value_hash"): ("log, seq", "log {0} state pending value {1}"),
+    ("state_pending_buckets", "hash"): ("log, seq", "log {0} state pending bucket {1}"),
 }
 
 

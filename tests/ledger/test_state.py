@@ -19,12 +19,13 @@ from ledger.note import NoteSigner
 from ledger.registry import RegistryState
 from ledger.state import MemoryState, StateKey, StateValue, keys_of
 from ledger.statemap import StateProofError, map_root, verify_state_proof
+from ledger.staterows import MERGE_ROWS
 from ledger.storage import Storage
 
 
-def _log(path: Path) -> tuple[MemberLog, list[bytes]]:
+def _log(path: Path, merge_rows: int = MERGE_ROWS) -> tuple[MemberLog, list[bytes]]:
     net = make_net()
-    db = Storage.open(path)
+    db = Storage.open(path, merge_rows=merge_rows)
     db.put_root(1, net.genesis.to_cbor())
     vn = MemberLog(db, "VN", NETWORK, RegistryState(net.chain()), net.node["VN"])
     raws = setup_entries(net, "VN") + anchors(net, "VN", 30)
@@ -73,16 +74,20 @@ def test_proofs_from_a_member_log(tmp_path: Path) -> None:
     vn.close()
 
 
-def test_reopening_checks_the_stored_map(tmp_path: Path) -> None:
+@pytest.mark.parametrize("merge_rows, table", [(1, "state_buckets"), (MERGE_ROWS, "state_pending_buckets")])
+def test_reopening_checks_the_stored_map(tmp_path: Path, merge_rows: int, table: str) -> None:
     path = tmp_path / "n.db"
-    vn, _ = _log(path)
+    vn, _ = _log(path, merge_rows)
     root, state, storage = vn.state_root(), vn.state, vn.storage
     vn.close()
     again = MemberLog(storage, "VN", NETWORK, state)
     assert again.state_root() == root
     storage.close()
     conn = sqlite3.connect(path)
-    conn.execute("UPDATE state_buckets SET hash = zeroblob(32) WHERE bucket = (SELECT min(bucket) FROM state_buckets)")
+    changed = conn.execute(f"UPDATE {table} SET hash = zeroblob(32) WHERE seq = (SELECT max(seq) FROM {table})"
+                           if table.startswith("state_pending") else
+                           f"UPDATE {table} SET hash = zeroblob(32) WHERE bucket = (SELECT min(bucket) FROM {table})")
+    assert changed.rowcount == 1
     conn.commit()
     conn.close()
     with Storage.open(path) as db, pytest.raises(StorageError, match="state map does not match"):

@@ -120,8 +120,8 @@ def _rebuild_state(db: sqlite3.Connection, log: str) -> None:
         state.apply(done, [UnverifiedEntry.decode(r).body for r, _ in rows[done:size]], [h for _, h in rows[done:size]])
         db.execute("UPDATE state_roots SET root = ? WHERE log = ? AND size = ?", (state.root, log, size))
         done = size
-    db.execute("DELETE FROM state_values WHERE log = ?", (log,))
-    db.execute("DELETE FROM state_buckets WHERE log = ?", (log,))
+    for table in ("state_values", "state_buckets", "state_pending", "state_pending_buckets"):  # merged (7.1.16)
+        db.execute(f"DELETE FROM {table} WHERE log = ?", (log,))
     db.executemany("INSERT INTO state_values VALUES (?, ?, ?, ?, ?, ?)",
                    [(log, bucket_of(p), p, k, v, value_hash(v)) for p, (k, v) in state.items().items()])
     db.executemany("INSERT INTO state_buckets VALUES (?, ?, ?, ?)",

@@ -1,0 +1,159 @@
+"""Pending state rows (spec 7.1.16): a log's state reads the same whether its rows are merged or pending.
+
+A batch writes its new state values and buckets to the pending tables; the batch that brings a log's pending
+rows to ``merge_rows`` merges them into ``state_values`` and ``state_buckets``. Nothing a reader sees may
+depend on where the rows are: not the root, not a value, not a bucket, not a proof, not after a restart, and
+not after a batch that failed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from test_memberlog import NETWORK, T0, Net, anchors, bad_signature, make_net, setup_entries
+
+from ledger.bodies import CredentialStatus
+from ledger.entries import make_entry
+from ledger.errors import StorageError, VerificationError
+from ledger.memberlog import MemberLog
+from ledger.registry import RegistryState
+from ledger.replay import replay
+from ledger.state import StateKey
+from ledger.storage import Storage
+
+
+def _statuses(net: Net, credential: bytes, statuses: tuple[str, ...], t: int) -> list[bytes]:
+    return [make_entry("VN", "credential.status", t + i, CredentialStatus("VN/customs", credential, s, "test"),
+                       net.issuer["VN"]) for i, s in enumerate(statuses)]
+
+
+def _batches(net: Net) -> list[list[bytes]]:
+    # The same credential's status changes in four batches: its value is rewritten batch after batch, so
+    # pending rows of one path (and of its bucket) pile up before a merge.
+    out = [setup_entries(net, "VN") + anchors(net, "VN", 3)]
+    for b, statuses in enumerate((("suspended",), ("active", "suspended"), ("active",), ("revoked",))):
+        out.append(_statuses(net, b"cred-1", statuses, T0 + 100 + 10 * b) + anchors(net, "VN", 2, first=10 + 2 * b,
+                                                                                    t=T0 + 105 + 10 * b))
+    return out
+
+
+def _build(path: Path, net: Net, merge_rows: int) -> list[int]:
+    """The log of :func:`_batches`, appended batch by batch; returns the size after each batch."""
+    with Storage.open(path, merge_rows=merge_rows) as db:
+        db.put_root(1, net.genesis.to_cbor())
+        vn = MemberLog(db, "VN", NETWORK, RegistryState(net.chain()), net.node["VN"])
+        sizes = []
+        for batch in _batches(net):
+            vn.append(batch)
+            sizes.append(vn.size)
+        vn.close()
+    return sizes
+
+
+def _reads(db: Storage, sizes: list[int]) -> tuple:
+    # Everything a reader can ask of the state tables, in a form that compares equal across databases.
+    values = list(db.iter_state_values("VN"))
+    buckets = sorted(db.state_buckets("VN"))
+    return (values, buckets, [db.state_root("VN", s) for s in sizes],
+            [db.state_value("VN", p) for p, _, _ in values], [db.state_bucket("VN", b) for b, _, _ in buckets],
+            db.state_rows("VN", [b for b, _, _ in buckets], [p for p, _, _ in values]))
+
+
+def _rows(path: Path, table: str) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def net() -> Net:
+    return make_net()
+
+
+def test_where_the_rows_are_changes_no_answer(net: Net, tmp_path: Path) -> None:
+    # merged after every batch, merged once on the way, never merged
+    paths = {m: tmp_path / f"m{m}.db" for m in (1, 12, 10 ** 6)}
+    sizes = {m: _build(p, net, m) for m, p in paths.items()}
+    assert _rows(paths[1], "state_pending") == 0 and _rows(paths[10 ** 6], "state_values") == 0
+    assert _rows(paths[12], "state_pending") > 0 and _rows(paths[12], "state_values") > 0
+    status = StateKey("status", ("VN/customs", b"cred-1")).path
+    reads = {}
+    for m, path in paths.items():
+        with Storage.open(path, merge_rows=m) as db:  # a fresh object: the pending rows are loaded from the file
+            reads[m] = _reads(db, sizes[m])
+            assert db.state_value("VN", status) is not None
+            report = replay(db, net.genesis, net.genesis.root_hash)
+            assert report.ok, [str(p) for p in report.problems]
+            vn = MemberLog(db, "VN", NETWORK, report.state)  # the stored map opens against the stored root
+            size, proofs = vn.prove_states([status, StateKey("issuer", ("VN/customs",)).path])
+            reads[m] += (size, proofs)
+            vn.close()
+    assert reads[1] == reads[12] == reads[10 ** 6]
+
+
+def test_a_path_rewritten_while_pending_keeps_every_row_checkable(net: Net, tmp_path: Path) -> None:
+    # The older pending rows of the status value are no longer read, but replay still checks each against the
+    # value the entries give at its batch's size: a byte changed in an old row is reported by its seq.
+    path = tmp_path / "n.db"
+    _build(path, net, 10 ** 6)
+    status = StateKey("status", ("VN/customs", b"cred-1")).path
+    conn = sqlite3.connect(path)
+    seqs = [int(r[0]) for r in conn.execute("SELECT seq FROM state_pending WHERE path = ? ORDER BY seq", (status,))]
+    assert len(seqs) == 4
+    value = bytearray(conn.execute("SELECT value FROM state_pending WHERE seq = ?", (seqs[0],)).fetchone()[0])
+    value[-1] ^= 1
+    conn.execute("UPDATE state_pending SET value = ? WHERE seq = ?", (bytes(value), seqs[0]))
+    bucket_seq = conn.execute("SELECT min(seq) FROM state_pending_buckets").fetchone()[0]
+    conn.execute("UPDATE state_pending_buckets SET count = count + 1 WHERE seq = ?", (bucket_seq,))
+    conn.commit()
+    conn.close()
+    with Storage.open(path) as db:
+        locations = [p.location for p in replay(db, net.genesis, net.genesis.root_hash).problems]
+    assert f"log VN state pending value {seqs[0]}" in locations
+    assert f"log VN state pending bucket {bucket_seq}" in locations
+
+
+def test_a_failed_batch_leaves_the_pending_rows_as_they_were(net: Net, tmp_path: Path) -> None:
+    path = tmp_path / "n.db"
+    batches = _batches(net)
+    with Storage.open(path, merge_rows=10 ** 6) as db:
+        db.put_root(1, net.genesis.to_cbor())
+        vn = MemberLog(db, "VN", NETWORK, RegistryState(net.chain()), net.node["VN"])
+        vn.append(batches[0])
+        vn.append(batches[1])
+        before = _reads(db, [vn.size])
+        spoiled = batches[2][:-1] + [bad_signature(batches[2][-1])]
+        with pytest.raises(VerificationError):
+            vn.append(spoiled)  # refused after its rows were written, before the commit
+        assert _reads(db, [vn.size]) == before
+        for batch in batches[2:]:
+            vn.append(batch)
+        root = vn.state_root()
+        vn.close()
+    with Storage.open(path) as db:
+        report = replay(db, net.genesis, net.genesis.root_hash)
+        assert report.ok, [str(p) for p in report.problems]
+        assert MemberLog(db, "VN", NETWORK, report.state).state_root() == root
+
+
+def test_the_batch_that_reaches_merge_rows_merges_every_pending_row(net: Net, tmp_path: Path) -> None:
+    path = tmp_path / "n.db"
+    batches = _batches(net)
+    with Storage.open(path, merge_rows=14) as db:
+        db.put_root(1, net.genesis.to_cbor())
+        vn = MemberLog(db, "VN", NETWORK, RegistryState(net.chain()), net.node["VN"])
+        vn.append(batches[0])  # 5 values, 5 buckets: 10 pending rows
+        assert (_rows(path, "state_pending"), _rows(path, "state_values")) == (5, 0)
+        vn.append(batches[1])  # 3 more values and buckets reach 14: all merged, 8 values in all
+        assert (_rows(path, "state_pending"), _rows(path, "state_pending_buckets")) == (0, 0)
+        assert (_rows(path, "state_values"), _rows(path, "state_buckets")) == (8, 8)
+        vn.close()
+
+
+def test_merge_rows_below_one_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="merge_rows must be at least 1"):
+        Storage.open(tmp_path / "n.db", merge_rows=0)
