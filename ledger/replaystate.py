@@ -105,21 +105,38 @@ class StateReplay:
         where = f"log {self.log} state pending"
         values, buckets = storage.pending_state_rows(self.log)
 
-        def at(path: bytes, size: int) -> bytes | None:
+        decoded: dict[bytes, tuple[tuple[int, bytes], ...]] = {}
+        hashes: dict[bytes, bytes] = {}
+
+        def at(path: bytes, size: int) -> tuple[bytes, bytes] | None:
+            # (value, value hash) of ``path`` at ``size``; the whole value (the common case) is hashed once
             found = mine.get(path)
-            entries = StateValue.decode(found[1]).before(size) if found else ()
-            return StateValue(entries).encode() if entries else None
+            if found is None:
+                return None
+            entries = decoded.get(path)
+            if entries is None:
+                entries = decoded[path] = StateValue.decode(found[1]).entries
+            if entries[-1][0] < size:
+                if path not in hashes:
+                    hashes[path] = value_hash(found[1])
+                return found[1], hashes[path]
+            before = StateValue(entries).before(size)
+            value = StateValue(before).encode() if before else None
+            return None if value is None else (value, value_hash(value))
 
         for seq, size, path, key, value, vh in values:
-            if size > self._size or mine.get(path, (None,))[0] != key or at(path, size) != value \
+            if size > self._size or mine.get(path, (None,))[0] != key or at(path, size) != (value, vh) \
                     or value_hash(value) != vh:
                 report(f"{where} value {seq}", f"the row of key {_show(key)} at size {size} is not the value the"
                        " entries give there")
-        paths: dict[int, list[bytes]] = {}
-        for path in sorted(mine):
-            paths.setdefault(bucket_of(path), []).append(path)
+        paths: dict[int, list[bytes]] = {b: [] for _, _, b, _, _ in buckets}
+        for path in mine:
+            if (b := bucket_of(path)) in paths:
+                paths[b].append(path)
+        for found in paths.values():
+            found.sort()
         for seq, size, bucket, count, digest in buckets:
-            leaves = [(p, value_hash(v)) for p in paths.get(bucket, []) if (v := at(p, size)) is not None]
+            leaves = [(p, v[1]) for p in paths.get(bucket, []) if (v := at(p, size)) is not None]
             if size > self._size or (count, digest) != (len(leaves), subtree_hash(leaves, BUCKET_BITS)):
                 report(f"{where} bucket {seq}", f"the row of bucket {bucket} at size {size} is not the bucket the"
                        " entries give there")
