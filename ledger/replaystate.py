@@ -100,46 +100,36 @@ class StateReplay:
 
     def _check_pending(self, storage: Storage, report: Report, mine: dict[bytes, tuple[bytes, bytes]]) -> None:
         # spec 7.1.16: every pending row, the newest of its path or bucket or an older one, holds the value or
-        # bucket at the size of the batch that wrote it; the recomputed value lists every entry, so the value
-        # at that size is the part of the list before it.
-        where = f"log {self.log} state pending"
+        # bucket at the size of the batch that wrote it; the merged rows under them hold those of the last
+        # merge (the batch end before the first pending row); every merged row is in its path's bucket and
+        # hashes to its value hash. The recomputed value lists every entry: its part before a size is the value
+        # at that size.
+        where = f"log {self.log} state"
         values, buckets = storage.pending_state_rows(self.log)
-
-        decoded: dict[bytes, tuple[tuple[int, bytes], ...]] = {}
-        hashes: dict[bytes, bytes] = {}
-
-        def at(path: bytes, size: int) -> tuple[bytes, bytes] | None:
-            # (value, value hash) of ``path`` at ``size``; the whole value (the common case) is hashed once
-            found = mine.get(path)
-            if found is None:
-                return None
-            entries = decoded.get(path)
-            if entries is None:
-                entries = decoded[path] = StateValue.decode(found[1]).entries
-            if entries[-1][0] < size:
-                if path not in hashes:
-                    hashes[path] = value_hash(found[1])
-                return found[1], hashes[path]
-            before = StateValue(entries).before(size)
-            value = StateValue(before).encode() if before else None
-            return None if value is None else (value, value_hash(value))
-
+        past = _PastState(mine, {b for _, _, b, _, _ in buckets} | {bucket_of(p) for _, _, p, _, _, _ in values})
         for seq, size, path, key, value, vh in values:
-            if size > self._size or mine.get(path, (None,))[0] != key or at(path, size) != (value, vh) \
+            if size > self._size or mine.get(path, (None,))[0] != key or past.value(path, size) != (value, vh) \
                     or value_hash(value) != vh:
-                report(f"{where} value {seq}", f"the row of key {_show(key)} at size {size} is not the value the"
-                       " entries give there")
-        paths: dict[int, list[bytes]] = {b: [] for _, _, b, _, _ in buckets}
-        for path in mine:
-            if (b := bucket_of(path)) in paths:
-                paths[b].append(path)
-        for found in paths.values():
-            found.sort()
+                report(f"{where} pending value {seq}", f"the row of key {_show(key)} at size {size} is not the value"
+                       " the entries give there")
         for seq, size, bucket, count, digest in buckets:
-            leaves = [(p, v[1]) for p in paths.get(bucket, []) if (v := at(p, size)) is not None]
-            if size > self._size or (count, digest) != (len(leaves), subtree_hash(leaves, BUCKET_BITS)):
-                report(f"{where} bucket {seq}", f"the row of bucket {bucket} at size {size} is not the bucket the"
-                       " entries give there")
+            if size > self._size or (count, digest) != past.bucket(bucket, size):
+                report(f"{where} pending bucket {seq}", f"the row of bucket {bucket} at size {size} is not the"
+                       " bucket the entries give there")
+        first = min((size for _, size, *_ in values), default=None)
+        merged = max((s for s, _ in storage.state_roots(self.log) if first is None or s < first), default=0)
+        pending = {path for _, _, path, _, _, _ in values}
+        for bucket, path, key, value, vh in storage.stored_state_values(self.log):
+            if bucket != bucket_of(path) or value_hash(value) != vh or (path in pending and (
+                    mine.get(path, (None,))[0] != key or past.value(path, merged) != (value, vh))):
+                report(f"{where} value {path.hex()}", f"the stored row of key {_show(key)} in bucket {bucket} is not"
+                       f" the value the entries give at the last merge (size {merged})")
+        stored = storage.stored_state_buckets(self.log)
+        for bucket in {b for _, _, b, _, _ in buckets}:
+            count, digest = past.bucket(bucket, merged)
+            if stored.get(bucket) != ((count, digest) if count else None):
+                report(f"{where} buckets", f"the stored row of bucket {bucket} is not the bucket the entries give at"
+                       f" the last merge (size {merged})")
 
     def _check_registry_rows(self, storage: Storage, report: Report) -> None:
         # spec 7.5.1 step 8: the registry tables (7.1.14, 7.1.15) list exactly what the entries give
@@ -150,6 +140,42 @@ class StateReplay:
         if stored_anchors != self._credential_anchors:
             report(f"log {self.log} credential_anchors", _differ(stored_anchors, self._credential_anchors,
                                                                  lambda row: row[0]))
+
+
+class _PastState:
+    """The recomputed state of a log at an earlier size, for the paths and buckets pending rows name."""
+
+    def __init__(self, mine: dict[bytes, tuple[bytes, bytes]], buckets: set[int]) -> None:
+        self._mine = mine
+        self._decoded: dict[bytes, tuple[tuple[int, bytes], ...]] = {}
+        self._hashes: dict[bytes, bytes] = {}
+        self._paths: dict[int, list[bytes]] = {b: [] for b in buckets}
+        for path in mine:
+            if (b := bucket_of(path)) in self._paths:
+                self._paths[b].append(path)
+        for found in self._paths.values():
+            found.sort()
+
+    def value(self, path: bytes, size: int) -> tuple[bytes, bytes] | None:
+        """(value, value hash) of ``path`` after the first ``size`` entries; the whole value is hashed once."""
+        found = self._mine.get(path)
+        if found is None:
+            return None
+        entries = self._decoded.get(path)
+        if entries is None:
+            entries = self._decoded[path] = StateValue.decode(found[1]).entries
+        if entries[-1][0] < size:
+            if path not in self._hashes:
+                self._hashes[path] = value_hash(found[1])
+            return found[1], self._hashes[path]
+        before = StateValue(entries).before(size)
+        value = StateValue(before).encode() if before else None
+        return None if value is None else (value, value_hash(value))
+
+    def bucket(self, bucket: int, size: int) -> tuple[int, bytes]:
+        """(count, hash) of ``bucket`` (one named at construction) after the first ``size`` entries."""
+        leaves = [(p, v[1]) for p in self._paths[bucket] if (v := self.value(p, size)) is not None]
+        return len(leaves), subtree_hash(leaves, BUCKET_BITS)
 
 
 def _differ(stored: Sequence[T], mine: Sequence[T], index: Callable[[T], int]) -> str:

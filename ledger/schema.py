@@ -126,6 +126,8 @@ CREATE TABLE state_pending_buckets (
     count  INTEGER NOT NULL CHECK (count >= 1),
     hash   BLOB NOT NULL
 );
+CREATE INDEX state_pending_by_log ON state_pending (log, seq);
+CREATE INDEX state_pending_buckets_by_log ON state_pending_buckets (log, seq);
 CREATE TABLE evidence (
     id       INTEGER PRIMARY KEY,
     log      TEXT NOT NULL,

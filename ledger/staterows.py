@@ -6,11 +6,12 @@ storage's connection, lock and error wrapping; the rows of a batch are written b
 
 A batch's new values and buckets go to the *pending* tables (spec 7.1.16), whose rows are appended in
 order, so a batch writes a few fresh pages instead of one page of the large ``state_values`` B-tree per
-value (its paths are hashes: every insert lands on a random page). Once a log has :data:`MERGE_ROWS`
-pending rows, the batch that reaches it also merges them, sorted, into ``state_values`` and
-``state_buckets``: each page of those is then written once per merge, not once per value. The newest
-pending row of each path and bucket is kept in memory (loaded once per log, at most :data:`MERGE_ROWS`
-rows), and every read below sees the merged state: the pending rows over the merged tables.
+value (its paths are hashes: every insert lands on a random page). Once a log has ``merge_rows``
+pending rows (:data:`MERGE_ROWS` by default) or :data:`MERGE_BYTES` of pending values, the batch that
+reaches it also merges them, sorted, into ``state_values`` and ``state_buckets``: each page of those is
+then written once per merge, not once per value. The newest pending row of each path and bucket is kept
+in memory (loaded once per log, at most ``merge_rows`` rows), and every read below sees the merged state:
+the pending rows over the merged tables.
 """
 
 from __future__ import annotations
@@ -33,24 +34,29 @@ __all__ = ["StateRows"]
 _CHUNK = 500  # SQLite's variable limit, with room for the log
 #: Pending rows of one log at which a batch merges them into ``state_values`` and ``state_buckets`` (spec 7.1.16).
 MERGE_ROWS = 50_000
+#: Bytes of pending keys and values of one log at which a batch merges them too: a key rewritten batch after
+#: batch (a credential's status) adds its whole, growing value each time (spec 7.1.16).
+MERGE_BYTES = 32 * 1024 * 1024
 
 _Row = tuple[bytes, bytes, bytes]  # (encoded key, encoded value, value hash)
 
 
-class _Pending:
+class PendingRows:
     """The newest pending row of each path and bucket of one log, as ``state_pending*`` hold them."""
 
-    __slots__ = ("buckets", "rows", "values")
+    __slots__ = ("buckets", "bytes", "rows", "values")
 
     def __init__(self) -> None:
         self.values: dict[int, dict[bytes, _Row]] = {}  # bucket -> path -> row
         self.buckets: dict[int, tuple[int, bytes]] = {}  # bucket -> (count, hash)
         self.rows = 0  # rows in the two pending tables for this log
+        self.bytes = 0  # bytes of the keys and values of those rows
 
     def add(self, values: Iterable[tuple[bytes, _Row]], buckets: dict[int, tuple[int, bytes]]) -> None:
         for path, row in values:
             self.values.setdefault(bucket_of(path), {})[path] = row
             self.rows += 1
+            self.bytes += len(row[0]) + len(row[1])
         self.buckets.update(buckets)
         self.rows += len(buckets)
 
@@ -59,18 +65,18 @@ class _Pending:
 
 
 class StateRows:
-    """Reads and writes of ``state_values``, ``state_buckets`` and ``state_roots``."""
+    """Reads and writes of ``state_values``, ``state_buckets``, ``state_roots`` and the pending tables (7.1.16)."""
 
     _conn: sqlite3.Connection
     _wrap: Callable[[str], AbstractContextManager[None]]
-    _pending: dict[str, _Pending]
+    _pending: dict[str, PendingRows]
     merge_rows: int = MERGE_ROWS
 
-    def _pending_of(self, log: str) -> _Pending:
+    def _pending_of(self, log: str) -> PendingRows:
         # Caller holds the lock. Loaded once per log: at most merge_rows rows, whatever the log's length.
         pending = self._pending.get(log)
         if pending is None:
-            pending = _Pending()
+            pending = PendingRows()
             values = self._conn.execute("SELECT path, key, value, value_hash FROM state_pending WHERE log = ?"
                                         " ORDER BY seq", (log,))
             pending.add(((bytes(p), (bytes(k), bytes(v), bytes(h))) for p, k, v, h in values), {})
@@ -108,7 +114,9 @@ class StateRows:
             for path in paths:  # the values themselves only where the batch adds to them (a few)
                 if path in present:
                     held = self._value(log, path)
-                    assert held is not None  # present in its bucket, so stored or pending
+                    if held is None:  # listed in its bucket, yet no row at its bucket: a misfiled row
+                        raise StorageError(f"log {log}: state value {path.hex()} is listed in bucket {bucket_of(path)}"
+                                           " but not stored there; replay the database (mekong audit replay)")
                     values[path] = held[1]
         return found, values
 
@@ -180,7 +188,7 @@ class StateRows:
         with self._wrap(f"read the pending state values of log {log}"):
             newer = sorted((p, row) for rows in self._pending_of(log).values.values() for p, row in rows.items())
         at = 0
-        for path, key, value in self._merged_values(log, batch):
+        for _, path, key, value, _ in self.stored_state_values(log, batch):
             while at < len(newer) and newer[at][0] < path:
                 yield newer[at][0], newer[at][1][0], newer[at][1][1]
                 at += 1
@@ -189,17 +197,25 @@ class StateRows:
             yield path, key, value
         yield from ((p, row[0], row[1]) for p, row in newer[at:])
 
-    def _merged_values(self, log: str, batch: int) -> Iterator[tuple[bytes, bytes, bytes]]:
-        after = b""
+    def stored_state_values(self, log: str, batch: int = 10000) -> Iterator[tuple[int, bytes, bytes, bytes, bytes]]:
+        """(bucket, path, key, value, value hash) of every row of ``state_values`` of ``log`` as stored, without
+        the pending rows over them (replay checks both), by (bucket, path), read in pages."""
+        after: tuple[int, bytes] = (-1, b"")
         while True:
             with self._wrap(f"read state values of log {log}"):
                 rows = self._conn.execute(
-                    "SELECT path, key, value FROM state_values WHERE log = ? AND bucket >= ? AND path > ?"
-                    " ORDER BY bucket, path LIMIT ?", (log, bucket_of(after) if after else 0, after, batch)).fetchall()
-            yield from ((bytes(p), bytes(k), bytes(v)) for p, k, v in rows)
+                    "SELECT bucket, path, key, value, value_hash FROM state_values WHERE log = ? AND (bucket, path) > (?, ?)"
+                    " ORDER BY bucket, path LIMIT ?", (log, *after, batch)).fetchall()
+            yield from ((int(b), bytes(p), bytes(k), bytes(v), bytes(h)) for b, p, k, v, h in rows)
             if len(rows) < batch:
                 return
-            after = bytes(rows[-1][0])
+            after = (int(rows[-1][0]), bytes(rows[-1][1]))
+
+    def stored_state_buckets(self, log: str) -> dict[int, tuple[int, bytes]]:
+        """bucket -> (count, hash) of every row of ``state_buckets`` of ``log`` as stored, without the pending rows."""
+        with self._wrap(f"read the state buckets of log {log}"):
+            return {int(b): (int(c), bytes(h)) for b, c, h in self._conn.execute(
+                "SELECT bucket, count, hash FROM state_buckets WHERE log = ?", (log,))}
 
     def read_entries_at(self, log: str, indices: Sequence[int]) -> list[bytes]:
         """Entry bytes at ``indices`` of ``log``, in the order given (one indexed query per 500).
@@ -253,7 +269,9 @@ class StateRows:
         # rows in memory once the transaction committed (nothing changes there if it does not).
         pending = self._pending_of(log)
         self._conn.execute("INSERT INTO state_roots (log, size, root) VALUES (?, ?, ?)", (log, size, state.root))
-        if pending.rows + len(state.values) + len(state.buckets) < self.merge_rows:
+        added = sum(len(k) + len(v) for k, v, _ in state.values.values())
+        if (pending.rows + len(state.values) + len(state.buckets) < self.merge_rows
+                and pending.bytes + added < MERGE_BYTES):
             self._conn.executemany(
                 "INSERT INTO state_pending (log, size, path, key, value, value_hash) VALUES (?, ?, ?, ?, ?, ?)",
                 [(log, size, path, *row) for path, row in state.values.items()])
@@ -267,7 +285,8 @@ class StateRows:
         buckets = {**pending.buckets, **state.buckets}
         self._conn.executemany(
             "INSERT INTO state_values (log, bucket, path, key, value, value_hash) VALUES (?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (log, bucket, path) DO UPDATE SET value = excluded.value, value_hash = excluded.value_hash",
+            " ON CONFLICT (log, bucket, path) DO UPDATE SET key = excluded.key, value = excluded.value,"
+            " value_hash = excluded.value_hash",
             [(log, bucket_of(path), path, *row) for path, row in sorted(values.items())])
         self._conn.executemany(
             "INSERT INTO state_buckets (log, bucket, count, hash) VALUES (?, ?, ?, ?)"
@@ -275,4 +294,4 @@ class StateRows:
             [(log, b, c, h) for b, (c, h) in sorted(buckets.items())])
         self._conn.execute("DELETE FROM state_pending WHERE log = ?", (log,))
         self._conn.execute("DELETE FROM state_pending_buckets WHERE log = ?", (log,))
-        return partial(self._pending.__setitem__, log, _Pending())
+        return partial(self._pending.__setitem__, log, PendingRows())

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from ledger.errors import StorageError, StorageFullError, StorageReadOnlyError
 from ledger.schema import StoredCosignature, StoredEvidence, StoredRoot, connect
-from ledger.staterows import MERGE_ROWS, StateRows
+from ledger.staterows import MERGE_ROWS, PendingRows, StateRows
 
 if TYPE_CHECKING:
     from ledger.credbook import BookRows
@@ -52,7 +52,7 @@ class Storage(StateRows):
         self.merge_rows = merge_rows
         self._conn = conn
         self._lock = threading.RLock()
-        self._pending: dict[str, Any] = {}  # log -> its pending state rows (ledger.staterows, spec 7.1.16)
+        self._pending: dict[str, PendingRows] = {}  # log -> its pending state rows (spec 7.1.16)
         self.path = path
 
     # ------------------------------------------------------------------ lifecycle
@@ -115,11 +115,11 @@ class Storage(StateRows):
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self._conn.execute("COMMIT")
         except BaseException:
-            if self._conn.in_transaction:
+            if self._conn.in_transaction:  # the body failed, or COMMIT did (a failed COMMIT leaves it open)
                 self._conn.execute("ROLLBACK")
             raise
-        self._conn.execute("COMMIT")
 
     # ------------------------------------------------------------------ entries and tree
 
@@ -129,8 +129,8 @@ class Storage(StateRows):
         With ``every_table``, also any log named only by rows of other tables
         (which a consistent database never has; replay looks for them).
         """
-        tables = ("logs", "entries", "nodes", "checkpoints", "cosignatures", "state_values", "state_roots",
-                  "state_pending") \
+        tables = ("logs", "entries", "nodes", "checkpoints", "cosignatures", "state_values", "state_buckets",
+                  "state_roots", "state_pending", "state_pending_buckets", "registry_entries", "credential_anchors") \
             if every_table else ("logs",)
         with self._wrap("list logs"):
             sql = " UNION ".join(f"SELECT DISTINCT log FROM {t}" for t in tables)
