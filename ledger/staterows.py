@@ -63,6 +63,15 @@ class PendingRows:
     def value(self, path: bytes) -> _Row | None:
         return self.values.get(bucket_of(path), {}).get(path)
 
+    def over(self, bucket: int, stored: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """The (path, value hash) pairs of ``bucket``: the ``stored`` ones under the pending rows, by path."""
+        newer = self.values.get(bucket)
+        if not newer:
+            return sorted(stored)
+        merged = dict(stored)
+        merged.update((path, row[2]) for path, row in newer.items())
+        return sorted(merged.items())
+
 
 class StateRows:
     """Reads and writes of ``state_values``, ``state_buckets``, ``state_roots`` and the pending tables (7.1.16)."""
@@ -105,11 +114,7 @@ class StateRows:
                     found[bucket].append((path, vh))
             pending = self._pending_of(log)
             for bucket in wanted:
-                newer = pending.values.get(bucket)
-                if newer:
-                    merged = dict(found[bucket])
-                    merged.update((path, row[2]) for path, row in newer.items())
-                    found[bucket] = sorted(merged.items())
+                found[bucket] = pending.over(bucket, found[bucket])
             present = {path for rows in found.values() for path, _ in rows}
             for path in paths:  # the values themselves only where the batch adds to them (a few)
                 if path in present:
@@ -138,16 +143,13 @@ class StateRows:
     def state_bucket(self, log: str, bucket: int) -> list[tuple[bytes, bytes]]:
         """(path, value hash) of every value of ``log`` in ``bucket``, sorted by path."""
         with self._wrap(f"read state bucket {bucket} of log {log}"):
-            rows = {bytes(p): bytes(h) for p, h in self._conn.execute(
-                "SELECT path, value_hash FROM state_values WHERE log = ? AND bucket = ?", (log, bucket))}
-            rows.update((p, row[2]) for p, row in self._pending_of(log).values.get(bucket, {}).items())
-            return sorted(rows.items())
+            return self._pending_of(log).over(bucket, ((bytes(p), bytes(h)) for p, h in self._conn.execute(
+                "SELECT path, value_hash FROM state_values WHERE log = ? AND bucket = ?", (log, bucket))))
 
     def state_buckets(self, log: str) -> Iterator[tuple[int, int, bytes]]:
         """(bucket, leaf count, hash) of every non-empty bucket of ``log``'s map."""
         with self._wrap(f"read the state buckets of log {log}"):
-            rows = {int(b): (int(c), bytes(h)) for b, c, h in self._conn.execute(
-                "SELECT bucket, count, hash FROM state_buckets WHERE log = ?", (log,))}
+            rows = self.stored_state_buckets(log)
             rows.update(self._pending_of(log).buckets)
         return ((b, c, h) for b, (c, h) in rows.items())
 

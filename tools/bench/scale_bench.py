@@ -66,24 +66,25 @@ _T0 = 1_700_000_000
 _WITNESSES = ("CN", "KH", "TH", "VN")
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _written() -> int:
-    # Bytes this process caused to be written to storage (Linux); 0 where /proc/self/io is missing.
+def _proc_number(path: str, field: str) -> int:
+    # The number after ``field`` in a /proc file of this process (Linux); 0 where the file or field is missing.
     try:
-        with open("/proc/self/io", encoding="ascii") as f:
+        with open(path, encoding="ascii") as f:
             for line in f:
-                if line.startswith("write_bytes:"):
+                if line.startswith(field):
                     return int(line.split()[1])
     except OSError:
         pass
     return 0
+
+
+def _rss_mb() -> float:
+    return _proc_number("/proc/self/status", "VmRSS:") / 1024
+
+
+def _written() -> int:
+    # Bytes this process caused to be written to storage (Linux).
+    return _proc_number("/proc/self/io", "write_bytes:")
 
 
 def _raw_rates(raws: list[bytes]) -> tuple[float, float]:
