@@ -15,9 +15,7 @@ peers and cosigning other logs as a witness (the node).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_futures
+from collections.abc import Sequence
 from functools import partial
 
 import nacl.signing
@@ -39,58 +37,13 @@ from ledger.logcheckpoints import LogCheckpoints
 from ledger.note import Note, NoteSigner
 from ledger.registry import RegistryState
 from ledger.roots import Root
-from ledger.rules import SignatureJob, verify_sequential
+from ledger.rules import SignatureJob
+from ledger.sigpool import EarlyChecks, ParallelVerifier, Submitted
 from ledger.state import PreparedBatch, StateBatch, plan_prepared, prepare_batch
 from ledger.statemap import EMPTY, StateMap, StateProof
 from ledger.storage import Storage
 
 __all__ = ["MemberLog", "ParallelVerifier"]
-
-
-class ParallelVerifier:
-    """Runs batches of Ed25519 checks on a small thread pool (spec 7.3 step 5).
-
-    pynacl releases the GIL while it verifies, so two threads do nearly twice
-    the work of one. :meth:`start` returns at once; :meth:`wait` raises the
-    first failure. Calling the object does both, which is the shape
-    ``RegistryState.apply_batch`` expects for ``verify_signatures``.
-    """
-
-    def __init__(self, workers: int = 2, executor: Executor | None = None) -> None:
-        self._workers = workers
-        self._own = executor is None
-        self._executor = executor or ThreadPoolExecutor(workers, thread_name_prefix="ed25519")
-
-    def close(self) -> None:
-        """Shut down the pool if this object created it."""
-        if self._own:
-            self._executor.shutdown(wait=True)
-
-    def start(self, jobs: Sequence[SignatureJob]) -> list[Future[None]]:
-        """Submit ``jobs`` in a few chunks per worker, so that a worker slowed by other
-        load does not hold the batch up."""
-        jobs = list(jobs)
-        step = max(32, -(-len(jobs) // (4 * self._workers)))
-        return [self._executor.submit(verify_sequential, jobs[i:i + step]) for i in range(0, len(jobs), step)]
-
-    @staticmethod
-    def wait(futures: Iterable[Future[None]]) -> None:
-        """Wait for every chunk, then raise the first failure.
-
-        Raises:
-            VerificationError: a signature did not verify.
-        """
-        errors = [e for e in (f.exception() for f in list(futures)) if e is not None]
-        if errors:
-            raise errors[0]
-
-    def __call__(self, jobs: Sequence[SignatureJob]) -> None:
-        """Verify ``jobs`` and return only when all passed.
-
-        Raises:
-            VerificationError: a signature did not verify.
-        """
-        self.wait(self.start(jobs))
 
 
 class MemberLog(LogCheckpoints):
@@ -274,8 +227,27 @@ class MemberLog(LogCheckpoints):
             if u.log != log:
                 raise VerificationError(f"log {log} entry {start + i} names log {u.log}")
             unverified.append(u)
-        # Step 3: leaf hashes and the complete subtrees the batch finishes (before the
-        # rules, so that no Python work competes with the signature threads for the GIL).
+        # Step 5, ahead: each signature against the key its key id names in the registry before the batch,
+        # on the pool while this thread does steps 3 and 4 (a key the batch itself adds is checked after
+        # the rules); only the rules' own jobs count, and a check ahead counts for the same job only.
+        ahead = self._verify.check_ahead(self._jobs_ahead(unverified))
+        try:
+            return self._append_checked(raws, start, unverified, ahead)
+        finally:
+            ahead.cancel()
+
+    def _jobs_ahead(self, unverified: list[UnverifiedEntry]) -> list[SignatureJob]:
+        jobs = []
+        for u in unverified:
+            key = self.state.live_key(self.member_id, u.kid)
+            if key is not None:
+                jobs.append((key.key, u.to_be_signed(), u.sign1.signature))
+        return jobs
+
+    def _append_checked(self, raws: list[bytes], start: int, unverified: list[UnverifiedEntry],
+                        ahead: EarlyChecks) -> list[int]:
+        log = self.member_id
+        # Step 3: leaf hashes and the complete subtrees the batch finishes.
         leaves = [merkle.leaf_hash(r) for r in raws]
         bodies = [u.body for u in unverified]
         nodes = merkle.stored_hashes_for_batch(start, leaves, self._get)
@@ -288,19 +260,20 @@ class MemberLog(LogCheckpoints):
 
             def verify_and_store(jobs: Sequence[SignatureJob]) -> None:
                 nonlocal stored
-                # Step 5: signatures verify on the pool while this thread plans the state map's change (spec
-                # S.4: pynacl releases the GIL, so the two overlap) and writes.
-                futures = self._verify.start(jobs)
+                # Step 5: the rules' jobs not checked ahead verify on the pool while this thread plans the
+                # state map's change (spec S.4) and writes.
+                rest: Submitted = self._verify.start([j for j in jobs if not ahead.covers(j)])
+
+                def verified() -> None:
+                    rest.wait()
+                    ahead.require(jobs)
                 try:
                     planned.append(plan_prepared(self._map, prepared))
                     # Step 6: write, and commit only once every signature verified.
-                    self.storage.append_entries(log, start, raws, leaves, nodes,
-                                                before_commit=lambda: self._verify.wait(futures), state=planned[0],
-                                                book=book_rows(start, bodies))
+                    self.storage.append_entries(log, start, raws, leaves, nodes, before_commit=verified,
+                                                state=planned[0], book=book_rows(start, bodies))
                 except BaseException:
-                    for f in futures:
-                        f.cancel()
-                    wait_futures(futures)
+                    rest.cancel()
                     raise
                 stored = True
 

@@ -4,4 +4,5 @@ import sys
 
 from node.server import main
 
-sys.exit(main())
+if __name__ == "__main__":  # signature worker processes import this module again (spawn)
+    sys.exit(main())

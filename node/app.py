@@ -28,6 +28,7 @@ from node.appkeys import (
     CONCURRENCY_KEY,
     CONFIG_KEY,
     METRICS_KEY,
+    PROCESSES_KEY,
     RATE_LIMITER_KEY,
     REPLAY_KEY,
     SERVICE_KEY,
@@ -50,7 +51,8 @@ __all__ = ["create_app"]
 
 def create_app(config: NodeConfig, *, storage: Storage | None = None,
                signing_key: nacl.signing.SigningKey | None = None, clock: Clock = unix_now,
-               environ: Mapping[str, str] | None = None, replay_first: bool = False) -> web.Application:
+               environ: Mapping[str, str] | None = None, replay_first: bool = False,
+               signature_processes: bool = False) -> web.Application:
     """Build the node application.
 
     Args:
@@ -63,6 +65,7 @@ def create_app(config: NodeConfig, *, storage: Storage | None = None,
         environ: where to read the passphrase variable (default ``os.environ``).
         replay_first: replay the whole database before serving (spec 7.5); by default the node starts
             with the checks of spec 7.5.3, whose cost does not grow with the ledger.
+        signature_processes: check signatures on worker processes (``LedgerHost``); a node process does.
 
     Returns:
         The application; resources open when it starts (``cleanup_ctx``), so
@@ -89,6 +92,7 @@ def create_app(config: NodeConfig, *, storage: Storage | None = None,
                                                max_keys=limits.max_tracked_submitters)
     app[CLOCK_KEY] = clock
     app[REPLAY_KEY] = replay_first
+    app[PROCESSES_KEY] = signature_processes
     app.cleanup_ctx.append(_storage_ctx(storage))
     app.cleanup_ctx.append(_signing_key_ctx(signing_key, environ))
     app.cleanup_ctx.append(_service_ctx)
@@ -143,7 +147,8 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     genesis = SignedRoot.from_cbor(genesis_bytes)
     if root_hash(genesis.payload) != config.genesis_hash:
         raise VerificationError(f"genesis file {config.genesis_file} does not match the pinned genesis hash")
-    host = await asyncio.to_thread(partial(LedgerHost, full_check=app[REPLAY_KEY]), app[STORAGE_KEY], genesis,
+    host = await asyncio.to_thread(partial(LedgerHost, full_check=app[REPLAY_KEY],
+                                           signature_processes=app[PROCESSES_KEY]), app[STORAGE_KEY], genesis,
                                    config.genesis_hash, config.member, config.network, app[SIGNING_KEY])
     service = NodeService(config, host, app[METRICS_KEY], app[CLOCK_KEY])
     app[SERVICE_KEY] = service

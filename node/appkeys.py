@@ -21,6 +21,7 @@ __all__ = [
     "CONCURRENCY_KEY",
     "CONFIG_KEY",
     "METRICS_KEY",
+    "PROCESSES_KEY",
     "RATE_LIMITER_KEY",
     "REPLAY_KEY",
     "SERVICE_KEY",
@@ -42,3 +43,5 @@ SERVICE_KEY = web.AppKey("mekong.service", NodeService)
 CLOCK_KEY: web.AppKey[Clock] = web.AppKey("mekong.clock")
 #: Whether the node replays its whole database before serving (mekong node start --replay, spec 7.5).
 REPLAY_KEY: web.AppKey[bool] = web.AppKey("mekong.replay")
+#: Whether signatures are checked on worker processes (a node process) rather than threads (spec 7.3 step 5).
+PROCESSES_KEY: web.AppKey[bool] = web.AppKey("mekong.signature_processes")

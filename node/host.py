@@ -119,6 +119,8 @@ class LedgerHost:
         network: the network id.
         node_key: this node's Ed25519 key.
         full_check: replay the whole database first (spec 7.5), as ``mekong node start --replay`` asks.
+        signature_processes: check signatures on worker processes rather than threads (spec 7.3 step 5: they
+            then overlap this process's Python work); a node process does, tests in one process need not.
 
     Raises:
         StorageError: the database fails the start-up checks of spec 7.5.3 or, with ``full_check``, does not
@@ -126,17 +128,18 @@ class LedgerHost:
     """
 
     def __init__(self, storage: Storage, genesis: SignedRoot, pinned_hash: bytes, member: str, network: str,
-                 node_key: nacl.signing.SigningKey, *, full_check: bool = False) -> None:
+                 node_key: nacl.signing.SigningKey, *, full_check: bool = False,
+                 signature_processes: bool = False) -> None:
         self.storage = storage
         self.member = member
         self.network = network
         self.node_key = node_key
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
-        self.verifier = ParallelVerifier()
+        self.verifier = ParallelVerifier(processes=signature_processes)
         if not storage.roots(1):
             storage.put_root(1, genesis.to_cbor())
         if full_check:
-            report = replay(storage, genesis, pinned_hash)
+            report = replay(storage, genesis, pinned_hash, verifier=self.verifier)
             if not report.ok:
                 for p in report.problems:
                     log.error("replay: %s", p)

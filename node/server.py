@@ -161,7 +161,7 @@ def serve(config: NodeConfig, *, access_log: bool = False, replay_first: bool = 
         with pid_file(config.data_dir):
             log.info("node %s of network %s listening on %s://%s:%d", config.member, config.network,
                      "https" if tls else "http", config.listen_host, config.listen_port)
-            web.run_app(create_app(config, replay_first=replay_first), sock=sock, ssl_context=tls, print=lambda *_: None, handle_signals=True,
+            web.run_app(create_app(config, replay_first=replay_first, signature_processes=True), sock=sock, ssl_context=tls, print=lambda *_: None, handle_signals=True,
                         access_log=logging.getLogger("mekong.access") if access_log else None,
                         access_log_format='%a "%r" %s %b %Tf')
             log.info("node %s stopped", config.member)

@@ -176,7 +176,7 @@ def run(report: Any) -> None:
         store = Storage.open(path, synchronous="NORMAL")
         store.put_root(1, genesis.to_cbor())
         state = open_registry(store, genesis, genesis.root_hash)[1]
-        pool = ParallelVerifier()
+        pool = ParallelVerifier(processes=True)  # as a node process checks signatures (node.server.serve)
         vn = MemberLog(store, "VN", "bench", state, node_key, verifier=pool)
         th = MemberLog(store, "TH", "bench", state, _key("node TH"), verifier=pool)
         th.append([make_entry("TH", "member.policy", _T0, MemberPolicy((PolicyRule("VN", ("*",), "substantial"),)),

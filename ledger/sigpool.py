@@ -1,0 +1,179 @@
+"""The signature pool of appends and replay: Ed25519 checks on worker threads or processes (spec 7.3 step 5).
+
+:class:`ParallelVerifier` runs the checks a batch's rules ask for (:meth:`ParallelVerifier.start`,
+:meth:`ParallelVerifier.wait`), and checks made *ahead* of the rules (:meth:`ParallelVerifier.check_ahead`):
+as soon as a batch is decoded, each entry's signature is checked against the key its key id names in the
+log's registry before the batch, while this thread reads the state rows and runs the rules. A check ahead
+is only a result kept for later: an entry counts as verified only when the job the rules ask for, the same
+(public key, Sig_structure, signature), passed, ahead or not (:meth:`EarlyChecks.require`).
+
+With threads, the pool's threads wait for the GIL while the calling thread runs Python (each check needs it
+between two native calls), so checks ahead of Python work overlap little; worker processes
+(``processes=True``) do not share the GIL and overlap fully. A pool whose process died is replaced, and the
+checks it held are made again in this thread.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from typing import Any
+
+from ledger.errors import VerificationError
+from ledger.keys import verify_ed25519
+from ledger.rules import SignatureJob, verify_sequential
+
+__all__ = ["EarlyChecks", "ParallelVerifier", "Submitted", "check_each"]
+
+
+def check_each(jobs: Sequence[SignatureJob]) -> list[bool]:
+    """Whether each job's signature verifies; never raises for a bad one (checks ahead of the rules)."""
+    out = []
+    for pub, message, signature in jobs:
+        try:
+            verify_ed25519(pub, message, signature)
+        except VerificationError:
+            out.append(False)
+        else:
+            out.append(True)
+    return out
+
+
+class Submitted:
+    """Chunks of checks handed to the pool, with their futures."""
+
+    def __init__(self, chunks: list[list[SignatureJob]], futures: list[Future[Any]]) -> None:
+        self.chunks = chunks
+        self.futures = futures
+
+    def wait(self) -> None:
+        """Wait for every chunk, then raise the first failure.
+
+        Raises:
+            VerificationError: a signature did not verify.
+        """
+        errors = []
+        for chunk, f in zip(self.chunks, self.futures):
+            error = f.exception()
+            if isinstance(error, BrokenExecutor):  # a worker process died: check here instead
+                try:
+                    verify_sequential(chunk)
+                    error = None
+                except VerificationError as e:
+                    error = e
+            if error is not None:
+                errors.append(error)
+        if errors:
+            raise errors[0]
+
+    def cancel(self) -> None:
+        """Cancel what has not started and wait for the rest (a batch that failed before its commit)."""
+        for f in self.futures:
+            f.cancel()
+        wait_futures(self.futures)
+
+
+class EarlyChecks(Submitted):
+    """Checks submitted ahead of the rules: which jobs they cover and, once done, whether each passed."""
+
+    def __init__(self, chunks: list[list[SignatureJob]], futures: list[Future[Any]]) -> None:
+        super().__init__(chunks, futures)
+        self._at = {job: (c, i) for c, chunk in enumerate(chunks) for i, job in enumerate(chunk)}
+
+    def covers(self, job: SignatureJob) -> bool:
+        """Whether this exact job (key, message, signature) is among the checks ahead."""
+        return job in self._at
+
+    def require(self, jobs: Iterable[SignatureJob]) -> None:
+        """Wait for the checks ahead among ``jobs`` and raise if one failed.
+
+        Raises:
+            VerificationError: a signature among them does not verify.
+        """
+        results: dict[int, list[bool]] = {}
+        for job in jobs:
+            place = self._at.get(job)
+            if place is None:
+                continue
+            c, i = place
+            if c not in results:
+                try:
+                    results[c] = self.futures[c].result()
+                except BrokenExecutor:  # a worker process died: check here instead
+                    results[c] = check_each(self.chunks[c])
+            if not results[c][i]:
+                raise VerificationError("Ed25519 signature does not verify")
+
+
+class ParallelVerifier:
+    """Runs batches of Ed25519 checks on a small pool of threads or processes (spec 7.3 step 5).
+
+    pynacl releases the GIL while it verifies, so two threads do nearly twice
+    the work of one while the calling thread waits. :meth:`start` returns at once;
+    :meth:`Submitted.wait` raises the first failure. Calling the object does both, which
+    is the shape ``RegistryState.apply_batch`` expects for ``verify_signatures``.
+
+    Args:
+        workers: threads or processes in the pool; by default two threads, or one process per core but one
+            (the calling thread keeps a core).
+        executor: a pool to use instead of one of this object's own (not shut down by :meth:`close`).
+        processes: with no ``executor``, use worker processes (started with ``spawn``, on first use)
+            instead of threads, so that checks overlap the caller's Python work (a node's appends). A
+            program that uses them must guard its main module with ``if __name__ == "__main__"``.
+    """
+
+    def __init__(self, workers: int | None = None, executor: Executor | None = None, *,
+                 processes: bool = False) -> None:
+        if workers is None:
+            workers = max(1, (os.cpu_count() or 2) - 1) if processes and executor is None else 2
+        self._workers = workers
+        self._own = executor is None
+        self._processes = processes and executor is None
+        self._executor = executor or self._new_pool()
+
+    def _new_pool(self) -> Executor:
+        if self._processes:
+            return ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("spawn"))
+        return ThreadPoolExecutor(self._workers, thread_name_prefix="ed25519")
+
+    def close(self) -> None:
+        """Shut down the pool if this object created it."""
+        if self._own:
+            self._executor.shutdown(wait=True)
+
+    def _submit(self, fn: Callable[[list[SignatureJob]], Any], jobs: Sequence[SignatureJob]
+                ) -> tuple[list[list[SignatureJob]], list[Future[Any]]]:
+        # A few chunks per worker, so that a worker slowed by other load does not hold the batch up.
+        jobs = list(jobs)
+        step = max(32, -(-len(jobs) // (4 * self._workers)))
+        chunks = [jobs[i:i + step] for i in range(0, len(jobs), step)]
+        futures = []
+        for chunk in chunks:
+            try:
+                futures.append(self._executor.submit(fn, chunk))
+            except BrokenExecutor:  # a worker process died since the last batch: a new pool
+                if not self._own:
+                    raise
+                self._executor.shutdown(wait=False)
+                self._executor = self._new_pool()
+                futures.append(self._executor.submit(fn, chunk))
+        return chunks, futures
+
+    def start(self, jobs: Sequence[SignatureJob]) -> Submitted:
+        """Submit ``jobs``; :meth:`Submitted.wait` for the verdict."""
+        return Submitted(*self._submit(verify_sequential, jobs))
+
+    def check_ahead(self, jobs: Sequence[SignatureJob]) -> EarlyChecks:
+        """Submit checks ahead of the rules; their results are read with :meth:`EarlyChecks.require`."""
+        return EarlyChecks(*self._submit(check_each, jobs))
+
+    def __call__(self, jobs: Sequence[SignatureJob]) -> None:
+        """Verify ``jobs`` and return only when all passed.
+
+        Raises:
+            VerificationError: a signature did not verify.
+        """
+        self.start(jobs).wait()

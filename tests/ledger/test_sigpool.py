@@ -1,0 +1,126 @@
+"""The signature pool (ledger.sigpool, spec 7.3 step 5): checks ahead of the rules, worker processes.
+
+A check made ahead of the rules is a result kept for later: it may count only for the very job (key,
+Sig_structure, signature) the rules then ask for. These tests play the entry whose signature passes ahead
+under one key while the rules ask for another, the key a batch itself adds, and a worker process that dies.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import nacl.signing
+import pytest
+from test_memberlog import NETWORK, Net, _key, anchors, bad_signature, make_net, setup_entries
+
+from ledger.bodies import CredentialAnchor, IssuerKeyAdd
+from ledger.cose import sign1
+from ledger.entries import ENTRY_CONTENT_TYPE, UnverifiedEntry, make_entry
+from ledger.errors import VerificationError
+from ledger.memberlog import MemberLog
+from ledger.registry import RegistryState
+from ledger.rules import SignatureJob
+from ledger.sigpool import ParallelVerifier, check_each
+from ledger.storage import Storage
+
+
+def _jobs(n: int, key: nacl.signing.SigningKey) -> list[SignatureJob]:
+    out = []
+    for i in range(n):
+        message = b"message %d" % i
+        out.append((bytes(key.verify_key), message, key.sign(message).signature))
+    return out
+
+
+@pytest.fixture(scope="module")
+def net() -> Net:
+    return make_net()
+
+
+def _log(net: Net, tmp_path: Path, verifier: ParallelVerifier | None = None) -> MemberLog:
+    db = Storage.open(tmp_path / "n.db")
+    db.put_root(1, net.genesis.to_cbor())
+    log = MemberLog(db, "VN", NETWORK, RegistryState(net.chain()), net.node["VN"], verifier=verifier)
+    log.append(setup_entries(net, "VN"))
+    return log
+
+
+def test_check_each_flags_every_job() -> None:
+    jobs = _jobs(3, _key("k"))
+    jobs[1] = (jobs[1][0], b"another message", jobs[1][2])
+    assert check_each(jobs) == [True, False, True]
+
+
+def test_a_check_ahead_counts_only_for_the_same_job() -> None:
+    pool = ParallelVerifier()
+    try:
+        good, other = _jobs(2, _key("k")), _jobs(2, _key("other"))
+        spoiled = (good[1][0], good[1][1], other[1][2])  # k's message with another key's signature
+        ahead = pool.check_ahead([good[0], spoiled, other[1]])
+        assert ahead.covers(good[0]) and ahead.covers(spoiled) and not ahead.covers(good[1])
+        ahead.require([good[0], other[1], good[1]])  # the passing ones, and one not checked ahead
+        with pytest.raises(VerificationError):
+            ahead.require([good[0], spoiled])
+    finally:
+        pool.close()
+
+
+def test_a_signature_that_passes_ahead_under_another_key_is_refused(net: Net, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # An anchor carrying the issuer key's id but signed by an outsider: made to pass ahead under the
+    # outsider's key (as a wrong guess of the key would), it is still refused, because the rules ask for the
+    # issuer's key and that job was never checked.
+    log = _log(net, tmp_path)
+    outsider = _key("outsider")
+    honest = UnverifiedEntry.decode(anchors(net, "VN", 1)[0])
+    forged = sign1(honest.sign1.payload, outsider, kid=honest.kid, content_type=ENTRY_CONTENT_TYPE)
+    entry = UnverifiedEntry.decode(forged)
+    assert entry.kid == honest.kid
+    monkeypatch.setattr(log, "_jobs_ahead", lambda unverified: [
+        (bytes(outsider.verify_key), u.to_be_signed(), u.sign1.signature) for u in unverified])
+    assert check_each(log._jobs_ahead([entry])) == [True]
+    with pytest.raises(VerificationError, match="entry 2"):
+        log.append([forged])
+    assert log.size == 2
+    log.close()
+
+
+def test_a_key_the_batch_adds_is_checked_after_the_rules(net: Net, tmp_path: Path) -> None:
+    # The second key is added in the same batch as an anchor it signs: nothing names it ahead, so its check
+    # is the rules' own; a bad signature under it fails the batch, a good one passes.
+    log = _log(net, tmp_path)
+    second = _key("second VN key")
+    add = make_entry("VN", "issuer.key.add", net_time := 1_700_000_050,
+                     IssuerKeyAdd("VN/customs", bytes(second.verify_key), net_time), net.admin["VN"])
+    anchor = make_entry("VN", "credential.anchor", net_time + 1,
+                        CredentialAnchor("VN/customs", b"\x07" * 32), second)
+    assert log._jobs_ahead([UnverifiedEntry.decode(anchor)]) == []
+    with pytest.raises(VerificationError, match="entry 3"):
+        log.append([add, bad_signature(anchor)])
+    assert log.append([add, anchor]) == [2, 3]
+    log.close()
+
+
+def test_worker_processes_verify_and_survive_a_dead_worker(net: Net, tmp_path: Path) -> None:
+    pool = ParallelVerifier(processes=True)
+    try:
+        jobs = _jobs(100, _key("k"))
+        pool(jobs)
+        with pytest.raises(VerificationError):
+            pool(jobs[:50] + [(jobs[50][0], b"x", jobs[50][2])])
+        assert all(pool.check_ahead(jobs).futures[0].result())
+        for pid in list(pool._executor._processes):  # type: ignore[attr-defined]
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+        pool(jobs)  # the pool is broken: checked here, and a new pool started for what follows
+        pool(jobs)
+        log = _log(net, tmp_path, pool)  # appends through worker processes, checks ahead included
+        assert log.append(anchors(net, "VN", 40)) == list(range(2, 42))
+        with pytest.raises(VerificationError, match="entry 42"):
+            log.append([bad_signature(anchors(net, "VN", 1, first=100)[0])])
+        log.close()
+    finally:
+        pool.close()
