@@ -63,7 +63,7 @@ def _entries(admin: nacl.signing.SigningKey, n: int) -> list[bytes]:
                                                                     "high", "VN"), admin),
            make_entry("VN", "issuer.key.add", _T0, IssuerKeyAdd(issuer, bytes(issuer_key.verify_key), _T0), admin)]
     out += [make_entry("VN", "credential.anchor", _T0 + 1 + i // 100, CredentialAnchor(
-        issuer, hashlib.sha256(b"credential %d" % i).digest(), credential_id=i.to_bytes(8, "big")), issuer_key)
+        issuer, hashlib.sha256(b"credential %d" % i).digest(), credential_id=hashlib.sha256(b"cti %d" % i).digest()[:16]), issuer_key)
         for i in range(n - 2)]
     return out
 
