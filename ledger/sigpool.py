@@ -1,7 +1,7 @@
 """The signature pool of appends and replay: Ed25519 checks on worker threads or processes (spec 7.3 step 5).
 
 :class:`ParallelVerifier` runs the checks a batch's rules ask for (:meth:`ParallelVerifier.start`,
-:meth:`ParallelVerifier.wait`), and checks made *ahead* of the rules (:meth:`ParallelVerifier.check_ahead`):
+:meth:`Submitted.wait`), and checks made *ahead* of the rules (:meth:`ParallelVerifier.check_ahead`):
 as soon as a batch is decoded, each entry's signature is checked against the key its key id names in the
 log's registry before the batch, while this thread reads the state rows and runs the rules. A check ahead
 is only a result kept for later: an entry counts as verified only when the job the rules ask for, the same
@@ -10,13 +10,16 @@ is only a result kept for later: an entry counts as verified only when the job t
 With threads, the pool's threads wait for the GIL while the calling thread runs Python (each check needs it
 between two native calls), so checks ahead of Python work overlap little; worker processes
 (``processes=True``) do not share the GIL and overlap fully. A pool whose process died is replaced, and the
-checks it held are made again in this thread.
+checks it held are made again in this thread; a worker whose parent was killed outright exits
+(:func:`watch_parent`).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
@@ -26,7 +29,25 @@ from ledger.errors import VerificationError
 from ledger.keys import verify_ed25519
 from ledger.rules import SignatureJob, verify_sequential
 
-__all__ = ["EarlyChecks", "ParallelVerifier", "Submitted", "check_each"]
+__all__ = ["EarlyChecks", "ParallelVerifier", "Submitted", "check_each", "watch_parent"]
+
+
+#: How often a worker process looks for its parent (seconds).
+PARENT_POLL = 0.5
+
+
+def watch_parent(parent: int) -> None:
+    """In a worker process: exit as soon as ``parent`` is no longer this process's parent.
+
+    A pool's worker waits for work on a queue whose writing end it holds itself, so a parent killed
+    outright (SIGKILL, the OOM killer) would leave it waiting forever; this thread ends it instead.
+    """
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def check_each(jobs: Sequence[SignatureJob]) -> list[bool]:
@@ -136,7 +157,8 @@ class ParallelVerifier:
 
     def _new_pool(self) -> Executor:
         if self._processes:
-            return ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("spawn"))
+            return ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=watch_parent, initargs=(os.getpid(),))
         return ThreadPoolExecutor(self._workers, thread_name_prefix="ed25519")
 
     def close(self) -> None:

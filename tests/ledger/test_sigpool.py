@@ -124,3 +124,43 @@ def test_worker_processes_verify_and_survive_a_dead_worker(net: Net, tmp_path: P
         log.close()
     finally:
         pool.close()
+
+
+_ORPHAN_SCRIPT = """
+import sys, time
+from ledger.sigpool import ParallelVerifier
+pool = ParallelVerifier(2, processes=True)
+pool([])
+pool._executor.submit(time.sleep, 0).result()
+print(" ".join(str(p) for p in pool._executor._processes), flush=True)
+time.sleep(60)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_worker_processes_end_when_their_parent_is_killed() -> None:
+    # A node killed outright (SIGKILL, the OOM killer) must not leave its signature workers behind.
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", _ORPHAN_SCRIPT], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert proc.stdout is not None
+        workers = [int(p) for p in proc.stdout.readline().split()]
+        assert workers and all(_alive(p) for p in workers)
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in workers), "a signature worker outlived its killed parent"
