@@ -50,6 +50,11 @@ def watch_parent(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def _ready() -> None:
+    # A task that starts a worker process and does nothing else (ParallelVerifier.warm).
+    return None
+
+
 def check_each(jobs: Sequence[SignatureJob]) -> list[bool]:
     """Whether each job's signature verifies; never raises for a bad one (checks ahead of the rules)."""
     out = []
@@ -160,6 +165,12 @@ class ParallelVerifier:
             return ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("spawn"),
                                        initializer=watch_parent, initargs=(os.getpid(),))
         return ThreadPoolExecutor(self._workers, thread_name_prefix="ed25519")
+
+    def warm(self) -> None:
+        """Start every worker process now rather than on first use, so that the first batch (a restarted
+        node's first replication, say) does not wait for them; nothing to do for threads."""
+        if self._processes:
+            wait_futures([self._executor.submit(_ready) for _ in range(self._workers)])
 
     def close(self) -> None:
         """Shut down the pool if this object created it."""

@@ -136,10 +136,11 @@ class LedgerHost:
         self.node_key = node_key
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
         self.verifier = ParallelVerifier(processes=signature_processes)
+        self.verifier.warm()
         if not storage.roots(1):
             storage.put_root(1, genesis.to_cbor())
         if full_check:
-            report = replay(storage, genesis, pinned_hash, verifier=self.verifier)
+            report = replay(storage, genesis, pinned_hash)  # two threads: replay waits while they check
             if not report.ok:
                 for p in report.problems:
                     log.error("replay: %s", p)

@@ -164,3 +164,17 @@ def test_worker_processes_end_when_their_parent_is_killed() -> None:
     while any(_alive(p) for p in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(_alive(p) for p in workers), "a signature worker outlived its killed parent"
+
+
+def test_warm_starts_every_worker_process_before_the_first_batch() -> None:
+    pool = ParallelVerifier(2, processes=True)
+    try:
+        assert len(pool._executor._processes) == 0  # type: ignore[attr-defined]
+        pool.warm()
+        assert len(pool._executor._processes) == 2  # type: ignore[attr-defined]
+        pool(_jobs(4, _key("k")))
+    finally:
+        pool.close()
+    threads = ParallelVerifier()
+    threads.warm()  # nothing to start
+    threads.close()
