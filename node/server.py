@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.log_level, args.log_format)
     # The objects of start-up (modules, classes, constants: ~45,000) never become garbage. Out of the
     # collector's reach, they are no longer walked by a full collection every ~2,000 appended entries: 8% of
-    # an append's time at 100,000 entries (measured with gc.callbacks), and of a replay's.
+    # an append's time at 100,000 entries (measured with gc.callbacks).
     gc.freeze()
     try:
         serve(load_config(args.config), access_log=args.access_log, replay_first=args.replay)
