@@ -95,7 +95,7 @@ class MemberLog(LogCheckpoints):
 
     def _open_state_map(self) -> StateMap:
         # spec S.5: the top of the state map from the stored buckets, checked against the stored state root of
-        # the whole log; its cost depends on the number of buckets (at most 2^16), not on the log's length.
+        # the whole log; its cost depends on the number of buckets (at most 2^18), not on the log's length.
         state_map = StateMap(self.storage.state_buckets(self.member_id))
         size = self.storage.size(self.member_id)
         latest = self.storage.latest_state_root(self.member_id)

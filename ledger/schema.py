@@ -17,7 +17,7 @@ from ledger.errors import StorageError
 __all__ = ["SCHEMA_VERSION", "StoredCosignature", "StoredEvidence", "StoredRoot", "connect"]
 
 #: Version of the schema below; stored in ``schema_version`` (spec 7.1.1).
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # spec 7.1: every table, in the order the spec lists them.
 _SCHEMA = """

@@ -16,6 +16,7 @@ verifier runs. This module does no I/O.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from hashlib import sha256
@@ -49,7 +50,7 @@ EMPTY = bytes(32)
 LEAF_PREFIX = b"\x02"
 NODE_PREFIX = b"\x03"
 #: Depth of the buckets :class:`StateMap` recomputes from their leaves (an implementation choice, spec S.5).
-BUCKET_BITS = 16
+BUCKET_BITS = 18
 _MAX_DEPTH = 256
 
 #: Reads one bucket: every (path, value hash) whose first BUCKET_BITS bits are the bucket number, sorted by path.
@@ -80,7 +81,7 @@ def _bit(path: bytes, depth: int) -> int:
 
 def bucket_of(path: bytes) -> int:
     """The bucket (the first BUCKET_BITS bits, as a number) that ``path`` falls in."""
-    return int.from_bytes(path[:BUCKET_BITS // 8], "big")
+    return int.from_bytes(path[:3], "big") >> (24 - BUCKET_BITS)
 
 
 def _check_path(path: object) -> bytes:
@@ -269,40 +270,76 @@ class StateMapUpdate:
     levels: tuple[dict[int, _Node], ...]
 
 
+class _Level:
+    """Every node of one depth of the top: 2^depth leaf counts and hashes in two flat arrays.
+
+    The arrays are anonymous memory maps: their pages are zero until written, and take memory only once a
+    subtree under them holds a leaf.
+    """
+
+    __slots__ = ("counts", "hashes")
+
+    def __init__(self, depth: int) -> None:
+        self.counts = memoryview(mmap.mmap(-1, 4 << depth)).cast("I")
+        self.hashes = mmap.mmap(-1, 32 << depth)
+
+    def get(self, prefix: int) -> _Node:
+        count = self.counts[prefix]
+        if not count:
+            return _NONE
+        at = prefix << 5
+        return (count, self.hashes[at:at + 32])
+
+    def put(self, prefix: int, node: _Node) -> None:
+        self.counts[prefix] = node[0]
+        at = prefix << 5
+        self.hashes[at:at + 32] = node[1]
+
+
 class StateMap:
     """The root of a large state map, kept current bucket by bucket (spec S.5).
 
-    Holds, for each depth up to :data:`BUCKET_BITS`, the leaf count and hash of every non-empty subtree:
-    at most 2^17 small entries whatever the number of leaves. A change is planned (:meth:`plan`, which
-    changes nothing) and then applied (:meth:`apply`) once the caller has stored the leaves, so a failed
-    write leaves the map as it was.
+    Holds, for each depth up to :data:`BUCKET_BITS`, the leaf count and hash of every subtree in two flat
+    arrays per depth: at most 19 MB for the 2^19 nodes, whatever the number of leaves (a page of them takes
+    memory once it holds a node). A change is planned (:meth:`plan`, which changes nothing) and then applied
+    (:meth:`apply`) once the caller has stored the leaves, so a failed write leaves the map as it was.
     """
 
     def __init__(self, buckets: Iterable[tuple[int, int, bytes]] = ()) -> None:
         """Start from stored buckets: (bucket, leaf count, hash) of each non-empty one."""
-        self._levels: list[dict[int, _Node]] = [{} for _ in range(BUCKET_BITS + 1)]
-        bottom = self._levels[BUCKET_BITS]
+        self._levels: list[_Level] | None = None
+        dirty = set()
         for bucket, count, digest in buckets:
             if count:
-                bottom[bucket] = (count, digest)
+                self._top()[BUCKET_BITS].put(bucket, (count, digest))
+                dirty.add(bucket)
         for depth in range(BUCKET_BITS - 1, -1, -1):
-            below, here = self._levels[depth + 1], self._levels[depth]
-            for prefix in {b >> 1 for b in below}:
-                here[prefix] = _parent(below.get(2 * prefix, _NONE), below.get(2 * prefix + 1, _NONE))
+            below, here = self._top()[depth + 1], self._top()[depth]
+            dirty = {b >> 1 for b in dirty}
+            for prefix in dirty:
+                here.put(prefix, _parent(below.get(2 * prefix), below.get(2 * prefix + 1)))
+
+    def _top(self) -> list[_Level]:
+        if self._levels is None:
+            self._levels = [_Level(depth) for depth in range(BUCKET_BITS + 1)]
+        return self._levels
+
+    def _node(self, depth: int, prefix: int) -> _Node:
+        return _NONE if self._levels is None else self._levels[depth].get(prefix)
 
     @property
     def root(self) -> bytes:
         """The current state root."""
-        return self._levels[0].get(0, _NONE)[1]
+        return self._node(0, 0)[1]
 
     @property
     def leaf_count(self) -> int:
         """How many leaves the map holds."""
-        return self._levels[0].get(0, _NONE)[0]
+        return self._node(0, 0)[0]
 
     def bucket_count(self, bucket: int) -> int:
         """How many leaves ``bucket`` holds (0 for an empty one, which needs no reading)."""
-        return self._levels[BUCKET_BITS].get(bucket, _NONE)[0]
+        return 0 if self._levels is None else self._levels[BUCKET_BITS].counts[bucket]
 
     def plan(self, buckets: Mapping[int, Sequence[tuple[bytes, bytes]]]) -> StateMapUpdate:
         """The root if the given buckets held the given leaves; the map itself does not change.
@@ -316,24 +353,23 @@ class StateMap:
             bottom[bucket] = (len(leaves), subtree_hash(leaves, BUCKET_BITS))
         dirty: Iterable[int] = bottom
         for depth in range(BUCKET_BITS - 1, -1, -1):
-            new_below, old_below, here = levels[depth + 1], self._levels[depth + 1], levels[depth]
+            new_below, here = levels[depth + 1], levels[depth]
+            old = self._levels[depth + 1].get if self._levels is not None else (lambda _: _NONE)
             parents = {b >> 1 for b in dirty}
             for prefix in parents:
                 left, right = 2 * prefix, 2 * prefix + 1
-                here[prefix] = _parent(new_below.get(left) or old_below.get(left, _NONE),
-                                       new_below.get(right) or old_below.get(right, _NONE))
+                here[prefix] = _parent(new_below.get(left) or old(left), new_below.get(right) or old(right))
             dirty = parents
-        top = levels[0].get(0) or self._levels[0].get(0, _NONE)
+        top = levels[0].get(0) or self._node(0, 0)
         return StateMapUpdate(top[1], tuple(levels))
 
     def apply(self, update: StateMapUpdate) -> None:
         """Make a planned change current (after its leaves are stored)."""
-        for mine, changed in zip(self._levels, update.levels):
+        if not any(update.levels):
+            return
+        for mine, changed in zip(self._top(), update.levels):
             for prefix, node in changed.items():
-                if node[0]:
-                    mine[prefix] = node
-                else:
-                    mine.pop(prefix, None)
+                mine.put(prefix, node)
 
     def prove(self, path: bytes, read_bucket: BucketReader) -> StateProof:
         """A proof for ``path`` against :attr:`root`, reading at most two buckets through ``read_bucket``."""
@@ -342,7 +378,7 @@ class StateMap:
         top = bucket_of(path)
         for depth in range(BUCKET_BITS + 1):
             prefix = top >> (BUCKET_BITS - depth)
-            count, _ = self._levels[depth].get(prefix, _NONE)
+            count, _ = self._node(depth, prefix)
             if count == 0:
                 return StateProof(tuple(siblings))
             if count == 1:
@@ -351,12 +387,12 @@ class StateMap:
             if depth == BUCKET_BITS:
                 return _prove_sorted(read_bucket(top), path, depth, siblings)
             other = 2 * prefix + 1 - _bit(path, depth)
-            siblings.append(self._levels[depth + 1].get(other, _NONE)[1])
+            siblings.append(self._node(depth + 1, other)[1])
         raise AssertionError("unreachable: the walk ends at the bucket depth")  # pragma: no cover
 
     def _only_bucket(self, depth: int, prefix: int) -> int:
         # The one non-empty bucket under a subtree that holds one leaf.
         while depth < BUCKET_BITS:
             depth += 1
-            prefix = 2 * prefix if self._levels[depth].get(2 * prefix, _NONE)[0] else 2 * prefix + 1
+            prefix = 2 * prefix if self._node(depth, 2 * prefix)[0] else 2 * prefix + 1
         return prefix

@@ -178,7 +178,7 @@ def test_a_merged_row_under_a_pending_one_is_checked_too(net: Net, tmp_path: Pat
     assert _replay_locations(clean, net) == []
     for name, sql in (("key", "UPDATE state_values SET key = CAST(x'00' || key AS BLOB) WHERE path = ?"),
                       ("value", "UPDATE state_values SET value = CAST(value || x'00' AS BLOB) WHERE path = ?"),
-                      ("stray", ("INSERT INTO state_values SELECT log, (bucket + 1) % 65536, path, key, value,"
+                      ("stray", ("INSERT INTO state_values SELECT log, (bucket + 1) % 262144, path, key, value,"
                                  " value_hash FROM state_values WHERE path = ?"))):
         copy = tmp_path / f"{name}.db"
         copy.write_bytes(clean.read_bytes())

@@ -48,7 +48,8 @@ def _naive(items: dict[bytes, bytes]) -> bytes:
 
 
 # Paths that share long prefixes, so that buckets hold many leaves and subtrees hold one-child chains.
-_prefixes = st.sampled_from([b"", b"\x00\x00", b"\x00\x00\x00", b"\xff\x01\x80", b"\x12"])
+_prefixes = st.sampled_from([b"", b"\x00\x00", b"\x00\x00\x00", b"\x00\x00\x3f", b"\x00\x00\x40", b"\xff\x01\x80",
+                             b"\x12"])
 _paths = st.builds(lambda pre, rest: (pre + rest)[:32], _prefixes, st.binary(min_size=32, max_size=32))
 _maps = st.dictionaries(_paths, st.binary(max_size=8), max_size=40)
 
@@ -58,6 +59,28 @@ def _bucket_store(items: dict[bytes, bytes]) -> dict[int, list[tuple[bytes, byte
     for p in sorted(items):
         out[bucket_of(p)].append((p, value_hash(items[p])))
     return out
+
+
+@given(_paths)
+def test_a_bucket_is_the_first_bucket_bits_of_a_path(path: bytes) -> None:
+    assert bucket_of(path) == int("".join(f"{b:08b}" for b in path)[:BUCKET_BITS], 2)
+
+
+def test_bucket_edges() -> None:
+    rest = bytes(29)
+    assert bucket_of(b"\x00\x00\x3f" + rest) == 0
+    assert bucket_of(b"\x00\x00\x40" + rest) == 1
+    assert bucket_of(b"\xff\xff\xff" + rest) == (1 << BUCKET_BITS) - 1
+
+
+def test_an_empty_map_proves_absence_against_the_empty_root() -> None:
+    m = StateMap()
+    assert (m.root, m.leaf_count, m.bucket_count(12345)) == (EMPTY, 0, 0)
+    path = hashlib.sha256(b"nothing").digest()
+    proof = m.prove(path, lambda bucket: pytest.fail("an empty map reads no bucket"))
+    verify_state_proof(EMPTY, path, None, proof)
+    m.apply(m.plan({}))  # an empty change leaves it empty
+    assert m.root == EMPTY
 
 
 def test_small_roots_by_hand() -> None:
