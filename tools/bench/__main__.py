@@ -7,10 +7,11 @@ it, because the machines are shared and noisy.
 
 from __future__ import annotations
 
-import gc
 import importlib
 import sys
 import time
+
+from node import collector
 
 #: name -> module; each module has ``run(report: Report) -> None``.
 BENCHMARKS = {
@@ -40,7 +41,7 @@ class Report:
 
 def main(argv: list[str]) -> int:
     names = argv or list(BENCHMARKS)
-    gc.freeze()  # as the node and the mekong CLI do at start (node.server.main)
+    collector.settle()  # as the node and the mekong CLI do at start (node.server.main)
     report = Report()
     for name in names:
         if name not in BENCHMARKS:

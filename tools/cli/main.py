@@ -16,7 +16,6 @@ To add a command group, import it and add one ``cli.add_command(...)`` line belo
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
 import traceback
@@ -26,6 +25,7 @@ from typing import Any
 import click
 
 from ledger.errors import MekongError
+from node import collector
 from tools.cli import audit as cmd_audit
 from tools.cli import credential as cmd_credential
 from tools.cli import devnet as cmd_devnet
@@ -122,6 +122,6 @@ cli.add_command(cmd_devnet.devnet_group)
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``mekong`` console script: run the CLI and return its exit code."""
-    gc.freeze()  # the start-up objects, out of the collector's reach, as node.server.main does
+    collector.settle()  # as node.server.main does
     return run(cli, argv if argv is not None else sys.argv[1:], "mekong")
 
