@@ -128,6 +128,14 @@ CREATE TABLE state_pending_buckets (
 );
 CREATE INDEX state_pending_by_log ON state_pending (log, seq);
 CREATE INDEX state_pending_buckets_by_log ON state_pending_buckets (log, seq);
+CREATE TABLE credential_anchors_pending (
+    seq           INTEGER PRIMARY KEY,
+    log           TEXT NOT NULL,
+    issuer        TEXT NOT NULL,
+    credential_id BLOB NOT NULL,
+    idx           INTEGER NOT NULL
+);
+CREATE INDEX credential_anchors_pending_by_log ON credential_anchors_pending (log, seq);
 CREATE TABLE evidence (
     id       INTEGER PRIMARY KEY,
     log      TEXT NOT NULL,

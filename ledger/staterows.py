@@ -9,9 +9,10 @@ order, so a batch writes a few fresh pages instead of one page of the large ``st
 value (its paths are hashes: every insert lands on a random page). Once a log has ``merge_rows``
 pending rows (:data:`MERGE_ROWS` by default) or :data:`MERGE_BYTES` of pending values, the batch that
 reaches it also merges them, sorted, into ``state_values`` and ``state_buckets``: each page of those is
-then written once per merge, not once per value. The newest pending row of each path and bucket is kept
-in memory (loaded once per log, at most ``merge_rows`` rows), and every read below sees the merged state:
-the pending rows over the merged tables.
+then written once per merge, not once per value. The ``credential_anchors`` rows of a batch wait the same way
+in ``credential_anchors_pending`` and are merged with the state rows. The newest pending row of each path
+and bucket, and every pending anchor row, are kept in memory (loaded once per log, at most ``merge_rows``
+rows of each), and every read below sees the merged state: the pending rows over the merged tables.
 """
 
 from __future__ import annotations
@@ -44,21 +45,25 @@ _Row = tuple[bytes, bytes, bytes]  # (encoded key, encoded value, value hash)
 class PendingRows:
     """The newest pending row of each path and bucket of one log, as ``state_pending*`` hold them."""
 
-    __slots__ = ("buckets", "bytes", "rows", "values")
+    __slots__ = ("anchors", "buckets", "bytes", "rows", "values")
 
     def __init__(self) -> None:
         self.values: dict[int, dict[bytes, _Row]] = {}  # bucket -> path -> row
         self.buckets: dict[int, tuple[int, bytes]] = {}  # bucket -> (count, hash)
-        self.rows = 0  # rows in the two pending tables for this log
+        self.anchors: dict[tuple[str, bytes], list[int]] = {}  # (issuer, credential id) -> pending anchor indices
+        self.rows = 0  # rows in the two pending state tables for this log
         self.bytes = 0  # bytes of the keys and values of those rows
 
-    def add(self, values: Iterable[tuple[bytes, _Row]], buckets: dict[int, tuple[int, bytes]]) -> None:
+    def add(self, values: Iterable[tuple[bytes, _Row]], buckets: dict[int, tuple[int, bytes]],
+            anchors: Iterable[tuple[str, bytes, int]] = ()) -> None:
         for path, row in values:
             self.values.setdefault(bucket_of(path), {})[path] = row
             self.rows += 1
             self.bytes += len(row[0]) + len(row[1])
         self.buckets.update(buckets)
         self.rows += len(buckets)
+        for issuer, credential_id, index in anchors:
+            self.anchors.setdefault((issuer, credential_id), []).append(index)
 
     def value(self, path: bytes) -> _Row | None:
         return self.values.get(bucket_of(path), {}).get(path)
@@ -93,6 +98,8 @@ class StateRows:
                     "SELECT bucket, count, hash FROM state_pending_buckets WHERE log = ? ORDER BY seq", (log,)):
                 pending.buckets[int(bucket)] = (int(count), bytes(digest))
                 pending.rows += 1
+            pending.add((), {}, ((str(i), bytes(c), int(x)) for i, c, x in self._conn.execute(
+                "SELECT issuer, credential_id, idx FROM credential_anchors_pending WHERE log = ? ORDER BY seq", (log,))))
             self._pending[log] = pending
         return pending
 
@@ -246,29 +253,37 @@ class StateRows:
                                                           (log,))]
 
     def credential_anchors(self, log: str, issuer: str, credential_id: bytes) -> list[int]:
-        """Indices of ``log``'s anchors that name this credential id of ``issuer``, ascending (spec 7.1.15)."""
+        """Indices of ``log``'s anchors that name this credential id of ``issuer``, ascending (spec 7.1.15): the
+        merged rows, then the pending ones (7.1.16), which are all of later entries."""
         with self._wrap(f"read the anchors of a credential of log {log}"):
-            return [int(r[0]) for r in self._conn.execute(
+            merged = [int(r[0]) for r in self._conn.execute(
                 "SELECT idx FROM credential_anchors WHERE log = ? AND issuer = ? AND credential_id = ? ORDER BY idx",
                 (log, issuer, credential_id))]
+            return merged + self._pending_of(log).anchors.get((issuer, credential_id), [])
 
     def all_credential_anchors(self, log: str) -> list[tuple[int, str, bytes]]:
-        """(index, issuer, credential id) of every row of ``credential_anchors`` for ``log``, by index."""
+        """(index, issuer, credential id) of every row of ``credential_anchors`` and ``credential_anchors_pending``
+        for ``log``, as stored, by index (replay compares them with the entries)."""
         with self._wrap(f"read the credential anchors of log {log}"):
-            return [(int(i), str(iss), bytes(c)) for iss, c, i in self._conn.execute(
-                "SELECT issuer, credential_id, idx FROM credential_anchors WHERE log = ? ORDER BY idx, issuer,"
-                " credential_id", (log,))]
+            rows = [(int(i), str(iss), bytes(c)) for table in ("credential_anchors", "credential_anchors_pending")
+                    for iss, c, i in self._conn.execute(
+                        f"SELECT issuer, credential_id, idx FROM {table} WHERE log = ?", (log,))]
+        return sorted(rows)
 
-    def _write_book(self, log: str, rows: BookRows) -> None:
-        # Caller holds the lock and an open transaction (append_entries).
+    def _write_book(self, log: str, rows: BookRows, *, pending: bool = False) -> None:
+        # Caller holds the lock and an open transaction (append_entries). Anchor rows go to the pending table
+        # when the state rows of the batch do (spec 7.1.16), else straight into credential_anchors.
         self._conn.executemany("INSERT INTO registry_entries (log, idx) VALUES (?, ?)",
                                [(log, i) for i in rows.registry])
-        self._conn.executemany("INSERT INTO credential_anchors (log, issuer, credential_id, idx) VALUES (?, ?, ?, ?)",
+        table = "credential_anchors_pending" if pending else "credential_anchors"
+        self._conn.executemany(f"INSERT INTO {table} (log, issuer, credential_id, idx) VALUES (?, ?, ?, ?)",
                                [(log, *r) for r in rows.credential_anchors])
 
-    def _write_state(self, log: str, size: int, state: StateBatch) -> Callable[[], None]:
-        # Caller holds the lock and an open transaction (append_entries). Returns what to do to the pending
-        # rows in memory once the transaction committed (nothing changes there if it does not).
+    def _write_state(self, log: str, size: int, state: StateBatch, book: BookRows | None = None
+                     ) -> Callable[[], None]:
+        # Caller holds the lock and an open transaction (append_entries). Writes the batch's state rows and, with
+        # them, its book rows (pending or merged alike). Returns what to do to the pending rows in memory once the
+        # transaction committed (nothing changes there if it does not).
         pending = self._pending_of(log)
         self._conn.execute("INSERT INTO state_roots (log, size, root) VALUES (?, ?, ?)", (log, size, state.root))
         added = sum(len(k) + len(v) for k, v, _ in state.values.values())
@@ -280,7 +295,10 @@ class StateRows:
             self._conn.executemany(
                 "INSERT INTO state_pending_buckets (log, size, bucket, count, hash) VALUES (?, ?, ?, ?, ?)",
                 [(log, size, b, c, h) for b, (c, h) in state.buckets.items()])
-            return partial(pending.add, state.values.items(), state.buckets)
+            if book is None:
+                return partial(pending.add, state.values.items(), state.buckets)
+            self._write_book(log, book, pending=True)
+            return partial(pending.add, state.values.items(), state.buckets, book.credential_anchors)
         # spec 7.1.16: merge every pending row and the batch's, sorted, then empty the pending tables.
         values = {p: row for rows in pending.values.values() for p, row in rows.items()}
         values.update(state.values)
@@ -294,6 +312,15 @@ class StateRows:
             "INSERT INTO state_buckets (log, bucket, count, hash) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (log, bucket) DO UPDATE SET count = excluded.count, hash = excluded.hash",
             [(log, b, c, h) for b, (c, h) in sorted(buckets.items())])
+        # the pending anchor rows and the batch's, sorted: each page of credential_anchors written once per merge
+        anchors = [(issuer, cid, index) for (issuer, cid), indices in pending.anchors.items() for index in indices]
+        if book is not None:
+            self._conn.executemany("INSERT INTO registry_entries (log, idx) VALUES (?, ?)",
+                                   [(log, i) for i in book.registry])
+            anchors += book.credential_anchors
+        self._conn.executemany("INSERT INTO credential_anchors (log, issuer, credential_id, idx) VALUES (?, ?, ?, ?)",
+                               [(log, *r) for r in sorted(anchors)])
         self._conn.execute("DELETE FROM state_pending WHERE log = ?", (log,))
         self._conn.execute("DELETE FROM state_pending_buckets WHERE log = ?", (log,))
+        self._conn.execute("DELETE FROM credential_anchors_pending WHERE log = ?", (log,))
         return partial(self._pending.__setitem__, log, PendingRows())

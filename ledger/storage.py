@@ -130,7 +130,8 @@ class Storage(StateRows):
         (which a consistent database never has; replay looks for them).
         """
         tables = ("logs", "entries", "nodes", "checkpoints", "cosignatures", "state_values", "state_buckets",
-                  "state_roots", "state_pending", "state_pending_buckets", "registry_entries", "credential_anchors") \
+                  "state_roots", "state_pending", "state_pending_buckets", "registry_entries", "credential_anchors",
+                  "credential_anchors_pending") \
             if every_table else ("logs",)
         with self._wrap("list logs"):
             sql = " UNION ".join(f"SELECT DISTINCT log FROM {t}" for t in tables)
@@ -205,8 +206,8 @@ class Storage(StateRows):
                     "INSERT INTO logs (log, size) VALUES (?, ?) "
                     "ON CONFLICT (log) DO UPDATE SET size = excluded.size", (log, end))
                 if state is not None:
-                    committed = self._write_state(log, end, state)
-                if book is not None:
+                    committed = self._write_state(log, end, state, book)
+                elif book is not None:
                     self._write_book(log, book)
                 if before_commit is not None:
                     before_commit()

@@ -8,13 +8,14 @@ not after a batch that failed.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from pathlib import Path
 
 import pytest
 from test_memberlog import NETWORK, T0, Net, anchors, bad_signature, make_net, setup_entries
 
-from ledger.bodies import CredentialStatus
+from ledger.bodies import CredentialAnchor, CredentialStatus
 from ledger.entries import make_entry
 from ledger.errors import StorageError, VerificationError
 from ledger.memberlog import MemberLog
@@ -29,23 +30,38 @@ def _statuses(net: Net, credential: bytes, statuses: tuple[str, ...], t: int) ->
                        net.issuer["VN"]) for i, s in enumerate(statuses)]
 
 
-def _batches(net: Net) -> list[list[bytes]]:
+def _anchor(net: Net, credential: bytes, n: int, t: int) -> bytes:
+    return make_entry("VN", "credential.anchor", t, CredentialAnchor(
+        "VN/customs", hashlib.sha256(b"anchor %d" % n).digest(), credential_id=credential), net.issuer["VN"])
+
+
+#: Credential ids anchored by :func:`_batches` (cred-1 in every batch, the others once).
+_CREDENTIALS = (b"cred-1", b"cred-2", b"cred-3", b"cred-4", b"cred-5", b"never")
+
+
+def _batches(net: Net, credentials: bool = False) -> list[list[bytes]]:
     # The same credential's status changes in four batches: its value is rewritten batch after batch, so
-    # pending rows of one path (and of its bucket) pile up before a merge.
+    # pending rows of one path (and of its bucket) pile up before a merge. With ``credentials``, cred-1 is
+    # also anchored in every batch, so its credential_anchors rows are spread over merged and pending rows.
     out = [setup_entries(net, "VN") + anchors(net, "VN", 3)]
+    if credentials:
+        out[0].append(_anchor(net, b"cred-1", 0, T0 + 50))
     for b, statuses in enumerate((("suspended",), ("active", "suspended"), ("active",), ("revoked",))):
         out.append(_statuses(net, b"cred-1", statuses, T0 + 100 + 10 * b) + anchors(net, "VN", 2, first=10 + 2 * b,
                                                                                     t=T0 + 105 + 10 * b))
+        if credentials:
+            out[-1] += [_anchor(net, b"cred-1", 10 + b, T0 + 108 + 10 * b),
+                        _anchor(net, b"cred-%d" % (b + 2), 20 + b, T0 + 109 + 10 * b)]
     return out
 
 
-def _build(path: Path, net: Net, merge_rows: int) -> list[int]:
+def _build(path: Path, net: Net, merge_rows: int, credentials: bool = False) -> list[int]:
     """The log of :func:`_batches`, appended batch by batch; returns the size after each batch."""
     with Storage.open(path, merge_rows=merge_rows) as db:
         db.put_root(1, net.genesis.to_cbor())
         vn = MemberLog(db, "VN", NETWORK, RegistryState(net.chain()), net.node["VN"])
         sizes = []
-        for batch in _batches(net):
+        for batch in _batches(net, credentials):
             vn.append(batch)
             sizes.append(vn.size)
         vn.close()
@@ -58,7 +74,8 @@ def _reads(db: Storage, sizes: list[int]) -> tuple:
     buckets = sorted(db.state_buckets("VN"))
     return (values, buckets, [db.state_root("VN", s) for s in sizes],
             [db.state_value("VN", p) for p, _, _ in values], [db.state_bucket("VN", b) for b, _, _ in buckets],
-            db.state_rows("VN", [b for b, _, _ in buckets], [p for p, _, _ in values]))
+            db.state_rows("VN", [b for b, _, _ in buckets], [p for p, _, _ in values]),
+            [db.credential_anchors("VN", "VN/customs", c) for c in _CREDENTIALS], db.all_credential_anchors("VN"))
 
 
 def _rows(path: Path, table: str) -> int:
@@ -76,10 +93,13 @@ def net() -> Net:
 
 def test_where_the_rows_are_changes_no_answer(net: Net, tmp_path: Path) -> None:
     # merged after every batch, merged once on the way, never merged
-    paths = {m: tmp_path / f"m{m}.db" for m in (1, 12, 10 ** 6)}
-    sizes = {m: _build(p, net, m) for m, p in paths.items()}
+    paths = {m: tmp_path / f"m{m}.db" for m in (1, 30, 10 ** 6)}
+    sizes = {m: _build(p, net, m, credentials=True) for m, p in paths.items()}
     assert _rows(paths[1], "state_pending") == 0 and _rows(paths[10 ** 6], "state_values") == 0
-    assert _rows(paths[12], "state_pending") > 0 and _rows(paths[12], "state_values") > 0
+    assert _rows(paths[30], "state_pending") > 0 and _rows(paths[30], "state_values") > 0
+    # anchor rows are pending, or merged, with the state rows of their batch
+    assert _rows(paths[1], "credential_anchors_pending") == 0 and _rows(paths[10 ** 6], "credential_anchors") == 0
+    assert _rows(paths[30], "credential_anchors_pending") > 0 and _rows(paths[30], "credential_anchors") > 0
     status = StateKey("status", ("VN/customs", b"cred-1")).path
     reads = {}
     for m, path in paths.items():
@@ -92,7 +112,9 @@ def test_where_the_rows_are_changes_no_answer(net: Net, tmp_path: Path) -> None:
             size, proofs = vn.prove_states([status, StateKey("issuer", ("VN/customs",)).path])
             reads[m] += (size, proofs)
             vn.close()
-    assert reads[1] == reads[12] == reads[10 ** 6]
+    assert reads[1] == reads[30] == reads[10 ** 6]
+    anchored = reads[1][-4]  # credential_anchors() of each of _CREDENTIALS
+    assert len(anchored[0]) == 5 and all(len(a) == 1 for a in anchored[1:5]) and anchored[5] == []
 
 
 def test_a_path_rewritten_while_pending_keeps_every_row_checkable(net: Net, tmp_path: Path) -> None:
@@ -250,3 +272,22 @@ def test_a_failed_commit_is_rolled_back(net: Net, tmp_path: Path) -> None:
         conn.execute("PRAGMA foreign_keys=OFF")
         assert not conn.in_transaction
         assert db.size("VN") == 5 and _reads(db, [vn.size]) == before
+
+
+def test_a_pending_anchor_row_is_checked_by_replay(net: Net, tmp_path: Path) -> None:
+    # credential_anchors_pending is read as credential_anchors is (a credential's anchors): a row moved to
+    # another index, or dropped, is reported by replay like a merged row would be.
+    clean = tmp_path / "clean.db"
+    _build(clean, net, 10 ** 6, credentials=True)
+    assert _rows(clean, "credential_anchors_pending") == 9 and _replay_locations(clean, net) == []
+    for name, sql in (("moved", "UPDATE credential_anchors_pending SET idx = idx + 1 WHERE seq = (SELECT max(seq)"
+                                " FROM credential_anchors_pending)"),
+                      ("dropped", "DELETE FROM credential_anchors_pending WHERE seq = (SELECT min(seq)"
+                                  " FROM credential_anchors_pending)")):
+        copy = tmp_path / f"{name}.db"
+        copy.write_bytes(clean.read_bytes())
+        conn = sqlite3.connect(copy)
+        conn.execute(sql)
+        conn.commit()
+        conn.close()
+        assert "log VN credential_anchors" in _replay_locations(copy, net), name

@@ -112,7 +112,7 @@ def _rebuild_state(db: sqlite3.Connection, log: str) -> None:
     """What a careful deleter also does: recompute the log's state and registry tables from the entries left."""
     rows = db.execute("SELECT raw, leaf_hash FROM entries WHERE log = ? ORDER BY idx", (log,)).fetchall()
     db.execute("DELETE FROM state_roots WHERE log = ? AND size > ?", (log, len(rows)))
-    for table in ("registry_entries", "credential_anchors"):
+    for table in ("registry_entries", "credential_anchors", "credential_anchors_pending"):
         db.execute(f"DELETE FROM {table} WHERE log = ? AND idx >= ?", (log, len(rows)))
     sizes = [s for (s,) in db.execute("SELECT size FROM state_roots WHERE log = ? ORDER BY size", (log,))]
     state, done = MemoryState(), 0
