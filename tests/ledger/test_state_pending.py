@@ -280,10 +280,9 @@ def test_a_pending_anchor_row_is_checked_by_replay(net: Net, tmp_path: Path) -> 
     clean = tmp_path / "clean.db"
     _build(clean, net, 10 ** 6, credentials=True)
     assert _rows(clean, "credential_anchors_pending") == 9 and _replay_locations(clean, net) == []
-    for name, sql in (("moved", "UPDATE credential_anchors_pending SET idx = idx + 1 WHERE seq = (SELECT max(seq)"
-                                " FROM credential_anchors_pending)"),
-                      ("dropped", "DELETE FROM credential_anchors_pending WHERE seq = (SELECT min(seq)"
-                                  " FROM credential_anchors_pending)")):
+    last = "(SELECT max(seq) FROM credential_anchors_pending)"
+    for name, sql in (("moved", f"UPDATE credential_anchors_pending SET idx = idx + 1 WHERE seq = {last}"),
+                      ("dropped", f"DELETE FROM credential_anchors_pending WHERE seq = {last}")):
         copy = tmp_path / f"{name}.db"
         copy.write_bytes(clean.read_bytes())
         conn = sqlite3.connect(copy)
