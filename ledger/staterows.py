@@ -254,12 +254,12 @@ class StateRows:
 
     def credential_anchors(self, log: str, issuer: str, credential_id: bytes) -> list[int]:
         """Indices of ``log``'s anchors that name this credential id of ``issuer``, ascending (spec 7.1.15): the
-        merged rows, then the pending ones (7.1.16), which are all of later entries."""
+        merged rows and the pending ones (7.1.16)."""
         with self._wrap(f"read the anchors of a credential of log {log}"):
             merged = [int(r[0]) for r in self._conn.execute(
                 "SELECT idx FROM credential_anchors WHERE log = ? AND issuer = ? AND credential_id = ? ORDER BY idx",
                 (log, issuer, credential_id))]
-            return merged + self._pending_of(log).anchors.get((issuer, credential_id), [])
+            return sorted(merged + self._pending_of(log).anchors.get((issuer, credential_id), []))
 
     def all_credential_anchors(self, log: str) -> list[tuple[int, str, bytes]]:
         """(index, issuer, credential id) of every row of ``credential_anchors`` and ``credential_anchors_pending``
@@ -270,11 +270,15 @@ class StateRows:
                         f"SELECT issuer, credential_id, idx FROM {table} WHERE log = ?", (log,))]
         return sorted(rows)
 
+    def _write_registry(self, log: str, rows: BookRows) -> None:
+        # Caller holds the lock and an open transaction (append_entries).
+        self._conn.executemany("INSERT INTO registry_entries (log, idx) VALUES (?, ?)",
+                               [(log, i) for i in rows.registry])
+
     def _write_book(self, log: str, rows: BookRows, *, pending: bool = False) -> None:
         # Caller holds the lock and an open transaction (append_entries). Anchor rows go to the pending table
         # when the state rows of the batch do (spec 7.1.16), else straight into credential_anchors.
-        self._conn.executemany("INSERT INTO registry_entries (log, idx) VALUES (?, ?)",
-                               [(log, i) for i in rows.registry])
+        self._write_registry(log, rows)
         table = "credential_anchors_pending" if pending else "credential_anchors"
         self._conn.executemany(f"INSERT INTO {table} (log, issuer, credential_id, idx) VALUES (?, ?, ?, ?)",
                                [(log, *r) for r in rows.credential_anchors])
@@ -315,8 +319,7 @@ class StateRows:
         # the pending anchor rows and the batch's, sorted: each page of credential_anchors written once per merge
         anchors = [(issuer, cid, index) for (issuer, cid), indices in pending.anchors.items() for index in indices]
         if book is not None:
-            self._conn.executemany("INSERT INTO registry_entries (log, idx) VALUES (?, ?)",
-                                   [(log, i) for i in book.registry])
+            self._write_registry(log, book)
             anchors += book.credential_anchors
         self._conn.executemany("INSERT INTO credential_anchors (log, issuer, credential_id, idx) VALUES (?, ?, ?, ?)",
                                [(log, *r) for r in sorted(anchors)])
