@@ -96,7 +96,10 @@ class MemberLog(LogCheckpoints):
     def _open_state_map(self) -> StateMap:
         # spec S.5: the top of the state map from the stored buckets, checked against the stored state root of
         # the whole log; its cost depends on the number of buckets (at most 2^18), not on the log's length.
-        state_map = StateMap(self.storage.state_buckets(self.member_id))
+        try:
+            state_map = StateMap(self.storage.state_buckets(self.member_id))
+        except DecodeError as e:
+            raise StorageError(f"log {self.member_id}: {e}; replay the database (mekong audit replay)") from e
         size = self.storage.size(self.member_id)
         latest = self.storage.latest_state_root(self.member_id)
         if size and (latest is None or latest != (size, state_map.root)):

@@ -306,10 +306,19 @@ class StateMap:
     """
 
     def __init__(self, buckets: Iterable[tuple[int, int, bytes]] = ()) -> None:
-        """Start from stored buckets: (bucket, leaf count, hash) of each non-empty one."""
+        """Start from stored buckets: (bucket, leaf count, hash) of each non-empty one.
+
+        Raises:
+            DecodeError: a bucket number that is not BUCKET_BITS bits, a count that is not below 2^32, or a hash
+                that is not 32 bytes.
+        """
         self._levels: list[_Level] | None = None
         dirty = set()
         for bucket, count, digest in buckets:
+            if (type(bucket) is not int or not 0 <= bucket < 1 << BUCKET_BITS or type(count) is not int
+                    or not 0 <= count < 1 << 32 or not isinstance(digest, bytes) or len(digest) != 32):
+                raise DecodeError(f"state bucket {bucket!r:.20}: not a {BUCKET_BITS}-bit bucket number with a leaf"
+                                  " count below 2^32 and a 32-byte hash")
             if count:
                 self._top()[BUCKET_BITS].put(bucket, (count, digest))
                 dirty.add(bucket)

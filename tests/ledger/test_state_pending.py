@@ -20,6 +20,7 @@ from ledger.entries import make_entry
 from ledger.errors import StorageError, VerificationError
 from ledger.memberlog import MemberLog
 from ledger.registry import RegistryState
+from ledger.reopen import open_registry
 from ledger.replay import replay
 from ledger.state import StateKey
 from ledger.storage import Storage
@@ -290,3 +291,18 @@ def test_a_pending_anchor_row_is_checked_by_replay(net: Net, tmp_path: Path) -> 
         conn.commit()
         conn.close()
         assert "log VN credential_anchors" in _replay_locations(copy, net), name
+
+
+def test_a_stored_bucket_out_of_range_stops_the_log_from_opening(net: Net, tmp_path: Path) -> None:
+    # A bucket row no 18-bit bucket number names (a damaged or foreign database) is refused by name at
+    # start-up, as a StorageError that says to replay, not as an IndexError from the map's arrays.
+    path = tmp_path / "n.db"
+    _build(path, net, 1)  # everything merged: state_buckets holds the buckets
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE state_buckets SET bucket = 262144 WHERE bucket = (SELECT min(bucket) FROM state_buckets)")
+    conn.commit()
+    conn.close()
+    with Storage.open(path) as db:
+        _, state = open_registry(db, net.genesis, net.genesis.root_hash)
+        with pytest.raises(StorageError, match="18-bit bucket number.*replay the database"):
+            MemberLog(db, "VN", NETWORK, state)
