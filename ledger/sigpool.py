@@ -146,9 +146,9 @@ class ParallelVerifier:
         workers: threads or processes in the pool; by default two threads, or one process per core but one
             (the calling thread keeps a core).
         executor: a pool to use instead of one of this object's own (not shut down by :meth:`close`).
-        processes: with no ``executor``, use worker processes (started with ``spawn``, on first use)
-            instead of threads, so that checks overlap the caller's Python work (a node's appends). A
-            program that uses them must guard its main module with ``if __name__ == "__main__"``.
+        processes: with no ``executor``, use worker processes (started with ``spawn``, on first use or by
+            :meth:`warm`) instead of threads, so that checks overlap the caller's Python work (a node's
+            appends). A program that uses them must guard its main module with ``if __name__ == "__main__"``.
     """
 
     def __init__(self, workers: int | None = None, executor: Executor | None = None, *,

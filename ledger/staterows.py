@@ -43,7 +43,8 @@ _Row = tuple[bytes, bytes, bytes]  # (encoded key, encoded value, value hash)
 
 
 class PendingRows:
-    """The newest pending row of each path and bucket of one log, as ``state_pending*`` hold them."""
+    """The newest pending row of each path and bucket of one log, and its pending anchor rows, as
+    ``state_pending``, ``state_pending_buckets`` and ``credential_anchors_pending`` hold them."""
 
     __slots__ = ("anchors", "buckets", "bytes", "rows", "values")
 
@@ -299,10 +300,9 @@ class StateRows:
             self._conn.executemany(
                 "INSERT INTO state_pending_buckets (log, size, bucket, count, hash) VALUES (?, ?, ?, ?, ?)",
                 [(log, size, b, c, h) for b, (c, h) in state.buckets.items()])
-            if book is None:
-                return partial(pending.add, state.values.items(), state.buckets)
-            self._write_book(log, book, pending=True)
-            return partial(pending.add, state.values.items(), state.buckets, book.credential_anchors)
+            if book is not None:
+                self._write_book(log, book, pending=True)
+            return partial(pending.add, state.values.items(), state.buckets, book.credential_anchors if book else ())
         # spec 7.1.16: merge every pending row and the batch's, sorted, then empty the pending tables.
         values = {p: row for rows in pending.values.values() for p, row in rows.items()}
         values.update(state.values)
