@@ -11,7 +11,8 @@ With threads, the pool's threads wait for the GIL while the calling thread runs 
 between two native calls), so checks ahead of Python work overlap little; worker processes
 (``processes=True``) do not share the GIL and overlap fully. A pool whose process died is replaced, and the
 checks it held are made again in this thread; a worker whose parent was killed outright exits
-(:func:`watch_parent`).
+(:func:`watch_parent`). Checks go out in chunks that shrink towards the end of a batch, and the caller,
+when it comes to wait, checks the chunks no worker has started yet itself (:class:`Submitted`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from ledger.rules import SignatureJob, verify_sequential
 __all__ = ["EarlyChecks", "ParallelVerifier", "Submitted", "check_each", "watch_parent"]
 
 
+#: Fewest checks in a chunk handed to the pool (about 2 ms of work).
+MIN_CHUNK = 32
 #: How often a worker process looks for its parent (seconds).
 PARENT_POLL = 0.5
 
@@ -69,29 +72,55 @@ def check_each(jobs: Sequence[SignatureJob]) -> list[bool]:
 
 
 class Submitted:
-    """Chunks of checks handed to the pool, with their futures."""
+    """Chunks of checks handed to the pool, with their futures.
 
-    def __init__(self, chunks: list[list[SignatureJob]], futures: list[Future[Any]]) -> None:
+    A chunk no worker has started when the caller comes to wait is taken back and checked in the calling
+    thread (:meth:`_take_back`), the last first, while the workers go on with theirs from the front: the
+    caller's core checks instead of idling, and whichever side is slower (a busy worker, a long batch) gets
+    help.
+    """
+
+    def __init__(self, chunks: list[list[SignatureJob]], futures: list[Future[Any]],
+                 check: Callable[[list[SignatureJob]], Any] = verify_sequential) -> None:
         self.chunks = chunks
         self.futures = futures
+        self._check = check
+        self._here: dict[int, tuple[Any, VerificationError | None]] = {}  # chunk -> (result, error), checked here
+
+    def _take_back(self) -> None:
+        # Futures start in the order submitted: once one cannot be cancelled, the ones before it have started too.
+        for c in range(len(self.futures) - 1, -1, -1):
+            if c in self._here:
+                continue
+            if not self.futures[c].cancel():
+                return
+            try:
+                self._here[c] = (self._check(self.chunks[c]), None)
+            except VerificationError as e:
+                self._here[c] = (None, e)
+
+    def _outcome(self, c: int) -> tuple[Any, VerificationError | None]:
+        # (result, error) of chunk c, wherever it was checked; a chunk whose worker process died is checked here.
+        if c not in self._here:
+            try:
+                self._here[c] = (self.futures[c].result(), None)
+            except BrokenExecutor:
+                try:
+                    self._here[c] = (self._check(self.chunks[c]), None)
+                except VerificationError as e:
+                    self._here[c] = (None, e)
+            except VerificationError as e:
+                self._here[c] = (None, e)
+        return self._here[c]
 
     def wait(self) -> None:
-        """Wait for every chunk, then raise the first failure.
+        """Wait for every chunk (checking here those not yet started), then raise the first failure.
 
         Raises:
             VerificationError: a signature did not verify.
         """
-        errors = []
-        for chunk, f in zip(self.chunks, self.futures):
-            error = f.exception()
-            if isinstance(error, BrokenExecutor):  # a worker process died: check here instead
-                try:
-                    verify_sequential(chunk)
-                    error = None
-                except VerificationError as e:
-                    error = e
-            if error is not None:
-                errors.append(error)
+        self._take_back()
+        errors = [e for e in (self._outcome(c)[1] for c in range(len(self.chunks))) if e is not None]
         if errors:
             raise errors[0]
 
@@ -106,7 +135,7 @@ class EarlyChecks(Submitted):
     """Checks submitted ahead of the rules: which jobs they cover and, once done, whether each passed."""
 
     def __init__(self, chunks: list[list[SignatureJob]], futures: list[Future[Any]]) -> None:
-        super().__init__(chunks, futures)
+        super().__init__(chunks, futures, check_each)
         self._at = {job: (c, i) for c, chunk in enumerate(chunks) for i, job in enumerate(chunk)}
 
     def covers(self, job: SignatureJob) -> bool:
@@ -114,23 +143,15 @@ class EarlyChecks(Submitted):
         return job in self._at
 
     def require(self, jobs: Iterable[SignatureJob]) -> None:
-        """Wait for the checks ahead among ``jobs`` and raise if one failed.
+        """Wait for the checks ahead among ``jobs`` (checking here those not yet started) and raise if one failed.
 
         Raises:
             VerificationError: a signature among them does not verify.
         """
-        results: dict[int, list[bool]] = {}
+        self._take_back()
         for job in jobs:
             place = self._at.get(job)
-            if place is None:
-                continue
-            c, i = place
-            if c not in results:
-                try:
-                    results[c] = self.futures[c].result()
-                except BrokenExecutor:  # a worker process died: check here instead
-                    results[c] = check_each(self.chunks[c])
-            if not results[c][i]:
+            if place is not None and not self._outcome(place[0])[0][place[1]]:
                 raise VerificationError("Ed25519 signature does not verify")
 
 
@@ -179,10 +200,15 @@ class ParallelVerifier:
 
     def _submit(self, fn: Callable[[list[SignatureJob]], Any], jobs: Sequence[SignatureJob]
                 ) -> tuple[list[list[SignatureJob]], list[Future[Any]]]:
-        # A few chunks per worker, so that a worker slowed by other load does not hold the batch up.
+        # Chunks that shrink towards the end of the batch: the workers take them from the front, and the
+        # caller takes back from the end those not started when it comes to wait (Submitted._take_back), so
+        # the last of the work is split finely between them.
         jobs = list(jobs)
-        step = max(32, -(-len(jobs) // (4 * self._workers)))
-        chunks = [jobs[i:i + step] for i in range(0, len(jobs), step)]
+        chunks, at = [], 0
+        while at < len(jobs):
+            step = max(MIN_CHUNK, (len(jobs) - at) // (2 * (self._workers + 1)))
+            chunks.append(jobs[at:at + step])
+            at += step
         futures = []
         for chunk in chunks:
             try:

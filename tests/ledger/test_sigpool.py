@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nacl.signing
@@ -23,7 +26,7 @@ from ledger.errors import VerificationError
 from ledger.memberlog import MemberLog
 from ledger.registry import RegistryState
 from ledger.rules import SignatureJob
-from ledger.sigpool import ParallelVerifier, check_each
+from ledger.sigpool import MIN_CHUNK, ParallelVerifier, check_each
 from ledger.storage import Storage
 
 
@@ -102,6 +105,66 @@ def test_a_key_the_batch_adds_is_checked_after_the_rules(net: Net, tmp_path: Pat
         log.append([add, bad_signature(anchor)])
     assert log.append([add, anchor]) == [2, 3]
     log.close()
+
+
+@pytest.fixture()
+def busy_pool() -> Iterator[ParallelVerifier]:
+    """A one-worker pool whose worker is held busy until the test ends: only the caller can check."""
+    executor, hold = ThreadPoolExecutor(1), threading.Event()
+    executor.submit(hold.wait)
+    try:
+        yield ParallelVerifier(1, executor)
+    finally:
+        hold.set()
+        executor.shutdown(wait=True)
+
+
+def _finishes(work: Callable[[], object], seconds: float = 20.0) -> list[object]:
+    # Runs work in a thread; [result] or [exception] once done, [] if it is still waiting after ``seconds``.
+    out: list[object] = []
+
+    def run() -> None:
+        try:
+            out.append(work())
+        except Exception as e:  # noqa: BLE001 - handed to the test
+            out.append(e)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return out
+
+
+def test_the_caller_checks_the_chunks_no_worker_started(busy_pool: ParallelVerifier) -> None:
+    # The worker never gets to them: waiting would hang unless the caller takes them back.
+    jobs = _jobs(300, _key("k"))
+    assert _finishes(busy_pool.start(jobs).wait) == [None]
+    forged = jobs[:299] + [(jobs[299][0], b"forged", jobs[299][2])]
+    found = _finishes(busy_pool.start(forged).wait)
+    assert len(found) == 1 and isinstance(found[0], VerificationError)
+
+
+def test_checks_ahead_taken_back_keep_each_job_s_verdict(busy_pool: ParallelVerifier) -> None:
+    jobs = _jobs(200, _key("k"))
+    jobs[7] = (jobs[7][0], b"forged", jobs[7][2])
+    ahead = busy_pool.check_ahead(jobs)
+    assert _finishes(lambda: ahead.require(jobs[8:])) == [None]
+    found = _finishes(lambda: ahead.require(jobs[:8]))
+    assert len(found) == 1 and isinstance(found[0], VerificationError)
+
+
+def test_chunks_cover_every_job_in_order_and_shrink_towards_the_end() -> None:
+    pool = ParallelVerifier(1)
+    try:
+        jobs = _jobs(1000, _key("k"))
+        submitted = pool.start(jobs)
+        submitted.wait()
+        sizes = [len(c) for c in submitted.chunks]
+        assert [j for c in submitted.chunks for j in c] == jobs
+        assert sizes == sorted(sizes, reverse=True) or sizes[:-1] == sorted(sizes[:-1], reverse=True)
+        assert sizes[0] > 4 * MIN_CHUNK and min(sizes[:-1]) == MIN_CHUNK
+    finally:
+        pool.close()
 
 
 def test_worker_processes_verify_and_survive_a_dead_worker(net: Net, tmp_path: Path) -> None:
