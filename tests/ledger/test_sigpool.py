@@ -113,7 +113,7 @@ def busy_pool() -> Iterator[ParallelVerifier]:
     executor, hold = ThreadPoolExecutor(1), threading.Event()
     executor.submit(hold.wait)
     try:
-        yield ParallelVerifier(1, executor)
+        yield ParallelVerifier(1, executor, take_back=True)
     finally:
         hold.set()
         executor.shutdown(wait=True)
