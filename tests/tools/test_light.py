@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from credentials.cwt import UnverifiedCredential, credential_digest
 from ledger import cbor
 from ledger.errors import MekongError
 from ledger.governance import GovernanceChain
+from tools.client import light
 from tools.client.http import NodeClient
 from tools.client.light import LightError, fetch_bundle
 
@@ -244,6 +246,51 @@ def test_one_node_cannot_hide_the_log_that_holds_the_key(scenario: Scenario) -> 
         assert light["proof_of_existence"]["log"] == "VN"
     finally:
         liar.close()
+
+
+class _Stall:
+    """A node that stalls: each log's state answer is 503 ``not_at_checkpoint`` (as between two checkpoints)
+    the first ``times`` it is asked, then the real node's."""
+
+    def __init__(self, net: Network, member: str, times: int) -> None:
+        self.net, self.target, self.times = net, net.urls[member], times
+        self.url, self._runner = start_proxy(net, self._handle)
+        self.asked: dict[str, int] = {}
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        import aiohttp
+
+        if request.path.endswith("/state"):
+            self.asked[request.path] = self.asked.get(request.path, 0) + 1
+            if self.asked[request.path] <= self.times:
+                return web.json_response({"error": "not_at_checkpoint", "message": "ask again"}, status=503,
+                                         headers={"Retry-After": "1"})
+        async with aiohttp.ClientSession() as s, s.request(request.method, self.target + request.path_qs,
+                                                           data=await request.read()) as resp:
+            return web.Response(body=await resp.read(), status=resp.status, content_type=resp.content_type)
+
+    def close(self) -> None:
+        self.net._loop.run(self._runner.cleanup())
+
+
+def test_a_node_that_stalls_every_answer_holds_the_verifier_up_once(scenario: Scenario,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # Attack: a node answers "between checkpoints" to each state question for most of the verifier's patience,
+    # then answers, for each of the logs a document signature's light verification asks about. The verifier
+    # gives a node PATIENCE in all, not PATIENCE per log, then asks the next.
+    doc, sig = _signed_invoice(scenario)
+    patience = 4.0
+    monkeypatch.setattr(light, "PATIENCE", patience)
+    staller = _Stall(scenario.net, "KH", times=14)  # ~3.5 s of retries (every 0.25 s) per log
+    try:
+        started = time.monotonic()
+        code, out = _verify_signature(scenario, doc, sig, "--node", staller.url, "--node", scenario.net.urls["TH"])
+        took = time.monotonic() - started
+        assert code == 0 and out["indication"] == "TOTAL-PASSED", out
+        assert len(_chain(scenario.net).members_ever) >= 4 and len(staller.asked) >= 2
+        assert took < 1.5 * patience, f"{took:.1f} s; state questions to the stalling node: {staller.asked}"
+    finally:
+        staller.close()
 
 
 class _Tamper:

@@ -35,7 +35,9 @@ from tools.client.http import ClientError, NodeClient, NodeRefused
 
 __all__ = ["LightError", "fetch_bundle", "fetch_document_bundle", "log_answer"]
 
-#: How long to keep asking a node whose state is between checkpoints or not final yet.
+#: How long, in all, to keep asking one node whose state is between checkpoints or not final yet: one deadline
+#: per node and verification, however many logs it is asked about, so a node that stalls every answer holds a
+#: verifier up this long once, not once per log.
 PATIENCE = 8.0
 _MAX_ROUNDS = 8  # rotations followed back from a key
 
@@ -57,8 +59,7 @@ def _rotated_from(answer: OpenedAnswer) -> set[StateKey]:
 
 
 def _answer(client: NodeClient, chain: GovernanceChain, log: str, keys: list[StateKey],
-            sleep: Callable[[float], None]) -> tuple[bytes, OpenedAnswer]:
-    deadline = time.monotonic() + PATIENCE
+            sleep: Callable[[float], None], deadline: float) -> tuple[bytes, OpenedAnswer]:
     while True:
         try:
             data = client.state(log, [k.encode() for k in keys])
@@ -76,10 +77,20 @@ def _answer(client: NodeClient, chain: GovernanceChain, log: str, keys: list[Sta
 
 
 def log_answer(client: NodeClient, chain: GovernanceChain, log: str, keys: list[StateKey],
-                sleep: Callable[[float], None]) -> tuple[bytes, OpenedAnswer]:
+               sleep: Callable[[float], None], deadline: float | None = None) -> tuple[bytes, OpenedAnswer]:
+    """``client``'s verified state answer for ``keys`` of ``log``, and the keys they were rotated from.
+
+    A node whose state is between checkpoints (503) or not final yet is asked again until ``deadline``
+    (``time.monotonic()``; by default :data:`PATIENCE` from now).
+
+    Raises:
+        ClientError, DecodeError, VerificationError: the node's answer, or its refusal, past the deadline.
+        LightError: a key rotated more than a few times back.
+    """
+    deadline = time.monotonic() + PATIENCE if deadline is None else deadline
     asked = list(keys)
     for _ in range(_MAX_ROUNDS):
-        data, opened = _answer(client, chain, log, asked, sleep)
+        data, opened = _answer(client, chain, log, asked, sleep, deadline)
         more = _rotated_from(opened)
         if not more:
             return data, opened
@@ -169,14 +180,15 @@ def _fetch(nodes: Sequence[NodeClient], chain: GovernanceChain, wanted: Mapping[
     # a log is left out only when no node given shows a final checkpoint of it: one node cannot hide a log
     empty = {log for log in optional if all(_newest_elsewhere([c], None, chain, log) == 0 for c in nodes)}
     for client in nodes:
+        deadline = time.monotonic() + PATIENCE  # one for all the logs this node is asked about
         try:
-            answers = {log: log_answer(client, chain, log, keys, sleep) for log, keys in wanted.items()
+            answers = {log: log_answer(client, chain, log, keys, sleep, deadline) for log, keys in wanted.items()
                        if log not in empty}
             for log, (_, opened) in list(answers.items()):
                 more = key_issuers(opened)  # the issuer of a key found, when it was not asked
                 if more:
                     asked = [*opened.values, *sorted(more, key=lambda k: k.encode())]
-                    answers[log] = log_answer(client, chain, log, asked, sleep)
+                    answers[log] = log_answer(client, chain, log, asked, sleep, deadline)
             existence = [e for log, (_, opened) in answers.items() for digest in digests
                          for e in _existence(client, log, opened, digest)]
             for e in existence:
