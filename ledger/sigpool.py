@@ -11,8 +11,9 @@ With threads, the pool's threads wait for the GIL while the calling thread runs 
 between two native calls), so checks ahead of Python work overlap little; worker processes
 (``processes=True``) do not share the GIL and overlap fully. A pool whose process died is replaced, and the
 checks it held are made again in this thread; a worker whose parent was killed outright exits
-(:func:`watch_parent`). Checks go out in chunks that shrink towards the end of a batch, and the caller,
-when it comes to wait, checks the chunks no worker has started yet itself (:class:`Submitted`).
+(:func:`watch_parent`). Checks go out in chunks that shrink towards the end of a batch; with worker
+processes the caller, when it comes to wait, checks the chunks no worker has started yet itself
+(:class:`Submitted`).
 """
 
 from __future__ import annotations
@@ -74,10 +75,10 @@ def check_each(jobs: Sequence[SignatureJob]) -> list[bool]:
 class Submitted:
     """Chunks of checks handed to the pool, with their futures.
 
-    A chunk no worker has started when the caller comes to wait is taken back and checked in the calling
-    thread (:meth:`_take_back`), the last first, while the workers go on with theirs from the front: the
-    caller's core checks instead of idling, and whichever side is slower (a busy worker, a long batch) gets
-    help.
+    With ``take_back`` (:class:`ParallelVerifier` sets it for worker processes), a chunk no worker has started
+    when the caller comes to wait is taken back and checked in the calling thread (:meth:`_take_back`), the
+    last first, while the workers go on with theirs from the front: the caller's core checks instead of
+    idling, and whichever side is slower (a busy worker, a long batch) gets help.
     """
 
     def __init__(self, chunks: list[list[SignatureJob]], futures: list[Future[Any]],
@@ -188,7 +189,7 @@ class ParallelVerifier:
         self._own = executor is None
         self._processes = processes and executor is None
         self._executor = executor or self._new_pool()
-        self._take_back = self._processes if take_back is None else take_back
+        self._takes_back = self._processes if take_back is None else take_back
 
     def _new_pool(self) -> Executor:
         if self._processes:
@@ -232,11 +233,11 @@ class ParallelVerifier:
 
     def start(self, jobs: Sequence[SignatureJob]) -> Submitted:
         """Submit ``jobs``; :meth:`Submitted.wait` for the verdict."""
-        return Submitted(*self._submit(verify_sequential, jobs), take_back=self._take_back)
+        return Submitted(*self._submit(verify_sequential, jobs), take_back=self._takes_back)
 
     def check_ahead(self, jobs: Sequence[SignatureJob]) -> EarlyChecks:
         """Submit checks ahead of the rules; their results are read with :meth:`EarlyChecks.require`."""
-        return EarlyChecks(*self._submit(check_each, jobs), take_back=self._take_back)
+        return EarlyChecks(*self._submit(check_each, jobs), take_back=self._takes_back)
 
     def __call__(self, jobs: Sequence[SignatureJob]) -> None:
         """Verify ``jobs`` and return only when all passed.
