@@ -316,8 +316,29 @@ def _replay_checkpoints(storage: Storage, log: str, network: str, chain: Governa
             found.add(where, "line is not UTF-8", e)
         except (DecodeError, VerificationError) as e:
             found.add(where, str(e), e)
+    _replay_fresh(storage, log, texts, damaged, found)
     _replay_finals(storage, log, texts, valid, found)
     return n_cp, n_cs
+
+
+def _replay_fresh(storage: Storage, log: str, texts: Mapping[int, tuple[Checkpoint, Witnesses]],
+                  damaged: set[int], found: _Findings) -> None:
+    """Spec 7.5.1 step 6: each witness's fresh line (7.1.10) cosigns a stored checkpoint, as that witness."""
+    for witness, size, line in storage.fresh_rows(log):
+        where = f"{_loc(log)} fresh line of {witness}"
+        if size in damaged:
+            continue  # its checkpoint is damaged and reported once
+        try:
+            if size not in texts:
+                raise VerificationError(f"cosigns size {size}, of which no checkpoint is stored within the log")
+            cp, witnesses = texts[size]
+            member, _ = witnesses.verify(cp, NoteSignature.parse_line(line.decode("utf-8")))
+            if member != witness:
+                raise VerificationError(f"not by the witness key of {witness} but of {member}")
+        except UnicodeDecodeError as e:
+            found.add(where, "line is not UTF-8", e)
+        except (DecodeError, VerificationError) as e:
+            found.add(where, str(e), e)
 
 
 def _replay_finals(storage: Storage, log: str, texts: Mapping[int, tuple[Checkpoint, Witnesses]],

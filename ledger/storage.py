@@ -387,6 +387,12 @@ class Storage(StateRows):
             return {str(w): int(s) for w, s in self._conn.execute(
                 "SELECT witness, size FROM fresh WHERE log = ?", (log,))}
 
+    def fresh_rows(self, log: str) -> list[tuple[str, int, bytes]]:
+        """Every row of ``fresh`` for ``log``: (witness, size, line), by witness (replay checks them)."""
+        with self._wrap(f"read the fresh cosignatures of log {log}"):
+            return [(str(w), int(s), bytes(line)) for w, s, line in self._conn.execute(
+                "SELECT witness, size, line FROM fresh WHERE log = ? ORDER BY witness", (log,))]
+
     def checkpoints(self, log: str, newest: int | None = None) -> list[tuple[int, bytes]]:
         """Every stored ``(size, note)`` of ``log``, by size; only the ``newest`` ones when given (one
         indexed read, whatever the number stored)."""

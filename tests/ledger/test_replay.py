@@ -38,7 +38,8 @@ def _successor(net: Net) -> SignedRoot:
 
 
 def build_db(path: Path, net: Net) -> dict[str, object]:
-    """A node database: VN's own log, a replica of TH's log, checkpoints, cosignatures, two roots.
+    """A node database: VN's own log, a replica of TH's log, checkpoints, cosignatures and a later (fresh) line
+    of one witness on each log's newest checkpoint, two roots.
 
     Pending state rows are merged at 20 rows (spec 7.1.16): VN's first two batches end in the merged state
     tables, its third batch and TH's log in the pending ones."""
@@ -53,6 +54,7 @@ def build_db(path: Path, net: Net) -> dict[str, object]:
             cp = Checkpoint.parse(note.text)
             if hi > 5:
                 vn.add_cosignatures(hi, [net.cosigner(w).cosign(cp, T0 + hi + 1) for w in WITNESSES])
+        vn.add_cosignatures(20, [net.cosigner(WITNESSES[0]).cosign(cp, T0 + 40)])  # a heartbeat: a fresh line
         th_owner = MemberLog(th_db, "TH", NETWORK, RegistryState(net.chain()), net.node["TH"])
         th_raws = setup_entries(net, "TH") + anchors(net, "TH", 5)
         th_owner.append(th_raws)
@@ -61,6 +63,7 @@ def build_db(path: Path, net: Net) -> dict[str, object]:
         th.append_replicated(th_raws, 0)
         th.add_checkpoint(th_note.to_bytes())
         th.add_cosignatures(7, [net.cosigner("VN").cosign(Checkpoint.parse(th_note.text), T0 + 50)])
+        th.add_cosignatures(7, [net.cosigner("VN").cosign(Checkpoint.parse(th_note.text), T0 + 60)])
         out = {"VN": vn.root_hash(), "TH": th.root_hash()}
         for m in (vn, th, th_owner):
             m.close()
@@ -130,6 +133,7 @@ TARGETS = {
     ("nodes", "hash"): ("log, level, idx", "log {0} tree node level {1} index {2}"),
     ("checkpoints", "note"): ("log, size", "log {0} checkpoint size {1}"),
     ("cosignatures", "line"): ("log, size, witness", "log {0} checkpoint size {1} cosignature {2}"),
+    ("fresh", "line"): ("log, witness", "log {0} fresh line of {1}"),
     ("roots", "signed"): ("version", "root version {0}"),
     ("roots", "digest"): ("version", "root version {0}"),
     ("state_roots", "root"): ("log, size", "log {0} state root size {1}"),
