@@ -6,13 +6,22 @@ import dataclasses
 
 import pytest
 from cred_helpers import DOC, T0, Net, certificate_of_origin
+from hypothesis import given
+from hypothesis import strategies as st
 
 from credentials.cwt import credential_digest
 from credentials.docsig import SignedDocument, sign_document
 from credentials.issue import anchor_body, issue_credential
 from credentials.sandbox import Sandbox
 from credentials.verify import VerificationPolicy, verify
-from credentials.view import FinalCheckpoint, RegistryView, WitnessTime, proof_of_existence, witnessed_time
+from credentials.view import (
+    FinalCheckpoint,
+    RegistryView,
+    WitnessTime,
+    fresh_time,
+    proof_of_existence,
+    witnessed_time,
+)
 from ledger.errors import AuthorizationError, DecodeError
 from ledger.keys import key_id, public_key_of
 
@@ -25,6 +34,35 @@ def test_witnessed_time_is_the_f_plus_1th_smallest() -> None:
     assert [witnessed_time(cp, f) for f in range(5)] == [10, 30, 40, 50, None]
     assert cp.cosignatures[0] == WitnessTime("CN", 30)
     assert dataclasses.replace(cp, size=4).times == cp.times
+
+
+def _seen(times: dict[str, int]) -> FinalCheckpoint:
+    # A final checkpoint first cosigned at T0 by each witness, then seen (heartbeats) at ``times``.
+    return FinalCheckpoint.of("VN", 3, b"\x00" * 32, dict.fromkeys(times, T0), times)
+
+
+def test_freshness_is_the_f_plus_1th_newest_time_not_in_the_future() -> None:
+    cp = _seen({"VN": 50, "TH": 10, "KH": 40, "CN": 30})
+    assert [fresh_time(cp, f, 100) for f in range(5)] == [50, 40, 30, 10, None]
+    assert [fresh_time(cp, f, 45) for f in range(4)] == [40, 30, 10, None]  # 50 is after the verifier's clock
+    assert fresh_time(FinalCheckpoint.of("VN", 3, b"\x00" * 32, {"VN": 7, "TH": 9}), 1, 100) == 7  # no heartbeats
+
+
+@given(honest=st.lists(st.integers(T0, T0 + 10_000), min_size=2, max_size=6),
+       colluding=st.lists(st.integers(0, 2 * T0), max_size=2), latest=st.integers(T0, T0 + 20_000))
+def test_f_colluding_witnesses_cannot_make_a_checkpoint_look_fresher(honest: list[int], colluding: list[int],
+                                                                     latest: int) -> None:
+    # Attack: f witnesses sign heartbeats with whatever times they like (far future included) to make a frozen
+    # checkpoint look fresh. The freshness shown is never newer than an honest witness's newest time that the
+    # verifier's clock allows, and never in the verifier's future.
+    faulty = len(colluding)
+    times = {f"H{i}": t for i, t in enumerate(honest)} | {f"C{i}": t for i, t in enumerate(colluding)}
+    shown = fresh_time(_seen(times), faulty, latest)
+    honest_ok = [t for t in honest if t <= latest]
+    if shown is None:
+        assert len([t for t in times.values() if t <= latest]) <= faulty
+    else:
+        assert honest_ok and shown <= max(honest_ok) and shown <= latest
 
 
 def test_view_rests_on_final_checkpoints_the_state_holds(net: Net) -> None:
