@@ -26,11 +26,11 @@ import pytest
 
 from ledger import cbor
 from ledger.bodies import CredentialAnchor, IssuerRegister
-from ledger.checkpoint import Checkpoint
+from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.entries import UnverifiedEntry, make_entry
-from ledger.finality import open_signed, root_reference
+from ledger.finality import checkpoint_extensions, open_signed, root_reference, state_reference
 from ledger.governance import GovernanceChain
-from ledger.note import Note
+from ledger.note import Note, NoteSigner
 from ledger.roots import Root, SignedRoot
 from node import keystore
 from tools.devnet import network as dn
@@ -166,6 +166,7 @@ def test_the_owner_restarted_with_a_rotated_node_key_makes_its_log_final_again(
     _adopt_everywhere(net, SignedRoot.create(v4, [net.admin_key(m) for m in ("KH", "LA", "TH")]))
     old_final = net.final_size("TH", "VN")
     net.stop("VN")
+    world["old_vn_node_key"] = dn.load_key(net.devnet.member("VN").node_key)  # the thief keeps a copy
     keystore.write_key_file(net.devnet.member("VN").node_key, new_vn, dn.passphrase(), "VN node v4",
                             opslimit=keystore.OPSLIMIT_MIN, memlimit=keystore.MEMLIMIT_MIN, overwrite=True)
     net.start("VN")
@@ -181,6 +182,25 @@ def test_the_owner_restarted_with_a_rotated_node_key_makes_its_log_final_again(
     # The oldest checkpoint covering the first anchor is still final, under the root it was made under.
     old = open_signed(_final_note(net, "LA", "VN", covering=world["anchor_index"]), _chain(net), "VN")[2]
     assert old.final and old.root_version == 1
+
+
+def test_witnesses_cosign_nothing_signed_with_the_replaced_owner_key(net: Net, world: dict[str, Any]) -> None:
+    # Attack: Viet Nam's node key of versions 1 to 3 was stolen, and version 4 replaced it. The thief signs
+    # VN's newest checkpoint again with it, naming version 3 (under which that key is VN's), and sends it to
+    # each witness as a C2SP client would (no peer authorisation): every witness refuses it (it cosigns only
+    # under its head root, spec 7.4.2), and naming version 4 does not help (the key is not VN's there).
+    stolen, chain = world["old_vn_node_key"], _chain(net)
+    assert chain.current.version == 4
+    for witness in ("KH", "LA", "TH"):
+        _, cp, fin = open_signed(_final_note(net, witness, "VN"), chain, "VN")
+        assert witness in fin.cosigners  # old = its last cosigned size: nothing else stands in the way
+        for version, refusal in ((3, "cosigns only under its head, version 4"), (4, "")):
+            forged = sign_checkpoint(Checkpoint(cp.origin, cp.size, cp.root_hash, checkpoint_extensions(
+                chain.root_at(version), state_reference(cp))), NoteSigner(cp.origin, stolen)).to_bytes()
+            resp = net.post(witness, "/witness/add-checkpoint", f"old {cp.size}\n\n".encode() + forged,
+                            "text/plain; charset=utf-8")
+            assert resp.status == 403 and refusal in resp.body.decode(), (witness, version, resp)
+        assert open_signed(_final_note(net, witness, "VN"), chain, "VN")[1].size == cp.size
 
 
 def test_an_auditor_replays_the_ledger_through_every_rotation(net: Net, world: dict[str, Any]) -> None:
