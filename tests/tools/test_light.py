@@ -53,6 +53,31 @@ def test_light_verify_bundle_and_offline(scenario: Scenario, tmp_path: Path) -> 
     assert "TOTAL-PASSED" in r.output and "verified offline" in r.output and "witnessed" in r.output
 
 
+def test_an_old_bundle_is_not_believed_offline_past_the_offline_maximum_age(scenario: Scenario,
+                                                                            tmp_path: Path) -> None:
+    # Attack: a bundle made long ago (before a revocation, say) is attached again. Offline, the verdict rests
+    # on the bundle's checkpoints; the offline maximum age (24 h by default) bounds how old they may be.
+    scenario.net.wait_replicated()
+    out = tmp_path / "old.bundle"
+    r = scenario.invoke("credential", "bundle", scenario.credential, "--node", scenario.net.urls["KH"],
+                        "--as-member", "TH", "--pin", scenario.pin, "--replica", scenario.replica, "--out", out)
+    assert r.exit_code == 0, r.output
+    made = int(time.time())
+
+    def offline_at(at: int) -> dict[str, Any]:
+        r = scenario.invoke("verify", scenario.credential, "--bundle", out, "--offline", "--pin", scenario.pin,
+                            "--as-member", "TH", "--replica", tmp_path / "empty", "--json", "--now", at)
+        return dict(json.loads(r.stdout), exit_code=r.exit_code)
+
+    day = 24 * 3600
+    fresh = offline_at(made + day - 600)
+    assert fresh["indication"] == "TOTAL-PASSED" and fresh["exit_code"] == 0, fresh
+    stale = offline_at(made + day + 600)
+    assert (stale["indication"], stale["sub_indication"]) == ("INDETERMINATE", "TRY_LATER"), stale
+    assert stale["exit_code"] != 0
+    assert any(c["name"] == "freshness" and c["indication"] != "PASSED" for c in stale["checks"]), stale["checks"]
+
+
 def test_light_verify_of_a_broken_credential_is_format_failure(scenario: Scenario) -> None:
     bad = scenario.dir / "bad.cbor"
     data = bytearray(scenario.credential.read_bytes())
