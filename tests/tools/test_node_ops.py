@@ -77,6 +77,29 @@ def test_a_port_in_use_is_a_clear_error_before_the_database_is_touched(net: dn.D
     assert not (cfg.data_dir / DATABASE_NAME).exists()  # bound first: the database was never opened
 
 
+def test_a_node_refuses_to_start_on_a_genesis_other_than_the_pinned_one_or_a_wrong_passphrase(
+        net: dn.Devnet) -> None:
+    # Attack: the genesis file beside a node is swapped (or its pin edited), or someone without the passphrase
+    # starts it. It must not start (exit 4), say why, and show no key material.
+    m = net.member("VN")
+    cfg = load_config(m.config)
+    pinned = cfg.genesis_hash.hex()
+    other = ("0" if pinned[0] != "0" else "1") + pinned[1:]
+    swapped = m.config.with_name("swapped.toml")
+    swapped.write_text(m.config.read_text().replace(pinned, other))
+    assert load_config(swapped).genesis_hash.hex() == other
+    r = _mekong("node", "start", "--config", swapped)
+    assert r.returncode == 4, (r.stdout, r.stderr)
+    assert "does not match the pinned genesis hash" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    env = {**_env(), dn.PASSPHRASE_ENV: "not the passphrase"}
+    r = subprocess.run([sys.executable, "-m", "tools.cli", "node", "start", "--config", str(m.config)],
+                       capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert r.returncode == 4, (r.stdout, r.stderr)
+    assert "passphrase" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert dn.passphrase().decode() not in r.stderr + r.stdout and "not the passphrase" not in r.stderr
+    assert not dn.healthy(m.url)
+
+
 def test_one_node_per_data_directory_and_node_stop(net: dn.Devnet,
                                                    vn: tuple[dn.DevnetMember, subprocess.Popen[str]]) -> None:
     m, proc = vn
