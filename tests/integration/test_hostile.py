@@ -109,6 +109,12 @@ def test_unauthorised_entries_are_refused(net: Net, issuer: dict[str, Any]) -> N
         "issuer.register by another member's admin key": make_entry(
             "VN", "issuer.register", now, IssuerRegister("VN/fake", "Fake", ("certificate-of-origin",), "high",
                                                          "VN"), net.admin_key("TH")),
+        # a stolen node key signs checkpoints and cosignatures, never entries (README: it cannot forge them)
+        "issuer.register by the log owner's own node key": make_entry(
+            "VN", "issuer.register", now, IssuerRegister("VN/fake", "Fake", ("certificate-of-origin",), "high",
+                                                         "VN"), net.node_key("VN")),
+        "anchor by the log owner's own node key": make_entry(
+            "VN", "credential.anchor", now, CredentialAnchor(issuer["issuer"], digest), net.node_key("VN")),
         "anchor by a key the issuer does not hold": make_entry(
             "VN", "credential.anchor", now, CredentialAnchor(issuer["issuer"], digest), stranger),
         "anchor for an unknown issuer": make_entry(
