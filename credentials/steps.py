@@ -24,10 +24,14 @@ from credentials.view import (
 )
 from ledger.bodies import LOA_ORDER
 
-__all__ = ["Run", "VerificationPolicy", "chain", "freshness", "governance_current", "issuer_at_signing_time",
+__all__ = ["CLOCK_SKEW_SECONDS", "Run", "VerificationPolicy", "chain", "freshness", "governance_current", "issuer_at_signing_time",
            "key_at_signing_time", "single_history", "status"]
 
 _CHAIN = "CHAIN_CONSTRAINTS_FAILURE"
+
+
+#: The default tolerance, in seconds, when claimed or witnessed times are compared with the verifier's clock.
+CLOCK_SKEW_SECONDS = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +58,7 @@ class VerificationPolicy:
     min_loa: str = "substantial"
     max_age_seconds: int = 86400
     document_types: frozenset[str] | None = None
-    clock_skew_seconds: int = 300
+    clock_skew_seconds: int = CLOCK_SKEW_SECONDS
     limits: CredentialLimits = field(default=DEFAULT_CREDENTIAL_LIMITS, repr=False)
 
     def __post_init__(self) -> None:

@@ -78,6 +78,35 @@ def test_an_old_bundle_is_not_believed_offline_past_the_offline_maximum_age(scen
     assert any(c["name"] == "freshness" and c["indication"] != "PASSED" for c in stale["checks"]), stale["checks"]
 
 
+def test_a_frozen_node_is_caught_by_age_and_outvoted_in_light_mode(scenario: Scenario,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # Attack: a node froze its view of VN's log (it serves one old, once-valid state answer forever), so a
+    # later revocation would never show. Alone, it is caught by age (the (f+1)-th newest cosignature stops
+    # moving while the honest witnesses' heartbeats go on); beside an honest node, the fresher answer wins,
+    # here at the same log size (nothing was written meanwhile), by freshness alone.
+    monkeypatch.setattr(light, "FRESHER_BY", 2)  # 30 s by default, for heartbeats every 20 s; here every 0.4 s
+    net = scenario.net
+    net.wait_replicated()
+    raw = scenario.credential.read_bytes()
+    keys, _ = required_keys(raw, "TH")
+    frozen = cbor.decode(NodeClient(net.urls["KH"]).state("VN", [k.encode() for k in keys["VN"]]))
+    time.sleep(6)  # the frozen answer's cosignatures age; heartbeats (every 0.4 s) keep the real ones fresh
+    liar = _Tamper(net, "KH", _stale(frozen))
+    try:
+        r = _light(scenario, "--node", liar.url, "--max-age", "4", "--json")
+        alone = json.loads(r.stdout)
+        assert (alone["indication"], alone["sub_indication"]) == ("INDETERMINATE", "TRY_LATER"), alone
+        assert any(c["name"] == "freshness" and "log VN" in c["detail"] and c["indication"] != "PASSED"
+                   for c in alone["checks"]), alone["checks"]
+        honest = json.loads(_light(scenario, "--node", net.urls["LA"], "--max-age", "4", "--json").stdout)
+        both = json.loads(_light(scenario, "--node", liar.url, "--node", net.urls["LA"], "--max-age", "4",
+                                 "--json").stdout)
+        assert honest["indication"] != "INDETERMINATE" and both["indication"] == honest["indication"], both
+        assert both["logs"]["VN"]["final_size"] == honest["logs"]["VN"]["final_size"]
+    finally:
+        liar.close()
+
+
 def test_light_verify_of_a_broken_credential_is_format_failure(scenario: Scenario) -> None:
     bad = scenario.dir / "bad.cbor"
     data = bytearray(scenario.credential.read_bytes())

@@ -24,6 +24,8 @@ from credentials.bundle import (
     required_document_keys,
     required_keys,
 )
+from credentials.steps import CLOCK_SKEW_SECONDS
+from credentials.view import FinalCheckpoint, fresh_time
 from ledger.bodies import IssuerKeyRotate
 from ledger.checkpoint import Checkpoint
 from ledger.errors import DecodeError, MekongError, VerificationError
@@ -40,6 +42,10 @@ __all__ = ["LightError", "fetch_bundle", "fetch_document_bundle", "log_answer"]
 #: verifier up this long once, not once per log.
 PATIENCE = 8.0
 _MAX_ROUNDS = 8  # rotations followed back from a key
+#: Seconds by which another node's final checkpoint of the same size must be fresher (spec 7.4.4) for an
+#: answer to be passed over for it: honest nodes differ by up to a heartbeat interval, a frozen one by more
+#: and more.
+FRESHER_BY = 30
 
 
 class LightError(MekongError):
@@ -112,9 +118,16 @@ def _existence(client: NodeClient, log: str, answer: OpenedAnswer, digest: bytes
     return [ExistenceProof(log, index, note, tuple(consistency))]
 
 
-def _newest_elsewhere(nodes: Sequence[NodeClient], asked: NodeClient | None, chain: GovernanceChain, log: str) -> int:
-    # The largest final checkpoint of ``log`` that any other node shows (verified); 0 if none answers.
-    best = 0
+def _freshness(checkpoint: FinalCheckpoint, faulty: int) -> int:
+    # How fresh a final checkpoint is (spec 7.4.4: its (f+1)-th newest cosignature time), 0 if unknown.
+    return fresh_time(checkpoint, faulty, int(time.time()) + CLOCK_SKEW_SECONDS) or 0
+
+
+def _newest_elsewhere(nodes: Sequence[NodeClient], asked: NodeClient | None, chain: GovernanceChain,
+                      log: str) -> tuple[int, int]:
+    # (size, freshness) of the largest final checkpoint of ``log`` that any other node shows (verified), the
+    # freshest of that size; (0, 0) if none answers.
+    best = (0, 0)
     for other in nodes:
         if other is asked:
             continue
@@ -123,7 +136,8 @@ def _newest_elsewhere(nodes: Sequence[NodeClient], asked: NodeClient | None, cha
             if note is not None:
                 _, cp, fin = open_signed(note, chain, log)
                 if fin.final:
-                    best = max(best, cp.size)
+                    seen = FinalCheckpoint.of(log, cp.size, cp.root_hash, fin.cosigners)
+                    best = max(best, (cp.size, _freshness(seen, chain.current.faulty)))
         except (ClientError, DecodeError, VerificationError):
             continue
     return best
@@ -176,9 +190,9 @@ def _fetch(nodes: Sequence[NodeClient], chain: GovernanceChain, wanted: Mapping[
            digests: Sequence[bytes], main_log: Callable[[Mapping[str, tuple[bytes, OpenedAnswer]]], str | None],
            sleep: Callable[[float], None], optional: Collection[str] = ()) -> ProofBundle:
     failures = []
-    best: tuple[int, ProofBundle] | None = None
+    best: tuple[tuple[int, int], ProofBundle] | None = None
     # a log is left out only when no node given shows a final checkpoint of it: one node cannot hide a log
-    empty = {log for log in optional if all(_newest_elsewhere([c], None, chain, log) == 0 for c in nodes)}
+    empty = {log for log in optional if all(_newest_elsewhere([c], None, chain, log)[0] == 0 for c in nodes)}
     for client in nodes:
         deadline = time.monotonic() + PATIENCE  # one for all the logs this node is asked about
         try:
@@ -203,16 +217,17 @@ def _fetch(nodes: Sequence[NodeClient], chain: GovernanceChain, wanted: Mapping[
             return made
         if main is None:  # nothing found here: another node may show what this one does not
             failures.append(f"{client.url}: holds none of the keys asked")
-            best = best or (0, made)
+            best = best or ((0, 0), made)
             continue
-        size = answers[main][1].checkpoint.size
-        elsewhere = _newest_elsewhere(nodes, client, chain, main)
-        if size >= elsewhere:
+        held = answers[main][1].checkpoint
+        mine = (held.size, _freshness(held, chain.current.faulty))
+        size, fresh = _newest_elsewhere(nodes, client, chain, main)
+        if mine[0] > size or (mine[0] == size and mine[1] + FRESHER_BY >= fresh):
             return made
-        failures.append(f"{client.url}: its state of log {main} rests on size {size}; another node shows a"
-                        f" final checkpoint of size {elsewhere}")
-        if best is None or size > best[0]:
-            best = (size, made)
+        failures.append(f"{client.url}: its state of log {main} rests on size {mine[0]}, witnessed fresh at"
+                        f" {mine[1]}; another node shows a final checkpoint of size {size}, fresh at {fresh}")
+        if best is None or mine > best[0]:
+            best = (mine, made)
     if best is not None:
         return best[1]
     raise LightError("no node gave a verifiable answer: " + "; ".join(failures))
