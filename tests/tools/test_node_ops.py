@@ -6,12 +6,15 @@ so its peers stay unreachable, which is what the logging and status checks need.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,6 +101,38 @@ def test_a_node_refuses_to_start_on_a_genesis_other_than_the_pinned_one_or_a_wro
     assert "passphrase" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert dn.passphrase().decode() not in r.stderr + r.stdout and "not the passphrase" not in r.stderr
     assert not dn.healthy(m.url)
+
+
+def test_a_running_node_logs_no_key_material_or_passphrase(net: dn.Devnet) -> None:
+    # The node key is decrypted into memory at start; nothing of it, nor of the passphrase, may reach the
+    # node's own output, at the most verbose settings, whatever clients send (README: never logged).
+    m = net.member("VN")
+    proc = _start(m.config, "--log-level", "debug", "--access-log", "--log-format", "json")
+    try:
+        _wait_healthy(m.url, proc)
+
+        def call(method: str, path: str, body: bytes | None = None) -> None:
+            try:
+                urllib.request.urlopen(urllib.request.Request(m.url + path, data=body, method=method), timeout=10)
+            except urllib.error.HTTPError:
+                pass  # refusals are part of the point: their log lines too
+
+        for method, path, body in (("GET", "/status", None), ("GET", "/logs/VN/checkpoint", None),
+                                   ("POST", "/logs/VN/entries", b"\xa1garbage"), ("POST", "/witness/add-checkpoint",
+                                   b"old 0\n\nnot a note"), ("POST", "/governance/roots", b"\x00" * 64),
+                                   ("GET", "/logs/VN/state?key=zz", None)):
+            call(method, path, body)
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    key = dn.load_key(m.node_key)
+    secrets = {"passphrase": dn.passphrase().decode()}
+    for name, raw in (("seed", bytes(key)), ("secret key (seed and public key)", key._signing_key)):
+        secrets |= {f"{name} hex": raw.hex(), f"{name} base64": base64.b64encode(raw).decode().rstrip("=")}
+    logged = out + err
+    assert '"message"' in err and "/logs/VN/entries" in err, err[-2000:]  # debug and access lines were written
+    for name, secret in secrets.items():
+        assert secret not in logged, f"the {name} is in the node's output"
 
 
 def test_one_node_per_data_directory_and_node_stop(net: dn.Devnet,
