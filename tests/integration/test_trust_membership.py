@@ -25,9 +25,11 @@ import pytest
 
 from ledger import cbor
 from ledger.bodies import IssuerRegister
+from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.entries import make_entry
-from ledger.finality import open_signed
+from ledger.finality import checkpoint_extensions, open_signed, state_reference
 from ledger.governance import GovernanceChain
+from ledger.note import NoteSigner
 from ledger.roots import Member, Root, SignedRoot
 from tests.integration.conftest import request
 from tools.devnet import network as dn
@@ -157,3 +159,28 @@ def test_a_removed_members_log_is_frozen_and_its_credentials_keep_their_proof(
     assert r.returncode == 0, r.stdout + r.stderr
     checks = {c["name"]: c["detail"] for c in json.loads(r.stdout)["checks"]}
     assert "LA left the network at governance root v3" in checks["member-current"], checks
+
+
+def test_witnesses_cosign_nothing_for_a_removed_members_node(net: Net, joined: dict[str, Any]) -> None:
+    # Attack: Laos's operator, removed by version 3, keeps its node key and asks the witnesses to cosign its
+    # log's checkpoint again, naming version 2 (where the key is Laos's) or version 3 (which lists no Laos),
+    # as a C2SP client would (no peer authorisation). No witness cosigns; the log stays frozen everywhere.
+    urls = {m: net.url(m) for m in net.ids if m != "LA"} | {"MM": joined["url"]}
+    chain = _chain(net, urls["KH"])
+    assert chain.current.version == 3 and "LA" not in chain.current.member_ids
+    frozen = _final_size(urls["KH"], "LA")
+    _, cp, fin = open_signed(request(urls["KH"], "GET", "/logs/LA/checkpoint").body, chain, "LA")
+    assert fin.final and cp.size == frozen
+    for version in (2, 3):
+        forged = sign_checkpoint(Checkpoint(cp.origin, cp.size, cp.root_hash, checkpoint_extensions(
+            chain.root_at(version), state_reference(cp))), NoteSigner(cp.origin, net.node_key("LA"))).to_bytes()
+        for witness, url in urls.items():
+            old = 0
+            for _ in range(2):  # a 409 tells the size the witness last cosigned: ask again with it
+                resp = request(url, "POST", "/witness/add-checkpoint", f"old {old}\n\n".encode() + forged,
+                               {"Content-Type": "text/plain; charset=utf-8"})
+                if resp.status != 409:
+                    break
+                old = int(resp.body)
+            assert resp.status in (403, 404), (witness, version, old, resp.status, resp.body[:200])
+    assert {_final_size(u, "LA") for u in urls.values()} == {frozen}
