@@ -453,11 +453,49 @@ def test_verified_lookups(scenario: Scenario) -> None:
     doc = json.loads(r.stdout)
     assert r.exit_code == 0 and doc["newest_final_size"] >= 4 and len(doc["nodes"]) == 2, r.output
     assert all(len(n["cosigners"]) >= 3 for n in doc["nodes"])
-    # a node lying about the policy is caught, not believed
-    liar = _Tamper(scenario.net, "KH", _hide_status)
+    # a node lying about a credential's status, an issuer or a policy is caught, not believed
+    for rewrite, args in ((_hide_status, ("credential", "status", "VN/customs-coo", cti)),
+                          (_drop_values("issuer"), ("issuer", "show", "VN/customs-coo")),
+                          (_drop_values("policy"), ("policy", "show", "TH"))):
+        liar = _Tamper(scenario.net, "KH", rewrite)
+        try:
+            r = scenario.invoke(*args, "--node", liar.url, "--pin", scenario.pin, "--replica", scenario.replica)
+            assert r.exit_code == 4 and "no node gave a verifiable answer" in r.stderr, (args, r.output)
+        finally:
+            liar.close()
+
+
+def _drop_values(kind: str) -> Any:
+    # Claim no key of this kind holds anything: the values dropped, their presence proofs served as absence proofs.
+    def rewrite(path: str, doc: dict[str, Any]) -> dict[str, Any]:
+        for a in doc["answers"]:
+            if a[1] is not None and cbor.decode(a[0])[0] == kind:
+                a[1] = None
+        return doc
+    return rewrite
+
+
+def _not_final(path: str, doc: dict[str, Any]) -> dict[str, Any]:
+    # The answer's checkpoint with its witnesses' cosignatures cut off: the owner's signature alone.
+    text, _, lines = doc["checkpoint"].partition(b"\n\n")
+    doc["checkpoint"] = text + b"\n\n" + b"".join(
+        line + b"\n" for line in lines.split(b"\n") if line and b"/witness" not in line)
+    return doc
+
+
+def test_a_checkpoint_served_without_its_quorum_is_not_believed(scenario: Scenario,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # Attack: a node serves state proofs against a checkpoint that no quorum cosigned (here the real one with
+    # its cosignatures cut off: the owner's signature alone). It is asked again for a while (a checkpoint may
+    # be on its way to finality), then passed over for the next node.
+    monkeypatch.setattr(light, "PATIENCE", 0.5)
+    scenario.net.wait_replicated()
+    liar = _Tamper(scenario.net, "KH", _not_final)
     try:
-        r = scenario.invoke("credential", "status", "VN/customs-coo", cti, "--node", liar.url, "--pin", scenario.pin,
-                            "--replica", scenario.replica)
-        assert r.exit_code == 4 and "no node gave a verifiable answer" in r.stderr, r.output
+        r = _light(scenario, "--node", liar.url, "--json")
+        assert r.exit_code == 4 and "no node gave a verifiable answer" in r.stderr and "final" in r.stderr, r.output
+        honest = json.loads(_light(scenario, "--node", scenario.net.urls["TH"], "--json").stdout)
+        both = json.loads(_light(scenario, "--node", liar.url, "--node", scenario.net.urls["TH"], "--json").stdout)
+        assert honest["indication"] != "INDETERMINATE" and both["indication"] == honest["indication"], both
     finally:
         liar.close()
