@@ -347,6 +347,42 @@ def test_a_node_that_stalls_every_answer_holds_the_verifier_up_once(scenario: Sc
         staller.close()
 
 
+class _LateCovering:
+    """A node that answers "the first final checkpoint covering entry i" of VN's log with its newest one."""
+
+    def __init__(self, net: Network, member: str) -> None:
+        self.net, self.target = net, net.urls[member]
+        self.url, self._runner = start_proxy(net, self._handle)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        import aiohttp
+
+        path = request.path if request.path == "/logs/VN/checkpoint" else request.path_qs
+        async with aiohttp.ClientSession() as s, s.request(request.method, self.target + path,
+                                                           data=await request.read()) as resp:
+            return web.Response(body=await resp.read(), status=resp.status, content_type=resp.content_type)
+
+    def close(self) -> None:
+        self.net._loop.run(self._runner.cleanup())
+
+
+def test_a_later_covering_checkpoint_does_not_hide_the_first(scenario: Scenario) -> None:
+    # Attack: a node serves a later final checkpoint as the first one covering the credential's anchor, so that
+    # the credential looks younger than it is (its proof of existence is what keeps it valid across a later key
+    # revocation). Alone, a verifier cannot tell; given another node too, it keeps the earliest that checks out.
+    _signed_invoice(scenario)  # one more anchor on VN's log: a final checkpoint after the credential's first
+    honest = json.loads(_light(scenario, "--node", scenario.net.urls["TH"], "--json").stdout)["proof_of_existence"]
+    liar = _LateCovering(scenario.net, "KH")
+    try:
+        alone = json.loads(_light(scenario, "--node", liar.url, "--json").stdout)["proof_of_existence"]
+        assert alone["checkpoint_size"] > honest["checkpoint_size"], (alone, honest)  # the attack does something
+        for nodes in ((liar.url, scenario.net.urls["TH"]), (scenario.net.urls["TH"], liar.url)):
+            both = json.loads(_light(scenario, "--node", nodes[0], "--node", nodes[1], "--json").stdout)
+            assert both["proof_of_existence"] == honest, (nodes, both["proof_of_existence"], honest)
+    finally:
+        liar.close()
+
+
 class _Tamper:
     """A node that lies about state: a proxy in front of a real node that rewrites its state answers."""
 

@@ -118,6 +118,25 @@ def _existence(client: NodeClient, log: str, answer: OpenedAnswer, digest: bytes
     return [ExistenceProof(log, index, note, tuple(consistency))]
 
 
+def _earliest(nodes: Sequence[NodeClient], asked: NodeClient, chain: GovernanceChain, answer: OpenedAnswer,
+              proof: ExistenceProof, digests: Sequence[bytes]) -> ExistenceProof:
+    # The anchor's existence is bounded by the first final checkpoint covering it; a node that serves a later
+    # one makes the entry look younger than it is. Each other node is asked for its first covering checkpoint
+    # (with a consistency proof to the answer's checkpoint): the smallest that checks out is kept.
+    best, size = proof, open_existence(proof, chain, answer).size
+    for other in nodes:
+        if other is asked:
+            continue
+        for digest in digests:
+            try:
+                for found in _existence(other, proof.log, answer, digest):
+                    if found.index == proof.index and (at := open_existence(found, chain, answer).size) < size:
+                        best, size = found, at
+            except (ClientError, DecodeError, VerificationError):
+                continue
+    return best
+
+
 def _freshness(checkpoint: FinalCheckpoint, faulty: int) -> int:
     # How fresh a final checkpoint is (spec 7.4.4: its (f+1)-th newest cosignature time), 0 if unknown.
     return fresh_time(checkpoint, faulty, int(time.time()) + CLOCK_SKEW_SECONDS) or 0
@@ -210,6 +229,8 @@ def _fetch(nodes: Sequence[NodeClient], chain: GovernanceChain, wanted: Mapping[
         except (ClientError, DecodeError, VerificationError, LightError) as e:
             failures.append(f"{client.url}: {e}")
             continue
+        if len(nodes) > 1:  # the first covering checkpoint any node shows: a node may serve a later one
+            existence = [_earliest(nodes, client, chain, answers[e.log][1], e, digests) for e in existence]
         made = ProofBundle(chain.current.network, bundle_roots(chain),
                            tuple((log, a[0]) for log, a in answers.items()), tuple(existence))
         main = main_log(answers)
