@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -133,6 +134,28 @@ def test_a_running_node_logs_no_key_material_or_passphrase(net: dn.Devnet) -> No
     assert '"message"' in err and "/logs/VN/entries" in err, err[-2000:]  # debug and access lines were written
     for name, secret in secrets.items():
         assert secret not in logged, f"the {name} is in the node's output"
+
+
+def test_a_node_refuses_to_start_on_a_tampered_database(net: dn.Devnet) -> None:
+    # Attack: someone with access to the data directory changes what the node stored (here the governance
+    # root it holds). At start the node checks its database (spec 7.5.3) and must refuse to serve it.
+    m = net.member("VN")
+    proc = _start(m.config)
+    _wait_healthy(m.url, proc)
+    proc.terminate()
+    proc.communicate(timeout=30)
+    db = load_config(m.config).data_dir / DATABASE_NAME
+    conn = sqlite3.connect(db)
+    (signed,) = conn.execute("SELECT signed FROM roots WHERE version = 1").fetchone()
+    changed = bytearray(signed)
+    changed[-1] ^= 1  # the last byte of the last founder's signature
+    conn.execute("UPDATE roots SET signed = ? WHERE version = 1", (bytes(changed),))
+    conn.commit()
+    conn.close()
+    r = _mekong("node", "start", "--config", m.config)
+    assert r.returncode == 4, (r.stdout, r.stderr)
+    assert "root version 1" in r.stderr and "mekong audit replay" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not dn.healthy(m.url)
 
 
 def test_one_node_per_data_directory_and_node_stop(net: dn.Devnet,
