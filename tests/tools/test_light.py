@@ -16,6 +16,8 @@ from netfixture import Network, start_proxy
 from credentials.bundle import ProofBundle, open_bundle, required_keys
 from credentials.cwt import UnverifiedCredential, credential_digest
 from ledger import cbor
+from ledger.bodies import IssuerRegister
+from ledger.entries import make_entry
 from ledger.errors import MekongError
 from ledger.governance import GovernanceChain
 from tools.client import light
@@ -381,6 +383,32 @@ def test_a_later_covering_checkpoint_does_not_hide_the_first(scenario: Scenario)
             assert both["proof_of_existence"] == honest, (nodes, both["proof_of_existence"], honest)
     finally:
         liar.close()
+
+
+def test_a_split_view_stops_a_light_verification(scenario: Scenario, tmp_path: Path) -> None:
+    # Beyond the trust assumption: more than f members colluded and made another history of VN's log final (a
+    # second network of the same founders' keys), of the very size of the real one. A light verifier given a
+    # node of each sees two final checkpoints of one size with different roots and answers nothing, whatever
+    # the order of --node (verify --full keeps the evidence: test_cli_verify).
+    net = scenario.net
+    net.wait_replicated()
+    size = net.final_size("KH", "VN")
+    (tmp_path / "fork").mkdir()
+    fork = Network(tmp_path / "fork")
+    try:
+        t = int(time.time())
+        fork.submit("VN", [make_entry("VN", "issuer.register", t, IssuerRegister(
+            f"VN/forged-{i}", "Forged", ("certificate-of-origin",), "high", "VN"), fork.admin["VN"])
+            for i in range(size)])
+        fork.wait_until("the fork's TH node holds VN's forged log final",
+                        lambda: fork.final_size("TH", "VN") == size)
+        assert net.final_size("KH", "VN") == size
+        for nodes in ((net.urls["KH"], fork.urls["TH"]), (fork.urls["TH"], net.urls["KH"])):
+            r = _light(scenario, "--node", nodes[0], "--node", nodes[1], "--json")
+            assert r.exit_code == 4 and f"SPLIT VIEW: log VN: two final checkpoints of size {size}" in r.stderr, (
+                nodes, r.output)
+    finally:
+        fork.close()
 
 
 class _Tamper:

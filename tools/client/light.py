@@ -143,9 +143,10 @@ def _freshness(checkpoint: FinalCheckpoint, faulty: int) -> int:
 
 
 def _newest_elsewhere(nodes: Sequence[NodeClient], asked: NodeClient | None, chain: GovernanceChain,
-                      log: str) -> tuple[int, int]:
+                      log: str, held: FinalCheckpoint | None = None) -> tuple[int, int]:
     # (size, freshness) of the largest final checkpoint of ``log`` that any other node shows (verified), the
-    # freshest of that size; (0, 0) if none answers.
+    # freshest of that size; (0, 0) if none answers. One of the size of ``held`` with another root is a split
+    # view: two histories both final, so more than f members colluded and no answer from this ledger holds.
     best = (0, 0)
     for other in nodes:
         if other is asked:
@@ -155,6 +156,12 @@ def _newest_elsewhere(nodes: Sequence[NodeClient], asked: NodeClient | None, cha
             if note is not None:
                 _, cp, fin = open_signed(note, chain, log)
                 if fin.final:
+                    if held is not None and cp.size == held.size and cp.root_hash != held.root_hash:
+                        raise LightError(f"SPLIT VIEW: log {log}: two final checkpoints of size {cp.size} with"
+                                         f" different roots ({held.root_hash.hex()[:16]}... and"
+                                         f" {cp.root_hash.hex()[:16]}... from {other.url}): more than f members"
+                                         " colluded; no answer from this ledger holds (verify --full keeps the"
+                                         " evidence)")
                     seen = FinalCheckpoint.of(log, cp.size, cp.root_hash, fin.cosigners)
                     best = max(best, (cp.size, _freshness(seen, chain.current.faulty)))
         except (ClientError, DecodeError, VerificationError):
@@ -242,7 +249,7 @@ def _fetch(nodes: Sequence[NodeClient], chain: GovernanceChain, wanted: Mapping[
             continue
         held = answers[main][1].checkpoint
         mine = (held.size, _freshness(held, chain.current.faulty))
-        size, fresh = _newest_elsewhere(nodes, client, chain, main)
+        size, fresh = _newest_elsewhere(nodes, client, chain, main, held)
         if mine[0] > size or (mine[0] == size and mine[1] + FRESHER_BY >= fresh):
             return made
         failures.append(f"{client.url}: its state of log {main} rests on size {mine[0]}, witnessed fresh at"
