@@ -411,6 +411,45 @@ def test_a_split_view_stops_a_light_verification(scenario: Scenario, tmp_path: P
         fork.close()
 
 
+class _Unwitnessed:
+    """A node that serves each log's checkpoint without its witnesses' cosignatures, as if it were final."""
+
+    def __init__(self, net: Network, member: str) -> None:
+        self.net, self.target = net, net.urls[member]
+        self.url, self._runner = start_proxy(net, self._handle)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        import aiohttp
+
+        async with aiohttp.ClientSession() as s, s.request(request.method, self.target + request.path_qs,
+                                                           data=await request.read()) as resp:
+            body = await resp.read()
+            if request.path.endswith("/checkpoint") and resp.status == 200:
+                body = _strip_witnesses(body)
+            return web.Response(body=body, status=resp.status, content_type=resp.content_type)
+
+    def close(self) -> None:
+        self.net._loop.run(self._runner.cleanup())
+
+
+def test_log_show_does_not_take_an_unwitnessed_checkpoint_for_final(scenario: Scenario) -> None:
+    # Attack: a node shows the owner's signed checkpoint without the quorum that makes it final. log show
+    # names that node's checkpoint as not final, shows the honest one, and alone gives no answer.
+    scenario.net.wait_replicated()
+    liar = _Unwitnessed(scenario.net, "KH")
+    common = ("--pin", scenario.pin, "--replica", scenario.replica)
+    try:
+        r = scenario.invoke("log", "show", "VN", "--node", liar.url, *common)
+        assert r.exit_code == 4 and "no node showed a verifiable final checkpoint" in r.stderr, r.output
+        r = scenario.invoke("log", "show", "VN", "--node", liar.url, "--node", scenario.net.urls["LA"], *common,
+                            "--json")
+        doc = json.loads(r.stdout)
+        assert r.exit_code == 0 and "final needs" in doc["nodes"][0]["error"], doc
+        assert doc["nodes"][1]["size"] == doc["newest_final_size"] == scenario.net.final_size("LA", "VN")
+    finally:
+        liar.close()
+
+
 class _Tamper:
     """A node that lies about state: a proxy in front of a real node that rewrites its state answers."""
 
@@ -539,11 +578,15 @@ def _drop_values(kind: str) -> Any:
     return rewrite
 
 
+def _strip_witnesses(note: bytes) -> bytes:
+    # A checkpoint note with its witnesses' cosignatures cut off: the owner's signature alone.
+    text, _, lines = note.partition(b"\n\n")
+    return text + b"\n\n" + b"".join(line + b"\n" for line in lines.split(b"\n") if line and b"/witness" not in line)
+
+
 def _not_final(path: str, doc: dict[str, Any]) -> dict[str, Any]:
-    # The answer's checkpoint with its witnesses' cosignatures cut off: the owner's signature alone.
-    text, _, lines = doc["checkpoint"].partition(b"\n\n")
-    doc["checkpoint"] = text + b"\n\n" + b"".join(
-        line + b"\n" for line in lines.split(b"\n") if line and b"/witness" not in line)
+    # The state answer's checkpoint without its witnesses' cosignatures.
+    doc["checkpoint"] = _strip_witnesses(doc["checkpoint"])
     return doc
 
 
