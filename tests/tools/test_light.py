@@ -16,7 +16,7 @@ from netfixture import Network, start_proxy
 from credentials.bundle import ProofBundle, open_bundle, required_keys
 from credentials.cwt import UnverifiedCredential, credential_digest
 from ledger import cbor
-from ledger.bodies import IssuerRegister
+from ledger.bodies import IssuerRegister, MemberPolicy, PolicyRule
 from ledger.entries import make_entry
 from ledger.errors import MekongError
 from ledger.governance import GovernanceChain
@@ -393,20 +393,44 @@ def test_a_split_view_stops_a_light_verification(scenario: Scenario, tmp_path: P
     net = scenario.net
     net.wait_replicated()
     size = net.final_size("KH", "VN")
-    (tmp_path / "fork").mkdir()
-    fork = Network(tmp_path / "fork")
+    fork = _fork(tmp_path, size)
     try:
-        t = int(time.time())
-        fork.submit("VN", [make_entry("VN", "issuer.register", t, IssuerRegister(
-            f"VN/forged-{i}", "Forged", ("certificate-of-origin",), "high", "VN"), fork.admin["VN"])
-            for i in range(size)])
-        fork.wait_until("the fork's TH node holds VN's forged log final",
-                        lambda: fork.final_size("TH", "VN") == size)
         assert net.final_size("KH", "VN") == size
         for nodes in ((net.urls["KH"], fork.urls["TH"]), (fork.urls["TH"], net.urls["KH"])):
             r = _light(scenario, "--node", nodes[0], "--node", nodes[1], "--json")
             assert r.exit_code == 4 and f"SPLIT VIEW: log VN: two final checkpoints of size {size}" in r.stderr, (
                 nodes, r.output)
+    finally:
+        fork.close()
+
+
+def _fork(tmp_path: Path, size: int) -> Network:
+    """A second network of the same founders' keys whose VN log is another history of ``size`` entries, final."""
+    (tmp_path / "fork").mkdir()
+    fork = Network(tmp_path / "fork")
+    t = int(time.time())
+    fork.submit("VN", [make_entry("VN", "issuer.register", t, IssuerRegister(
+        f"VN/forged-{i}", "Forged", ("certificate-of-origin",), "high", "VN"), fork.admin["VN"]) for i in range(size)])
+    fork.submit("TH", [make_entry("TH", "member.policy", t, MemberPolicy((PolicyRule("VN", ("*",), "substantial"),)),
+                                  fork.admin["TH"])])  # so that the fork answers every log a verifier asks
+    fork.wait_until("the fork's TH node holds VN's forged log final", lambda: fork.final_size("TH", "VN") == size)
+    return fork
+
+
+def test_a_longer_other_history_is_not_believed_over_the_one_it_does_not_extend(scenario: Scenario,
+                                                                                 tmp_path: Path) -> None:
+    # Beyond the trust assumption again, but with the forged history longer than the real one: it looks newer.
+    # An answer whose final checkpoint its node cannot show to extend a smaller final checkpoint another node
+    # shows is not used, so the verdict is the one the real history gives, whatever the order of --node.
+    net = scenario.net
+    net.wait_replicated()
+    honest = json.loads(_light(scenario, "--node", net.urls["KH"], "--json").stdout)
+    fork = _fork(tmp_path, net.final_size("KH", "VN") + 2)
+    try:
+        for nodes in ((net.urls["KH"], fork.urls["TH"]), (fork.urls["TH"], net.urls["KH"])):
+            both = json.loads(_light(scenario, "--node", nodes[0], "--node", nodes[1], "--json").stdout)
+            assert both["indication"] == honest["indication"], (nodes, both)
+            assert both["logs"]["VN"]["final_size"] == honest["logs"]["VN"]["final_size"], (nodes, both["logs"])
     finally:
         fork.close()
 

@@ -26,6 +26,7 @@ from credentials.bundle import (
 )
 from credentials.steps import CLOCK_SKEW_SECONDS
 from credentials.view import FinalCheckpoint, fresh_time
+from ledger import merkle
 from ledger.bodies import IssuerKeyRotate
 from ledger.checkpoint import Checkpoint
 from ledger.errors import DecodeError, MekongError, VerificationError
@@ -143,10 +144,12 @@ def _freshness(checkpoint: FinalCheckpoint, faulty: int) -> int:
 
 
 def _newest_elsewhere(nodes: Sequence[NodeClient], asked: NodeClient | None, chain: GovernanceChain,
-                      log: str, held: FinalCheckpoint | None = None) -> tuple[int, int]:
+                      log: str, held: FinalCheckpoint | None = None,
+                      smaller: list[tuple[int, bytes]] | None = None) -> tuple[int, int]:
     # (size, freshness) of the largest final checkpoint of ``log`` that any other node shows (verified), the
     # freshest of that size; (0, 0) if none answers. One of the size of ``held`` with another root is a split
     # view: two histories both final, so more than f members colluded and no answer from this ledger holds.
+    # (size, root) of those smaller than ``held`` go to ``smaller``: ``held`` must be shown to extend them.
     best = (0, 0)
     for other in nodes:
         if other is asked:
@@ -162,6 +165,8 @@ def _newest_elsewhere(nodes: Sequence[NodeClient], asked: NodeClient | None, cha
                                          f" {cp.root_hash.hex()[:16]}... from {other.url}): more than f members"
                                          " colluded; no answer from this ledger holds (verify --full keeps the"
                                          " evidence)")
+                    if held is not None and smaller is not None and cp.size < held.size:
+                        smaller.append((cp.size, cp.root_hash))
                     seen = FinalCheckpoint.of(log, cp.size, cp.root_hash, fin.cosigners)
                     best = max(best, (cp.size, _freshness(seen, chain.current.faulty)))
         except (ClientError, DecodeError, VerificationError):
@@ -249,7 +254,16 @@ def _fetch(nodes: Sequence[NodeClient], chain: GovernanceChain, wanted: Mapping[
             continue
         held = answers[main][1].checkpoint
         mine = (held.size, _freshness(held, chain.current.faulty))
-        size, fresh = _newest_elsewhere(nodes, client, chain, main, held)
+        smaller: list[tuple[int, bytes]] = []
+        size, fresh = _newest_elsewhere(nodes, client, chain, main, held, smaller)
+        try:  # every smaller final checkpoint another node shows is a prefix of this answer's tree
+            for small, root in sorted(set(smaller)):
+                merkle.verify_consistency(small, held.size, client.consistency_proof(main, small, held.size), root,
+                                          held.root_hash)
+        except (ClientError, DecodeError, VerificationError) as e:
+            failures.append(f"{client.url}: its final checkpoint of log {main} (size {held.size}) is not shown to"
+                            f" extend a final checkpoint another node shows: {e}")
+            continue
         if mine[0] > size or (mine[0] == size and mine[1] + FRESHER_BY >= fresh):
             return made
         failures.append(f"{client.url}: its state of log {main} rests on size {mine[0]}, witnessed fresh at"
