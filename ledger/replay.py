@@ -301,44 +301,36 @@ def _replay_checkpoints(storage: Storage, log: str, network: str, chain: Governa
     valid: dict[int, dict[str, int]] = {}
     for c in storage.cosignatures(log):
         n_cs += 1
-        where = f"{_loc(log)} checkpoint size {c.size} cosignature {c.witness}"
-        if c.size in damaged:
-            continue  # its checkpoint is damaged and reported once: its cosignatures cannot be judged
-        try:
-            if c.size not in texts:
-                raise VerificationError("no checkpoint of this size is stored within the log")
-            cp, witnesses = texts[c.size]
-            member, ts = witnesses.verify(cp, NoteSignature.parse_line(c.line.decode("utf-8")))
-            if member != c.witness:
-                raise VerificationError(f"not by the witness key of {c.witness} but of {member}")
-            valid.setdefault(c.size, {})[member] = ts
-        except UnicodeDecodeError as e:
-            found.add(where, "line is not UTF-8", e)
-        except (DecodeError, VerificationError) as e:
-            found.add(where, str(e), e)
-    _replay_fresh(storage, log, texts, damaged, found)
+        ts = _judge_line(texts, damaged, c.size, c.witness, c.line,
+                         f"{_loc(log)} checkpoint size {c.size} cosignature {c.witness}", found)
+        if ts is not None:
+            valid.setdefault(c.size, {})[c.witness] = ts
+    # each witness's fresh line (7.1.10) is judged as a cosignature
+    for witness, fresh_size, line in storage.fresh_rows(log):
+        _judge_line(texts, damaged, fresh_size, witness, line, f"{_loc(log)} fresh line of {witness}", found)
     _replay_finals(storage, log, texts, valid, found)
     return n_cp, n_cs
 
 
-def _replay_fresh(storage: Storage, log: str, texts: Mapping[int, tuple[Checkpoint, Witnesses]],
-                  damaged: set[int], found: _Findings) -> None:
-    """Spec 7.5.1 step 6: each witness's fresh line (7.1.10) cosigns a stored checkpoint, as that witness."""
-    for witness, size, line in storage.fresh_rows(log):
-        where = f"{_loc(log)} fresh line of {witness}"
-        if size in damaged:
-            continue  # its checkpoint is damaged and reported once
-        try:
-            if size not in texts:
-                raise VerificationError(f"cosigns size {size}, of which no checkpoint is stored within the log")
-            cp, witnesses = texts[size]
-            member, _ = witnesses.verify(cp, NoteSignature.parse_line(line.decode("utf-8")))
-            if member != witness:
-                raise VerificationError(f"not by the witness key of {witness} but of {member}")
-        except UnicodeDecodeError as e:
-            found.add(where, "line is not UTF-8", e)
-        except (DecodeError, VerificationError) as e:
-            found.add(where, str(e), e)
+def _judge_line(texts: Mapping[int, tuple[Checkpoint, Witnesses]], damaged: set[int], size: int, witness: str,
+                line: bytes, where: str, found: _Findings) -> int | None:
+    """Spec 7.5.1 step 6: a stored cosignature line cosigns the stored checkpoint of ``size`` as ``witness``;
+    its timestamp, or None once reported (not at all if that checkpoint is damaged: it is reported once)."""
+    if size in damaged:
+        return None
+    try:
+        if size not in texts:
+            raise VerificationError(f"cosigns size {size}, of which no checkpoint is stored within the log")
+        cp, witnesses = texts[size]
+        member, ts = witnesses.verify(cp, NoteSignature.parse_line(line.decode("utf-8")))
+        if member != witness:
+            raise VerificationError(f"not by the witness key of {witness} but of {member}")
+        return ts
+    except UnicodeDecodeError as e:
+        found.add(where, "line is not UTF-8", e)
+    except (DecodeError, VerificationError) as e:
+        found.add(where, str(e), e)
+    return None
 
 
 def _replay_finals(storage: Storage, log: str, texts: Mapping[int, tuple[Checkpoint, Witnesses]],

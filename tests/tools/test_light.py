@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from conftest import Scenario, make_key
@@ -274,23 +275,48 @@ def test_a_signatory_whose_legal_entity_is_revoked_is_not_passed(scenario: Scena
     assert json.loads(offline.output)["sub_indication"] == "REVOKED", offline.output
 
 
-class _HideLog:
-    """A node that claims it holds no checkpoint of one log (404), to hide the key and the anchor there."""
+class _Proxy:
+    """A lying node: a proxy in front of ``member``'s real node. Subclasses answer some requests themselves
+    (:meth:`lie`), or rewrite the real node's 200 answers (:meth:`rewrite`); everything else passes."""
 
-    def __init__(self, net: Network, member: str, hidden: str) -> None:
-        self.net, self.target, self.hidden = net, net.urls[member], hidden
+    def __init__(self, net: Network, member: str) -> None:
+        self.net, self.target = net, net.urls[member]
         self.url, self._runner = start_proxy(net, self._handle)
 
-    async def _handle(self, request: web.Request) -> web.Response:
-        import aiohttp
+    def lie(self, request: web.Request) -> web.Response | None:
+        return None
 
-        if request.path.startswith(f"/logs/{self.hidden}/"):
-            return web.Response(status=404, text="no such checkpoint")
-        async with aiohttp.ClientSession() as s, s.get(self.target + request.path_qs) as resp:
-            return web.Response(body=await resp.read(), status=resp.status, content_type=resp.content_type)
+    def upstream_path(self, request: web.Request) -> str:
+        return request.path_qs
+
+    def rewrite(self, request: web.Request, body: bytes) -> bytes:
+        return body
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        own = self.lie(request)
+        if own is not None:
+            return own
+        async with aiohttp.ClientSession() as s, s.request(request.method, self.target + self.upstream_path(request),
+                                                           data=await request.read()) as resp:
+            body = await resp.read()
+            if resp.status == 200:
+                body = self.rewrite(request, body)
+            return web.Response(body=body, status=resp.status, content_type=resp.content_type)
 
     def close(self) -> None:
         self.net._loop.run(self._runner.cleanup())
+
+
+class _HideLog(_Proxy):
+    """A node that claims it holds no checkpoint of one log (404), to hide the key and the anchor there."""
+
+    def __init__(self, net: Network, member: str, hidden: str) -> None:
+        self.hidden = hidden
+        super().__init__(net, member)
+
+    def lie(self, request: web.Request) -> web.Response | None:
+        return web.Response(status=404, text="no such checkpoint") if request.path.startswith(
+            f"/logs/{self.hidden}/") else None
 
 
 def test_one_node_cannot_hide_the_log_that_holds_the_key(scenario: Scenario) -> None:
@@ -304,29 +330,22 @@ def test_one_node_cannot_hide_the_log_that_holds_the_key(scenario: Scenario) -> 
         liar.close()
 
 
-class _Stall:
+class _Stall(_Proxy):
     """A node that stalls: each log's state answer is 503 ``not_at_checkpoint`` (as between two checkpoints)
     the first ``times`` it is asked, then the real node's."""
 
     def __init__(self, net: Network, member: str, times: int) -> None:
-        self.net, self.target, self.times = net, net.urls[member], times
-        self.url, self._runner = start_proxy(net, self._handle)
+        self.times = times
         self.asked: dict[str, int] = {}
+        super().__init__(net, member)
 
-    async def _handle(self, request: web.Request) -> web.Response:
-        import aiohttp
-
+    def lie(self, request: web.Request) -> web.Response | None:
         if request.path.endswith("/state"):
             self.asked[request.path] = self.asked.get(request.path, 0) + 1
             if self.asked[request.path] <= self.times:
                 return web.json_response({"error": "not_at_checkpoint", "message": "ask again"}, status=503,
                                          headers={"Retry-After": "1"})
-        async with aiohttp.ClientSession() as s, s.request(request.method, self.target + request.path_qs,
-                                                           data=await request.read()) as resp:
-            return web.Response(body=await resp.read(), status=resp.status, content_type=resp.content_type)
-
-    def close(self) -> None:
-        self.net._loop.run(self._runner.cleanup())
+        return None
 
 
 def test_a_node_that_stalls_every_answer_holds_the_verifier_up_once(scenario: Scenario,
@@ -349,23 +368,11 @@ def test_a_node_that_stalls_every_answer_holds_the_verifier_up_once(scenario: Sc
         staller.close()
 
 
-class _LateCovering:
+class _LateCovering(_Proxy):
     """A node that answers "the first final checkpoint covering entry i" of VN's log with its newest one."""
 
-    def __init__(self, net: Network, member: str) -> None:
-        self.net, self.target = net, net.urls[member]
-        self.url, self._runner = start_proxy(net, self._handle)
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        import aiohttp
-
-        path = request.path if request.path == "/logs/VN/checkpoint" else request.path_qs
-        async with aiohttp.ClientSession() as s, s.request(request.method, self.target + path,
-                                                           data=await request.read()) as resp:
-            return web.Response(body=await resp.read(), status=resp.status, content_type=resp.content_type)
-
-    def close(self) -> None:
-        self.net._loop.run(self._runner.cleanup())
+    def upstream_path(self, request: web.Request) -> str:
+        return request.path if request.path == "/logs/VN/checkpoint" else request.path_qs
 
 
 def test_a_later_covering_checkpoint_does_not_hide_the_first(scenario: Scenario) -> None:
@@ -435,25 +442,11 @@ def test_a_longer_other_history_is_not_believed_over_the_one_it_does_not_extend(
         fork.close()
 
 
-class _Unwitnessed:
+class _Unwitnessed(_Proxy):
     """A node that serves each log's checkpoint without its witnesses' cosignatures, as if it were final."""
 
-    def __init__(self, net: Network, member: str) -> None:
-        self.net, self.target = net, net.urls[member]
-        self.url, self._runner = start_proxy(net, self._handle)
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        import aiohttp
-
-        async with aiohttp.ClientSession() as s, s.request(request.method, self.target + request.path_qs,
-                                                           data=await request.read()) as resp:
-            body = await resp.read()
-            if request.path.endswith("/checkpoint") and resp.status == 200:
-                body = _strip_witnesses(body)
-            return web.Response(body=body, status=resp.status, content_type=resp.content_type)
-
-    def close(self) -> None:
-        self.net._loop.run(self._runner.cleanup())
+    def rewrite(self, request: web.Request, body: bytes) -> bytes:
+        return _strip_witnesses(body) if request.path.endswith("/checkpoint") else body
 
 
 def test_log_show_does_not_take_an_unwitnessed_checkpoint_for_final(scenario: Scenario) -> None:
@@ -474,24 +467,17 @@ def test_log_show_does_not_take_an_unwitnessed_checkpoint_for_final(scenario: Sc
         liar.close()
 
 
-class _Tamper:
+class _Tamper(_Proxy):
     """A node that lies about state: a proxy in front of a real node that rewrites its state answers."""
 
     def __init__(self, net: Network, member: str, rewrite: Any) -> None:
-        self.net, self.target, self.rewrite = net, net.urls[member], rewrite
-        self.url, self._runner = start_proxy(net, self._handle)
+        self.rewrite_answer = rewrite
+        super().__init__(net, member)
 
-    async def _handle(self, request: web.Request) -> web.Response:
-        import aiohttp
-
-        async with aiohttp.ClientSession() as s, s.get(self.target + request.path_qs) as resp:
-            body = await resp.read()
-            if request.path.endswith("/state") and resp.status == 200:
-                body = cbor.encode(self.rewrite(request.path, cbor.decode(body)))
-            return web.Response(body=body, status=resp.status, content_type=resp.content_type)
-
-    def close(self) -> None:
-        self.net._loop.run(self._runner.cleanup())
+    def rewrite(self, request: web.Request, body: bytes) -> bytes:
+        if not request.path.endswith("/state"):
+            return body
+        return cbor.encode(self.rewrite_answer(request.path, cbor.decode(body)))
 
 
 def _hide_status(path: str, doc: dict[str, Any]) -> dict[str, Any]:

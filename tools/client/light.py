@@ -143,14 +143,11 @@ def _freshness(checkpoint: FinalCheckpoint, faulty: int) -> int:
     return fresh_time(checkpoint, faulty, int(time.time()) + CLOCK_SKEW_SECONDS) or 0
 
 
-def _newest_elsewhere(nodes: Sequence[NodeClient], asked: NodeClient | None, chain: GovernanceChain,
-                      log: str, held: FinalCheckpoint | None = None,
-                      smaller: list[tuple[int, bytes]] | None = None) -> tuple[int, int]:
-    # (size, freshness) of the largest final checkpoint of ``log`` that any other node shows (verified), the
-    # freshest of that size; (0, 0) if none answers. One of the size of ``held`` with another root is a split
-    # view: two histories both final, so more than f members colluded and no answer from this ledger holds.
-    # (size, root) of those smaller than ``held`` go to ``smaller``: ``held`` must be shown to extend them.
-    best = (0, 0)
+def _finals_elsewhere(nodes: Sequence[NodeClient], asked: NodeClient | None, chain: GovernanceChain,
+                      log: str) -> list[tuple[int, bytes, int, str]]:
+    # (size, root hash, freshness, node URL) of the newest final checkpoint of ``log`` that each other node
+    # shows (verified); nodes that show none, or nothing that verifies, are left out.
+    out = []
     for other in nodes:
         if other is asked:
             continue
@@ -159,19 +156,38 @@ def _newest_elsewhere(nodes: Sequence[NodeClient], asked: NodeClient | None, cha
             if note is not None:
                 _, cp, fin = open_signed(note, chain, log)
                 if fin.final:
-                    if held is not None and cp.size == held.size and cp.root_hash != held.root_hash:
-                        raise LightError(f"SPLIT VIEW: log {log}: two final checkpoints of size {cp.size} with"
-                                         f" different roots ({held.root_hash.hex()[:16]}... and"
-                                         f" {cp.root_hash.hex()[:16]}... from {other.url}): more than f members"
-                                         " colluded; no answer from this ledger holds (verify --full keeps the"
-                                         " evidence)")
-                    if held is not None and smaller is not None and cp.size < held.size:
-                        smaller.append((cp.size, cp.root_hash))
                     seen = FinalCheckpoint.of(log, cp.size, cp.root_hash, fin.cosigners)
-                    best = max(best, (cp.size, _freshness(seen, chain.current.faulty)))
+                    out.append((cp.size, cp.root_hash, _freshness(seen, chain.current.faulty), other.url))
         except (ClientError, DecodeError, VerificationError):
             continue
-    return best
+    return out
+
+
+def _check_against(client: NodeClient, log: str, held: FinalCheckpoint,
+                   others: Sequence[tuple[int, bytes, int, str]]) -> None:
+    # ``held`` (an answer's final checkpoint, from ``client``) against the final checkpoints other nodes show.
+    # One of its size with another root is a split view: two histories both final, so more than f members
+    # colluded and no answer from this ledger holds (LightError). Every smaller one must be a prefix of its
+    # tree, proven by ``client`` (VerificationError, ClientError: this answer is not to be used).
+    for size, root, _, url in others:
+        if size == held.size and root != held.root_hash:
+            raise LightError(f"SPLIT VIEW: log {log}: two final checkpoints of size {size} with different roots"
+                             f" ({held.root_hash.hex()[:16]}... from {client.url} and {root.hex()[:16]}... from"
+                             f" {url}): more than f members colluded; no answer from this ledger holds (verify"
+                             " --full keeps the evidence)")
+    for size, root in sorted({(size, root) for size, root, _, _ in others if size < held.size}):
+        merkle.verify_consistency(size, held.size, client.consistency_proof(log, size, held.size), root,
+                                  held.root_hash)
+
+
+def _settled(nodes: Sequence[NodeClient], client: NodeClient, chain: GovernanceChain,
+             answers: Mapping[str, tuple[bytes, OpenedAnswer]], existence: Sequence[ExistenceProof],
+             digests: Sequence[bytes]) -> ProofBundle:
+    # The bundle of the answers chosen, each existence proof the earliest any node given shows.
+    if len(nodes) > 1:  # a node may serve a later covering checkpoint than the first
+        existence = [_earliest(nodes, client, chain, answers[e.log][1], e, digests) for e in existence]
+    return ProofBundle(chain.current.network, bundle_roots(chain), tuple((log, a[0]) for log, a in answers.items()),
+                       tuple(existence))
 
 
 def fetch_bundle(nodes: Sequence[NodeClient], chain: GovernanceChain, credential: bytes, as_member: str,
@@ -221,9 +237,11 @@ def _fetch(nodes: Sequence[NodeClient], chain: GovernanceChain, wanted: Mapping[
            digests: Sequence[bytes], main_log: Callable[[Mapping[str, tuple[bytes, OpenedAnswer]]], str | None],
            sleep: Callable[[float], None], optional: Collection[str] = ()) -> ProofBundle:
     failures = []
-    best: tuple[tuple[int, int], ProofBundle] | None = None
+    # the best answer passed over, kept as a fallback: (size, freshness), its node, answers, existence proofs
+    best: tuple[tuple[int, int], NodeClient, dict[str, tuple[bytes, OpenedAnswer]], list[ExistenceProof]] | None
+    best = None
     # a log is left out only when no node given shows a final checkpoint of it: one node cannot hide a log
-    empty = {log for log in optional if all(_newest_elsewhere([c], None, chain, log)[0] == 0 for c in nodes)}
+    empty = {log for log in optional if not any(_finals_elsewhere([c], None, chain, log) for c in nodes)}
     for client in nodes:
         deadline = time.monotonic() + PATIENCE  # one for all the logs this node is asked about
         try:
@@ -241,35 +259,30 @@ def _fetch(nodes: Sequence[NodeClient], chain: GovernanceChain, wanted: Mapping[
         except (ClientError, DecodeError, VerificationError, LightError) as e:
             failures.append(f"{client.url}: {e}")
             continue
-        if len(nodes) > 1:  # the first covering checkpoint any node shows: a node may serve a later one
-            existence = [_earliest(nodes, client, chain, answers[e.log][1], e, digests) for e in existence]
-        made = ProofBundle(chain.current.network, bundle_roots(chain),
-                           tuple((log, a[0]) for log, a in answers.items()), tuple(existence))
         main = main_log(answers)
         if len(nodes) == 1:
-            return made
+            return _settled(nodes, client, chain, answers, existence, digests)
         if main is None:  # nothing found here: another node may show what this one does not
             failures.append(f"{client.url}: holds none of the keys asked")
-            best = best or ((0, 0), made)
+            best = best or ((0, 0), client, answers, existence)
             continue
         held = answers[main][1].checkpoint
-        mine = (held.size, _freshness(held, chain.current.faulty))
-        smaller: list[tuple[int, bytes]] = []
-        size, fresh = _newest_elsewhere(nodes, client, chain, main, held, smaller)
-        try:  # every smaller final checkpoint another node shows is a prefix of this answer's tree
-            for small, root in sorted(set(smaller)):
-                merkle.verify_consistency(small, held.size, client.consistency_proof(main, small, held.size), root,
-                                          held.root_hash)
+        others = _finals_elsewhere(nodes, client, chain, main)
+        try:
+            _check_against(client, main, held, others)
         except (ClientError, DecodeError, VerificationError) as e:
             failures.append(f"{client.url}: its final checkpoint of log {main} (size {held.size}) is not shown to"
                             f" extend a final checkpoint another node shows: {e}")
             continue
+        mine = (held.size, _freshness(held, chain.current.faulty))
+        size, fresh = max(((size, fresh) for size, _, fresh, _ in others), default=(0, 0))
         if mine[0] > size or (mine[0] == size and mine[1] + FRESHER_BY >= fresh):
-            return made
+            return _settled(nodes, client, chain, answers, existence, digests)
         failures.append(f"{client.url}: its state of log {main} rests on size {mine[0]}, witnessed fresh at"
                         f" {mine[1]}; another node shows a final checkpoint of size {size}, fresh at {fresh}")
         if best is None or mine > best[0]:
-            best = (mine, made)
+            best = (mine, client, answers, existence)
     if best is not None:
-        return best[1]
+        _, client, answers, existence = best
+        return _settled(nodes, client, chain, answers, existence, digests)
     raise LightError("no node gave a verifiable answer: " + "; ".join(failures))
