@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import nacl.signing
@@ -43,7 +44,18 @@ from ledger.state import PreparedBatch, StateBatch, plan_prepared, prepare_batch
 from ledger.statemap import EMPTY, StateMap, StateProof
 from ledger.storage import Storage
 
-__all__ = ["MemberLog", "ParallelVerifier"]
+__all__ = ["MemberLog", "ParallelVerifier", "TargetTree"]
+
+
+@dataclass(frozen=True, slots=True)
+class TargetTree:
+    """The tree a replicated range must lead to (spec 7.3 step 3): a checkpoint's size and root hash, and the
+    RFC 9162 consistency proof from the tree that ends with the range to it (empty when the range ends at
+    ``size``)."""
+
+    size: int
+    root_hash: bytes
+    proof: tuple[bytes, ...] = ()
 
 
 class MemberLog(LogCheckpoints):
@@ -184,11 +196,15 @@ class MemberLog(LogCheckpoints):
             raise AuthorizationError(f"this node does not own log {self.member_id}; use append_replicated")
         return self._append(list(raws), self.size)
 
-    def append_replicated(self, raws: Sequence[bytes], start: int) -> list[int]:
+    def append_replicated(self, raws: Sequence[bytes], start: int, target: TargetTree | None = None) -> list[int]:
         """Append entries ``start, start+1, ...`` of this log received from a peer (spec 7.3).
 
         Entries this node already holds must be byte-identical to the stored
-        ones and are skipped, so a peer may resend an overlapping range.
+        ones and are skipped, so a peer may resend an overlapping range. With
+        ``target``, the tree the new entries end must be a prefix of the target
+        tree (its proof verifies), checked before anything is stored: entries
+        that each keep the rules but are not the checkpoint's (reordered, one
+        left out) never reach storage.
 
         Returns:
             The indices newly stored (empty when everything was already held).
@@ -211,9 +227,9 @@ class MemberLog(LogCheckpoints):
                     raise ConflictError(f"log {self.member_id} entry {start + i} differs from the stored one",
                                         evidence=(start + i, old, new))
         rest = raws[overlap:]
-        return self._append(rest, size) if rest else []
+        return self._append(rest, size, target) if rest else []
 
-    def _append(self, raws: list[bytes], start: int) -> list[int]:
+    def _append(self, raws: list[bytes], start: int, target: TargetTree | None = None) -> list[int]:
         if self._broken:
             raise StorageError(self._broken)
         if not raws:
@@ -235,7 +251,7 @@ class MemberLog(LogCheckpoints):
         # the rules); only the rules' own jobs count, and a check ahead counts for the same job only.
         ahead = self._verify.check_ahead(self._jobs_ahead(unverified))
         try:
-            return self._append_checked(raws, start, unverified, ahead)
+            return self._append_checked(raws, start, unverified, ahead, target)
         finally:
             ahead.cancel()
 
@@ -248,12 +264,15 @@ class MemberLog(LogCheckpoints):
         return jobs
 
     def _append_checked(self, raws: list[bytes], start: int, unverified: list[UnverifiedEntry],
-                        ahead: EarlyChecks) -> list[int]:
+                        ahead: EarlyChecks, target: TargetTree | None) -> list[int]:
         log = self.member_id
-        # Step 3: leaf hashes and the complete subtrees the batch finishes.
+        # Step 3: leaf hashes and the complete subtrees the batch finishes; a replicated range must lead to
+        # the tree of the checkpoint it was fetched for.
         leaves = [merkle.leaf_hash(r) for r in raws]
         bodies = [u.body for u in unverified]
         nodes = merkle.stored_hashes_for_batch(start, leaves, self._get)
+        if target is not None:
+            self._check_target(start, start + len(raws), nodes, target)
         stored = False
         planned: list[StateBatch] = []
         with self._map_lock:  # the map, the stored values and the size change together
@@ -295,6 +314,20 @@ class MemberLog(LogCheckpoints):
             self._broken = f"log {log}: storage and registry state disagree after a batch; replay the database"
             raise StorageError(self._broken)
         return [e.index for e in entries]
+
+    def _check_target(self, start: int, end: int, nodes: list[tuple[int, int, bytes]], target: TargetTree) -> None:
+        what = f"log {self.member_id} entries {start}-{end - 1} as received"
+        if end > target.size:
+            raise VerificationError(f"{what} go beyond the checkpoint of size {target.size}; nothing was stored")
+        root = merkle.root_with(end, nodes, self._get)
+        try:
+            if end < target.size:
+                merkle.verify_consistency(end, target.size, target.proof, root, target.root_hash)
+            elif target.proof or root != target.root_hash:
+                raise merkle.ProofError("the tree they end is not the checkpoint's")
+        except merkle.ProofError as e:
+            raise VerificationError(f"{what} are not those of the checkpoint of size {target.size} ({e});"
+                                    " nothing was stored") from e
 
     def _refuse_replays(self, leaves: list[bytes], start: int, prepared: PreparedBatch) -> None:
         # spec 6.3.18: a log holds each entry once; a replayed entry changes nothing.

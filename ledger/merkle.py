@@ -29,7 +29,7 @@ from ledger.errors import VerificationError
 __all__ = [
     "EMPTY_ROOT", "HASH_SIZE", "MemoryTree", "NodeReader", "ProofError", "consistency_proof",
     "inclusion_proof", "leaf_hash", "node_hash", "root_from_inclusion_proof", "root_from_leaf_hashes",
-    "stored_hashes_for_batch", "stored_hashes_for_leaf", "subtree_hash", "tree_root",
+    "root_with", "stored_hashes_for_batch", "stored_hashes_for_leaf", "subtree_hash", "tree_root",
     "verify_consistency", "verify_inclusion",
 ]  # fmt: skip
 
@@ -173,6 +173,13 @@ def tree_root(size: int, get: NodeReader) -> bytes:
     if size == 0:
         return EMPTY_ROOT
     return _range_hash(0, size, get)
+
+
+def root_with(size: int, added: Sequence[tuple[int, int, bytes]], get: NodeReader) -> bytes:
+    """Return the root of the first ``size`` leaves once ``added`` (from :func:`stored_hashes_for_batch`) is
+    stored beside what ``get`` reads, without storing it: the check of a batch before it is written."""
+    overlay = {(level, idx): h for level, idx, h in added}
+    return tree_root(size, lambda level, idx: overlay.get((level, idx)) or get(level, idx))
 
 
 def subtree_hash(start: int, end: int, get: NodeReader) -> bytes:

@@ -26,7 +26,7 @@ from ledger.checkpoint import Checkpoint, CosignatureSigner, parse_log_origin, w
 from ledger.errors import ConflictError, DecodeError, EquivocationError, StorageError, VerificationError
 from ledger.finality import Witnesses, log_verifier, named_root, open_signed
 from ledger.governance import GovernanceChain
-from ledger.memberlog import MemberLog, ParallelVerifier
+from ledger.memberlog import MemberLog, ParallelVerifier, TargetTree
 from ledger.note import Note, NoteSignature, verify_note
 from ledger.reopen import open_registry
 from ledger.replay import replay
@@ -298,11 +298,14 @@ class LedgerHost:
 
     # ------------------------------------------------------------------ replicas
 
-    def append_replicated(self, member: str, raws: list[bytes], start: int) -> int:
-        """Append a peer-supplied range of ``member``'s log after full verification; the new size."""
+    def append_replicated(self, member: str, raws: list[bytes], start: int, target: TargetTree) -> int:
+        """Append a peer-supplied range of ``member``'s log after full verification; the new size.
+
+        ``target`` is the checkpoint the range was fetched for, with the proof that the range leads to it.
+        """
         if member == self.member:
             raise VerificationError(f"log {member} is this node's own; it is never replicated from peers")
-        self.member_log(member).append_replicated(raws, start)
+        self.member_log(member).append_replicated(raws, start, target)
         return self.logs[member].size
 
     def add_final_checkpoint(self, member: str, data: bytes) -> bool:

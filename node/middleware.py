@@ -39,7 +39,7 @@ from node.metrics import NodeMetrics
 
 __all__ = [
     "HttpRefusal", "NotFoundError", "OverloadedError", "RateLimitedError", "RequestTimeoutError",
-    "RequestTooLargeError",
+    "RequestTooLargeError", "TryAgainSoon",
     "classify", "error_body", "error_middleware", "error_response", "metrics_middleware", "route_label",
 ]  # fmt: skip
 
@@ -103,14 +103,19 @@ class RequestTimeoutError(HttpRefusal):
     kind = "request_timeout"
 
 
-class OverloadedError(HttpRefusal):
-    """The node is handling as many requests as it allows: 503 with ``Retry-After: 1``."""
+class TryAgainSoon(HttpRefusal):
+    """A refusal that passes: 503 with ``Retry-After: 1``."""
 
     status = 503
-    kind = "overloaded"
 
     def __init__(self, message: str) -> None:
         super().__init__(message, headers={"Retry-After": "1"})
+
+
+class OverloadedError(TryAgainSoon):
+    """The node is handling as many requests as it allows: 503 with ``Retry-After: 1``."""
+
+    kind = "overloaded"
 
 
 # spec A.1: the ledger's exception root, most specific class first.

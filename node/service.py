@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import logging
 import ssl
@@ -25,52 +24,20 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from ledger import cbor
 from ledger.checkpoint import Checkpoint
-from ledger.errors import DecodeError, MekongError
+from ledger.errors import MekongError
+from ledger.memberlog import TargetTree
 from ledger.note import Note
 from ledger.roots import Root
 from node.config import NodeConfig
 from node.host import AddCheckpoint, LedgerHost
 from node.metrics import NodeMetrics
-from node.middleware import HttpRefusal
 from node.peerauth import sign_request
+from node.replicate import PeerError, Replicator
 
 log = logging.getLogger("mekong.node")
 
 T = TypeVar("T")
-#: Entries per replication request (GET /logs/{M}/entries).
-FETCH_BATCH = 1000
-ENTRIES_LIMITS = cbor.CborLimits(max_size=64 << 20, max_depth=2, max_items=FETCH_BATCH + 1)
-
-
-class PeerError(MekongError):
-    """A peer did not answer, or answered something unusable.
-
-    Attributes:
-        status: the HTTP status the peer answered, or None if it did not answer.
-    """
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class EntriesMissing(HttpRefusal):
-    """Every peer answered that it holds none of the entries a checkpoint covers: 422."""
-
-    status = 422
-    kind = "entries_unavailable"
-
-
-class EntriesUnreachable(HttpRefusal):
-    """The entries a checkpoint covers could not be fetched because peers did not answer: 503."""
-
-    status = 503
-    kind = "entries_unavailable"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, headers={"Retry-After": "1"})
 
 
 class NodeService:
@@ -101,6 +68,7 @@ class NodeService:
         self._last_round = 0.0  # loop time of the last completed checkpoint round
         self._tasks: list[asyncio.Task[None]] = []
         self._contact: dict[str, tuple[bool, int | None, str]] = {}  # url -> (reachable, last contact, last error)
+        self.replicator = Replicator(self._peer_get, self._append_range, self._held)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -165,6 +133,15 @@ class NodeService:
         self._saw(url, None)
         return answer
 
+    async def _peer_get(self, url: str, path: str) -> tuple[int, bytes]:
+        return await self._request("GET", url, path)
+
+    async def _append_range(self, member: str, raws: list[bytes], start: int, target: TargetTree) -> int:
+        return await self.call(self.host.append_replicated, member, raws, start, target)
+
+    async def _held(self, member: str) -> int:
+        return await self.call(lambda: self.host.member_log(member).size)
+
     def _saw(self, url: str, error: str | None) -> None:
         # Reachability of a peer, logged once per change (not once per retry).
         was, last, _ = self._contact.get(url, (None, None, ""))
@@ -188,43 +165,6 @@ class NodeService:
             reachable, last, error = self._contact.get(url, (None, None, ""))
             out[m] = {"url": url, "reachable": reachable, "last_contact": last, "last_error": error or None}
         return out
-
-    async def fetch_entries(self, member: str, url: str, start: int, end: int) -> None:
-        """Fetch entries ``[start, end)`` of ``member``'s log from ``url`` and append them verified (A.9).
-
-        The next range is fetched while the ledger thread verifies and appends the current one, so the
-        transfer overlaps the work; a prefetched range that no longer starts at the log's size is dropped.
-        """
-
-        async def fetch(lo: int) -> list[bytes]:
-            hi = min(end, lo + FETCH_BATCH)
-            status, body = await self._request("GET", url, f"/logs/{member}/entries?start={lo}&end={hi}")
-            if status != 200:
-                raise PeerError(f"{url} answered {status} for entries {lo}-{hi} of log {member}", status)
-            raws = cbor.decode(body, ENTRIES_LIMITS)
-            if not isinstance(raws, list) or not raws or not all(isinstance(r, bytes) for r in raws):
-                raise DecodeError(f"{url} sent no entries for {lo}-{hi} of log {member}")
-            return raws[: hi - lo]
-
-        async def drop(task: asyncio.Task[list[bytes]]) -> None:
-            task.cancel()  # not wanted, nor its error
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-        ahead: asyncio.Task[list[bytes]] | None = None
-        try:
-            while start < end:
-                raws = await (ahead or asyncio.create_task(fetch(start)))
-                following = start + len(raws)
-                ahead = asyncio.create_task(fetch(following)) if following < end else None
-                size = await self.call(self.host.append_replicated, member, raws, start)
-                if size != following and ahead is not None:  # the log moved otherwise: fetch from its size
-                    await drop(ahead)
-                    ahead = None
-                start = size
-        finally:
-            if ahead is not None:  # a failure above
-                await drop(ahead)
 
     # ------------------------------------------------------------------ submissions (A.7)
 
@@ -418,7 +358,8 @@ class NodeService:
             held = await self.call(lambda: self.host.member_log(req.member).size)
             if held < req.checkpoint.size:
                 urls = self._sources(req.member, sender)
-                await self._fetch_from_any(req.member, urls, held, req.checkpoint.size)
+                await self.replicator.fetch_from_any(req.member, urls, held, req.checkpoint.size,
+                                                     req.checkpoint.root_hash)
             return await self.call(self.host.witness_cosign, req, self.clock())
 
     def _sources(self, member: str, sender: str | None) -> list[str]:
@@ -426,21 +367,6 @@ class NodeService:
         order = [m for m in (member, sender) if m and m in peers]
         order += [m for m in peers if m not in order]
         return [peers[m] for m in order]
-
-    async def _fetch_from_any(self, member: str, urls: list[str], start: int, end: int) -> None:
-        problems, unreachable = [], False
-        for url in urls:
-            try:
-                await self.fetch_entries(member, url, start, end)
-                return
-            except PeerError as e:
-                problems.append(str(e))
-                unreachable = unreachable or e.status != 404
-                start = await self.call(lambda: self.host.member_log(member).size)
-                if start >= end:
-                    return
-        error = EntriesUnreachable if unreachable else EntriesMissing
-        raise error(f"log {member}: could not fetch entries {start}-{end}: {'; '.join(problems)}")
 
     async def accept_final(self, member: str, body: bytes, sender: str | None) -> bool:
         """A final checkpoint pushed by a peer, or fetched by the sync loop: fetch its entries, verify, store."""
@@ -456,7 +382,8 @@ class NodeService:
                 # Signed by the owner and final, before any entry is fetched for it. (When the entries
                 # are held, add_final_checkpoint verifies what it stores, and nothing is fetched.)
                 await self.call(self.host.check_final, member, body)
-                await self._fetch_from_any(member, self._sources(member, sender), held, cp.size)
+                await self.replicator.fetch_from_any(member, self._sources(member, sender), held, cp.size,
+                                                     cp.root_hash)
             final = await self.call(self.host.add_final_checkpoint, member, body)
         if final:
             self.metrics.final_size.set(cp.size, log=member)

@@ -20,7 +20,7 @@ from ledger.entries import make_entry
 from ledger.errors import AuthorizationError, ConflictError, DecodeError, StorageError, VerificationError
 from ledger.governance import GovernanceChain
 from ledger.keys import key_id
-from ledger.memberlog import MemberLog
+from ledger.memberlog import MemberLog, TargetTree
 from ledger.note import Note, NoteSignature, NoteVerifier
 from ledger.registry import RegistryState
 from ledger.roots import Member, Root, SignedRoot
@@ -201,6 +201,38 @@ def test_append_replicated_overlap_and_conflict(net: Net, tmp_path: Path) -> Non
             replica.append_replicated([bad_signature(raws[7])], 7)
         assert replica.append_replicated(raws[7:], 7) == [7, 8, 9]
         assert replica.root_hash() == owner.root_hash()
+        owner.close()
+        replica.close()
+
+
+def test_a_replicated_range_must_lead_to_the_checkpoint_it_was_fetched_for(net: Net, tmp_path: Path) -> None:
+    # spec 7.3 step 3: ranges that keep every rule but are not the checkpoint's history are refused before
+    # anything is stored; the genuine ranges with their proofs are stored.
+    with Storage.open(tmp_path / "vn.db") as vn_db, Storage.open(tmp_path / "th.db") as th_db:
+        owner = owner_log(net, vn_db)
+        raws = setup_entries(net, "VN") + anchors(net, "VN", 10)
+        owner.append(raws)
+        n, root = len(raws), owner.root_hash()
+        replica = MemberLog(th_db, "VN", NETWORK, RegistryState(net.chain()))
+        replica.append_replicated(raws[:4], 0, TargetTree(n, root, tuple(owner.consistency_proof(4, n))))
+        swapped = raws[4:6] + [raws[7], raws[6]] + raws[8:]
+        refusals = {
+            "two entries swapped": (swapped, 4, TargetTree(n, root)),
+            "one left out, then the proof of the shorter tree": (
+                raws[4:6] + raws[7:9], 4, TargetTree(n, root, tuple(owner.consistency_proof(8, n)))),
+            "the genuine range with another range's proof": (
+                raws[4:8], 4, TargetTree(n, root, tuple(owner.consistency_proof(7, n)))),
+            "the genuine range under another root": (raws[4:], 4, TargetTree(n, bytes(32))),
+            "beyond the checkpoint": (raws[4:], 4, TargetTree(n - 1, owner.root_hash(n - 1))),
+            "a proof where none is due": (raws[4:], 4, TargetTree(n, root, (root,))),
+        }
+        for what, (rng, start, target) in refusals.items():
+            with pytest.raises(VerificationError, match="nothing was stored"):
+                replica.append_replicated(rng, start, target)
+            assert replica.size == 4, what
+        assert replica.append_replicated(raws[4:8], 4, TargetTree(n, root, tuple(owner.consistency_proof(8, n))))
+        assert replica.append_replicated(raws[8:], 8, TargetTree(n, root)) == list(range(8, n))
+        assert replica.root_hash() == root
         owner.close()
         replica.close()
 

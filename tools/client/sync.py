@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from ledger import merkle
@@ -383,9 +384,9 @@ class Syncer:
             raws += page
             progress.advance(len(page))
         # Check the root before storing anything: the stored tree plus the new leaves must give the checkpoint's.
-        overlay = {(lv, i): h for lv, i, h in merkle.stored_hashes_for_batch(
-            start, [merkle.leaf_hash(r) for r in raws], lambda lv, i: self.storage.get_node(log, lv, i))}
-        root = merkle.tree_root(end, lambda lv, i: overlay.get((lv, i)) or self.storage.get_node(log, lv, i))
+        stored = partial(self.storage.get_node, log)
+        root = merkle.root_with(end, merkle.stored_hashes_for_batch(start, [merkle.leaf_hash(r) for r in raws],
+                                                                    stored), stored)
         if root != cand.checkpoint.root_hash:
             raise VerificationError(f"the entries served do not give the root of the final checkpoint of size "
                                     f"{end}; nothing was stored")
