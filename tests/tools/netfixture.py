@@ -215,11 +215,13 @@ class Liar:
             as if it were final.
         hide_roots_above: serve no governance root newer than this version (withholding them).
         freeze: keep serving the final checkpoint of every log as it is now (a frozen node).
+        reorder: serve every page of entries with its first two entries swapped.
     """
 
     def __init__(self, net: Network, member: str, log: str | None = None, *,
-                 hide_roots_above: int | None = None, freeze: bool = False) -> None:
-        self.net, self.member, self.log, self.hide = net, member, log, hide_roots_above
+                 hide_roots_above: int | None = None, freeze: bool = False, reorder: bool = False) -> None:
+        self.net, self.member, self.log, self.hide, self.reorder = net, member, log, hide_roots_above, reorder
+        self.served: list[str] = []
         self.frozen = {m: self.net.host(member).final[m][1] for m in net.members
                        if freeze and m in self.net.host(member).final}
         self.url, self._runner = start_proxy(net, self._handle)
@@ -245,7 +247,13 @@ class Liar:
                 request.method, self.net.urls[self.member] + request.path_qs, data=await request.read(),
                 headers={k: v for k, v in request.headers.items() if k.lower() in ("content-type", "authorization")},
         ) as upstream:
-            return web.Response(status=upstream.status, body=await upstream.read(),
+            body = await upstream.read()
+            if self.reorder and upstream.status == 200 and request.path.endswith("/entries"):
+                raws = cbor.decode(body)
+                if len(raws) >= 2:
+                    body = cbor.encode([raws[1], raws[0], *raws[2:]])
+                    self.served.append(request.path_qs)
+            return web.Response(status=upstream.status, body=body,
                                 headers={"Content-Type": upstream.headers.get("Content-Type", "application/json")})
 
     def stop(self) -> None:

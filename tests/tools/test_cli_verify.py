@@ -183,6 +183,28 @@ def test_split_view_is_evidence_and_never_passes(scenario: Scenario, tmp_path: P
         fork.close()
 
 
+def test_a_node_serving_entries_out_of_order_is_passed_over_page_by_page(scenario: Scenario) -> None:
+    # The liar serves the genuine final checkpoint but every page of entries with two swapped: each keeps
+    # every rule. The replica stores no page that does not lead to the checkpoint's root (spec 7.3 step 3)
+    # and takes the page from the next node.
+    liar = Liar(scenario.net, "VN", reorder=True)
+    try:
+        r = scenario.verify("--node", liar.url, "--node", scenario.node.url, "--pin", scenario.pin,
+                            "--as-member", "TH", "--json")
+    finally:
+        liar.stop()
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["indication"] == "TOTAL-PASSED", doc
+    assert liar.served, "the liar was never asked for entries"
+    assert any(liar.url in p and "not those of the checkpoint" in p for p in doc["sync"]["problems"]), doc["sync"]
+    host = scenario.net.host("VN")
+    with Replica.open(scenario.replica) as rep:
+        for log, lg in rep.logs.items():
+            assert lg.root_hash() == host.logs[log].root_hash(lg.size), log
+        assert rep.logs["VN"].size == 3
+
+
 def test_a_node_withholding_a_newer_root_is_noticed(scenario: Scenario) -> None:
     # Root version 2 is adopted by every node; a node that serves only version 1 cannot make the verifier
     # judge under version 1 as if it were the newest: the checkpoints it relays name version 2 (spec 4.3.5),

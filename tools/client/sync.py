@@ -20,15 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Protocol
 
-from ledger import merkle
 from ledger.checkpoint import Checkpoint
 from ledger.errors import ConflictError, DecodeError, EquivocationError, StorageError, VerificationError
 from ledger.finality import Witnesses, count_cosignatures, log_verifier, open_signed, root_reference
 from ledger.governance import GovernanceChain
-from ledger.memberlog import MemberLog
+from ledger.memberlog import MemberLog, TargetTree
 from ledger.note import Note, verify_note
 from ledger.roots import SignedRoot
 from ledger.storage import Storage
@@ -295,7 +293,7 @@ class Syncer:
             cp = cand.checkpoint
             try:
                 if cp.size > lg.size:
-                    self._fetch_and_append(lg, cand, live, progress)
+                    self._fetch_and_append(lg, cand, live, report, progress)
                     self._add_covering(lg, cand, before, report)
                 elif lg.root_hash(cp.size) != cp.root_hash:
                     self._split_view(lg, cand, report, report.logs[log].source or "an earlier sync")
@@ -365,32 +363,27 @@ class Syncer:
             at = cp.size
 
     def _fetch_and_append(self, lg: MemberLog, cand: _Candidate, live: Sequence[NodeClient],
-                          progress: Progress) -> None:
-        log, start, end = lg.member_id, lg.size, cand.checkpoint.size
+                          report: SyncReport, progress: Progress) -> None:
+        # Page by page, each stored only if it leads to the checkpoint's root (spec 7.3 step 3, the serving
+        # node's consistency proof): memory does not grow with the range, and a node whose page is refused
+        # is passed over for the next.
+        log, end, root = lg.member_id, cand.checkpoint.size, cand.checkpoint.root_hash
         sources = [cand.client] + [c for c in live if c is not cand.client]
-        raws: list[bytes] = []
-        while start + len(raws) < end:
-            at = start + len(raws)
-            page: list[bytes] | None = None
-            errors = []
+        while lg.size < end:
+            at = lg.size
+            errors: list[str] = []
             for c in sources:
                 try:
                     page = c.entries(log, at, min(end, at + ENTRIES_PAGE))
+                    progress.advance(len(page))
+                    upto = at + len(page)
+                    proof = tuple(c.consistency_proof(log, upto, end)) if upto < end else ()
+                    lg.append_replicated(page, at, TargetTree(end, root, proof))
+                    progress.advance(len(page))
+                    report.problems += [f"log {log}: passed over {e}" for e in errors]
                     break
-                except ClientError as e:
-                    errors.append(str(e))
-            if page is None:
-                raise ClientError(cand.client.url, f"entries {at}.. of log {log} unavailable: " + "; ".join(errors))
-            raws += page
-            progress.advance(len(page))
-        # Check the root before storing anything: the stored tree plus the new leaves must give the checkpoint's.
-        stored = partial(self.storage.get_node, log)
-        root = merkle.root_with(end, merkle.stored_hashes_for_batch(start, [merkle.leaf_hash(r) for r in raws],
-                                                                    stored), stored)
-        if root != cand.checkpoint.root_hash:
-            raise VerificationError(f"the entries served do not give the root of the final checkpoint of size "
-                                    f"{end}; nothing was stored")
-        for i in range(0, len(raws), ENTRIES_PAGE):
-            batch = raws[i:i + ENTRIES_PAGE]
-            lg.append_replicated(batch, start + i)
-            progress.advance(len(batch))
+                except (ClientError, DecodeError, VerificationError) as e:
+                    errors.append(f"{c.url}: {e}")
+            else:
+                raise ClientError(cand.client.url, f"entries {at}.. of log {log}: no node served them as the final"
+                                                   f" checkpoint of size {end} has them: " + "; ".join(errors))
