@@ -407,6 +407,13 @@ def test_a_split_view_stops_a_light_verification(scenario: Scenario, tmp_path: P
             r = _light(scenario, "--node", nodes[0], "--node", nodes[1], "--json")
             assert r.exit_code == 4 and f"SPLIT VIEW: log VN: two final checkpoints of size {size}" in r.stderr, (
                 nodes, r.output)
+            r = scenario.invoke("log", "show", "VN", "--node", nodes[0], "--node", nodes[1], "--pin", scenario.pin,
+                                "--replica", scenario.replica, "--json")
+            assert r.exit_code == 4 and f"SPLIT VIEW: log VN: two final checkpoints of size {size}" in r.stderr, (
+                nodes, r.output)
+            doc = json.loads(r.stdout)
+            assert [n["size"] for n in doc["nodes"]] == [size, size] and len(doc["split_views"]) == 1, doc
+            assert all(u in doc["split_views"][0] for u in nodes), doc
     finally:
         fork.close()
 

@@ -27,7 +27,8 @@ def log_group() -> None:
 def show(member: str, nodes: tuple[str, ...], pin: bytes | None, replica_dir: Path | None, as_json: bool) -> None:
     """Show a log's newest final checkpoint (size, roots, cosigners), verified from the pinned genesis.
 
-    With several --node, each node's checkpoint is shown, and a node that lags is named.
+    With several --node, each node's checkpoint is shown, a node that lags is named, and two final
+    checkpoints of one size with different roots (a split view) end in exit status 4.
     """
     clients = [NodeClient(u) for u in nodes]
     chain = load_chain(clients, replica_dir, pin)
@@ -53,6 +54,12 @@ def show(member: str, nodes: tuple[str, ...], pin: bytes | None, replica_dir: Pa
         raise ToolError("no node showed a verifiable final checkpoint of log " + member + ": "
                         + "; ".join(f"{s['node']}: {s['error']}" for s in seen))
     newest = max(s["size"] for s in good)
+    roots: dict[int, dict[str, str]] = {}  # size -> root -> the first node that showed it
+    for s in good:
+        roots.setdefault(s["size"], {}).setdefault(s["root_hash"], s["node"])
+    splits = [f"log {member}: two final checkpoints of size {size} with different roots: "
+              + ", ".join(f"{node} shows {root[:16]}..." for root, node in by_root.items())
+              for size, by_root in sorted(roots.items()) if len(by_root) > 1]
     lines = []
     for s in seen:
         if "error" in s:
@@ -63,4 +70,8 @@ def show(member: str, nodes: tuple[str, ...], pin: bytes | None, replica_dir: Pa
                   f", witnessed {max(0, at - s['witnessed_time'])} s ago{lag}"),
                   f"  root {s['root_hash']}", f"  state root {s['state_root']}",
                   "  cosigned by " + ", ".join(f"{w}@{t}" for w, t in s["cosigners"].items())]
-    emit(as_json, {"log": member, "nodes": seen, "newest_final_size": newest}, lines)
+    emit(as_json, {"log": member, "nodes": seen, "newest_final_size": newest, "split_views": splits},
+         lines + [f"SPLIT VIEW: {x}" for x in splits])
+    if splits:  # more than f members cosigned two histories: say so on stderr and in the exit status too
+        raise ToolError("SPLIT VIEW: " + "; ".join(splits) + " (more than f members cosigned two histories; "
+                        "keep both checkpoints: mekong verify --full stores them as evidence)")
