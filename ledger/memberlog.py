@@ -44,7 +44,20 @@ from ledger.state import PreparedBatch, StateBatch, plan_prepared, prepare_batch
 from ledger.statemap import EMPTY, StateMap, StateProof
 from ledger.storage import Storage
 
-__all__ = ["MemberLog", "ParallelVerifier", "TargetTree"]
+__all__ = ["MemberLog", "ParallelVerifier", "RuleBreach", "TargetTree"]
+
+
+class RuleBreach(VerificationError):
+    """A replicated range leads to its checkpoint's root, and an entry of it is refused (malformed, a rule, a
+    signature, a replay): the log's owner signed a checkpoint over it (spec 7.3 step 3).
+
+    Attributes:
+        size: the size of that checkpoint.
+    """
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +247,21 @@ class MemberLog(LogCheckpoints):
             raise StorageError(self._broken)
         if not raws:
             return []
+        if target is None:
+            return self._append_verified(raws, start, None)
+        # Step 3 first for a replicated range: once it leads to the checkpoint, whatever is wrong with it is
+        # the checkpoint's own content, signed by the log's owner.
+        leaves = [merkle.leaf_hash(r) for r in raws]
+        nodes = merkle.stored_hashes_for_batch(start, leaves, self._get)
+        self._check_target(start, start + len(raws), nodes, target)
+        try:
+            return self._append_verified(raws, start, (leaves, nodes))
+        except (DecodeError, VerificationError, ConflictError) as e:
+            raise RuleBreach(f"log {self.member_id} entries {start}-{start + len(raws) - 1} lead to the checkpoint of"
+                             f" size {target.size}, and one is refused: {e}", target.size) from e
+
+    def _append_verified(self, raws: list[bytes], start: int,
+                         tree: tuple[list[bytes], list[tuple[int, int, bytes]]] | None) -> list[int]:
         log = self.member_id
         # Step 1: decode every entry; the leaf data is the bytes as received.
         unverified = []
@@ -251,7 +279,7 @@ class MemberLog(LogCheckpoints):
         # the rules); only the rules' own jobs count, and a check ahead counts for the same job only.
         ahead = self._verify.check_ahead(self._jobs_ahead(unverified))
         try:
-            return self._append_checked(raws, start, unverified, ahead, target)
+            return self._append_checked(raws, start, unverified, ahead, tree)
         finally:
             ahead.cancel()
 
@@ -264,15 +292,16 @@ class MemberLog(LogCheckpoints):
         return jobs
 
     def _append_checked(self, raws: list[bytes], start: int, unverified: list[UnverifiedEntry],
-                        ahead: EarlyChecks, target: TargetTree | None) -> list[int]:
+                        ahead: EarlyChecks, tree: tuple[list[bytes], list[tuple[int, int, bytes]]] | None,
+                        ) -> list[int]:
         log = self.member_id
-        # Step 3: leaf hashes and the complete subtrees the batch finishes; a replicated range must lead to
-        # the tree of the checkpoint it was fetched for.
-        leaves = [merkle.leaf_hash(r) for r in raws]
+        # Step 3: leaf hashes and the complete subtrees the batch finishes (a replicated range: made and
+        # checked against its checkpoint before step 1).
+        if tree is None:
+            leaves = [merkle.leaf_hash(r) for r in raws]
+            tree = leaves, merkle.stored_hashes_for_batch(start, leaves, self._get)
+        leaves, nodes = tree
         bodies = [u.body for u in unverified]
-        nodes = merkle.stored_hashes_for_batch(start, leaves, self._get)
-        if target is not None:
-            self._check_target(start, start + len(raws), nodes, target)
         stored = False
         planned: list[StateBatch] = []
         with self._map_lock:  # the map, the stored values and the size change together

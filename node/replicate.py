@@ -4,10 +4,11 @@ A witness asked to cosign a checkpoint whose entries it lacks, and a replica giv
 both fetch the missing range from peers (specs/api.md A.8 step 4 and A.9). Any peer may serve entries,
 so no peer is believed: each range goes to :meth:`ledger.memberlog.MemberLog.append_replicated` with
 the checkpoint it was fetched for and the serving peer's consistency proof from the end of the range to
-that checkpoint (spec 7.3 step 3), and every entry keeps the rules. A range a peer serves that fails
-either check is refused whole and the next peer is asked; entries that keep every rule but are not the
+that checkpoint (spec 7.3 step 3), and every entry keeps the rules. A range that does not lead to the
+checkpoint is refused whole and the next peer is asked; entries that keep every rule but are not the
 checkpoint's (reordered, one left out) never reach storage, where they would block the log's replica
-for good.
+for good. A range that leads to the checkpoint but holds an entry the rules refuse is the checkpoint's
+own content: no other peer is asked, and the refusal says so (:attr:`EntriesRefused.breach`).
 
 Left to others: when to fetch and which peers to ask first (:mod:`node.service`), the checks themselves
 (:mod:`ledger`).
@@ -24,7 +25,7 @@ from collections.abc import Awaitable, Callable
 
 from ledger import cbor
 from ledger.errors import ConflictError, DecodeError, MekongError, VerificationError
-from ledger.memberlog import TargetTree
+from ledger.memberlog import RuleBreach, TargetTree
 from node.middleware import HttpRefusal, TryAgainSoon
 
 __all__ = ["ENTRIES_LIMITS", "FETCH_BATCH", "EntriesMissing", "EntriesRefused", "EntriesUnreachable", "PeerError",
@@ -70,10 +71,19 @@ class EntriesUnreachable(TryAgainSoon):
 
 
 class EntriesRefused(HttpRefusal):
-    """What peers served for a checkpoint broke a rule or was not the checkpoint's history: 422."""
+    """What peers served for a checkpoint broke a rule or was not the checkpoint's history: 422.
+
+    Attributes:
+        breach: set when the entries led to the checkpoint's root and one of them was refused: the checkpoint
+            itself covers it (evidence against the log's owner); None when only what peers served was wrong.
+    """
 
     status = 422
     kind = "entries_refused"
+
+    def __init__(self, message: str, breach: RuleBreach | None = None) -> None:
+        super().__init__(message)
+        self.breach = breach
 
 
 class Replicator:
@@ -110,6 +120,8 @@ class Replicator:
             except PeerError as e:
                 problems.append(str(e))
                 unreachable = unreachable or e.status != 404
+            except RuleBreach as e:  # the checkpoint's own entries: no peer can serve others that lead to its root
+                raise EntriesRefused(f"log {member}: {url}: {e}", breach=e) from e
             except (DecodeError, VerificationError, ConflictError) as e:  # the peer's entries, not this node's
                 problems.append(f"{url}: {e}")
                 refused = True

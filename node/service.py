@@ -33,7 +33,7 @@ from node.config import NodeConfig
 from node.host import AddCheckpoint, LedgerHost
 from node.metrics import NodeMetrics
 from node.peerauth import sign_request
-from node.replicate import PeerError, Replicator
+from node.replicate import EntriesRefused, PeerError, Replicator
 
 log = logging.getLogger("mekong.node")
 
@@ -358,8 +358,7 @@ class NodeService:
             held = await self.call(lambda: self.host.member_log(req.member).size)
             if held < req.checkpoint.size:
                 urls = self._sources(req.member, sender)
-                await self.replicator.fetch_from_any(req.member, urls, held, req.checkpoint.size,
-                                                     req.checkpoint.root_hash)
+                await self._fetch_for(req.member, req.note.to_bytes(), urls, held, req.checkpoint)
             return await self.call(self.host.witness_cosign, req, self.clock())
 
     def _sources(self, member: str, sender: str | None) -> list[str]:
@@ -367,6 +366,19 @@ class NodeService:
         order = [m for m in (member, sender) if m and m in peers]
         order += [m for m in peers if m not in order]
         return [peers[m] for m in order]
+
+    async def _fetch_for(self, member: str, note: bytes, urls: list[str], held: int, cp: Checkpoint) -> None:
+        # The entries [held, size) of an owner-signed checkpoint (``note``); one of them breaking a rule is
+        # evidence against the owner, kept as `rule-breach` (spec 7.1.8).
+        try:
+            await self.replicator.fetch_from_any(member, urls, held, cp.size, cp.root_hash)
+        except EntriesRefused as e:
+            if e.breach is not None:
+                reason = f"size {cp.size}: {e.breach}"
+                await self.call(self.host.storage.put_evidence, member, "rule-breach", note, reason, self.clock())
+                log.warning("evidence stored: rule-breach of log %s at size %d", member, cp.size)
+                raise EntriesRefused(f"{e}; the checkpoint is kept as evidence", e.breach) from e
+            raise
 
     async def accept_final(self, member: str, body: bytes, sender: str | None) -> bool:
         """A final checkpoint pushed by a peer, or fetched by the sync loop: fetch its entries, verify, store."""
@@ -382,8 +394,7 @@ class NodeService:
                 # Signed by the owner and final, before any entry is fetched for it. (When the entries
                 # are held, add_final_checkpoint verifies what it stores, and nothing is fetched.)
                 await self.call(self.host.check_final, member, body)
-                await self.replicator.fetch_from_any(member, self._sources(member, sender), held, cp.size,
-                                                     cp.root_hash)
+                await self._fetch_for(member, body, self._sources(member, sender), held, cp)
             final = await self.call(self.host.add_final_checkpoint, member, body)
         if final:
             self.metrics.final_size.set(cp.size, log=member)

@@ -26,7 +26,7 @@ import pytest
 from ledger import cbor, merkle
 from ledger.bodies import CredentialAnchor
 from ledger.entries import make_entry
-from tests.integration.test_witness import _body, _forge, _send
+from tests.integration.test_witness import _body, _evidence, _forge, _send
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Net
@@ -146,12 +146,17 @@ def test_every_witness_refuses_a_checkpoint_over_a_rule_breaking_entry(net: Net,
     note = _forge(net, len(lying), tree.root(len(lying)), state_root=bytes(32))
     proof = tree.consistency_proof(len(raws), len(lying))
     for w in WITNESSES:
-        asked = len(honest["server"].asked)
+        asked, kept = len(honest["server"].asked), len(_evidence(net, w))
         resp = _send(net, w, _body(len(raws), proof, note))
         assert resp.status == 422 and resp.json()["error"] == "entries_refused", (w, rule, resp)
         assert any(p.startswith(f"/logs/VN/entries?start={len(raws)}") for p in honest["server"].asked[asked:]), \
             f"{w} did not even fetch the entry it was asked to cosign"
         assert f"entries {len(raws)}-" in resp.json()["message"] and NAMED[rule] in resp.json()["message"], resp
+        # The entry led to the owner-signed root: the checkpoint is evidence against the owner (spec 7.1.8).
+        assert "kept as evidence" in resp.json()["message"], resp
+        rows = _evidence(net, w)[kept:]
+        assert [(r[0], r[1], r[3]) for r in rows] == [("VN", "rule-breach", note)], rows
+        assert NAMED[rule] in rows[0][2] and f"size {len(lying)}" in rows[0][2], rows
         assert _held(net, w) == len(raws), f"{w} stored the entry that breaks the rule: {rule}"
         # Asked again: the same refusal, nothing cosigned meanwhile.
         assert _send(net, w, _body(0, [], note)).body == f"{len(raws)}\n".encode(), w
@@ -180,6 +185,7 @@ def test_a_peer_serving_reordered_entries_does_not_poison_a_replica(net: Net, ho
     # it must catch up with the real one (spec 7.3: entries are checked against the checkpoint's root
     # before they are stored).
     net.stop("LA")
+    kept = len(_evidence(net, "LA"))
     issuer, key = honest["issuer"], honest["key"]
     size = net.submit("VN", net.anchors("VN", issuer, key, 10, tag="while LA was down"))["size"]
     net.wait_final("VN", size, ["KH", "TH"])
@@ -200,6 +206,7 @@ def test_a_peer_serving_reordered_entries_does_not_poison_a_replica(net: Net, ho
     finally:
         liar.close()
     assert _held(net, "LA") == size - 10, "LA stored entries that are not those of the final checkpoint"
+    assert _evidence(net, "LA")[kept:] == [], "what a peer served blames nobody"
     assert _entries(net, "LA", "VN", size - 10) == real[: size - 10]
     net.start("KH", "TH", "VN")
     net.wait_final("VN", size, ["LA"], timeout=30)

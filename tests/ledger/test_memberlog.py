@@ -20,7 +20,7 @@ from ledger.entries import make_entry
 from ledger.errors import AuthorizationError, ConflictError, DecodeError, StorageError, VerificationError
 from ledger.governance import GovernanceChain
 from ledger.keys import key_id
-from ledger.memberlog import MemberLog, TargetTree
+from ledger.memberlog import MemberLog, RuleBreach, TargetTree
 from ledger.note import Note, NoteSignature, NoteVerifier
 from ledger.registry import RegistryState
 from ledger.roots import Member, Root, SignedRoot
@@ -227,9 +227,16 @@ def test_a_replicated_range_must_lead_to_the_checkpoint_it_was_fetched_for(net: 
             "a proof where none is due": (raws[4:], 4, TargetTree(n, root, (root,))),
         }
         for what, (rng, start, target) in refusals.items():
-            with pytest.raises(VerificationError, match="nothing was stored"):
+            with pytest.raises(VerificationError, match="nothing was stored") as info:
                 replica.append_replicated(rng, start, target)
+            assert not isinstance(info.value, RuleBreach), what  # what a peer served blames no owner
             assert replica.size == 4, what
+        # A range that leads to a checkpoint and breaks a rule: the checkpoint's own content, signed by its owner.
+        spoilt = raws[4:7] + [bad_signature(raws[7])]
+        tree = merkle.MemoryTree([merkle.leaf_hash(r) for r in raws[:7] + spoilt[3:]])
+        with pytest.raises(RuleBreach, match="entries 4-7 lead to the checkpoint of size 8") as info:
+            replica.append_replicated(spoilt, 4, TargetTree(8, tree.root()))
+        assert info.value.size == 8 and replica.size == 4
         assert replica.append_replicated(raws[4:8], 4, TargetTree(n, root, tuple(owner.consistency_proof(8, n))))
         assert replica.append_replicated(raws[8:], 8, TargetTree(n, root)) == list(range(8, n))
         assert replica.root_hash() == root

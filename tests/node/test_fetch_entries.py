@@ -21,7 +21,7 @@ from httphelp import make_config
 
 from ledger import cbor
 from ledger.errors import DecodeError, StorageError, VerificationError
-from ledger.memberlog import TargetTree
+from ledger.memberlog import RuleBreach, TargetTree
 from node import replicate
 from node.metrics import node_metrics
 from node.replicate import EntriesRefused, PeerError
@@ -33,12 +33,14 @@ ROOT = b"\x07" * 32
 class FakeLedger:
     """The ledger thread: appends in order, slowly, and records what it was given and what was asked meanwhile."""
 
-    def __init__(self, size: int = 0, fail_at: int | None = None, refuse_from: str = "") -> None:
-        self.size, self.fail_at, self.refuse_from = size, fail_at, refuse_from
+    def __init__(self, size: int = 0, fail_at: int | None = None, refuse_from: str = "",
+                 breach_at: int | None = None) -> None:
+        self.size, self.fail_at, self.refuse_from, self.breach_at = size, fail_at, refuse_from, breach_at
         self.targets: list[TargetTree] = []
         self.executor = ThreadPoolExecutor(1)
         self.appended: list[tuple[int, int]] = []
         self.requested: list[int] = []
+        self.asked_urls: list[str] = []
         self.events: list[tuple[str, int]] = []  # ("request", start) and ("appended", start), as they happen
         self.lock = threading.Lock()
 
@@ -55,6 +57,9 @@ class FakeLedger:
             raise StorageError("disk full")
         if self.refuse_from and raws[0].startswith(self.refuse_from.encode()):
             raise VerificationError(f"entries {start}-{start + len(raws) - 1} are not those of the checkpoint")
+        if self.breach_at is not None and start <= self.breach_at < start + len(raws):
+            raise RuleBreach(f"entries {start}-{start + len(raws) - 1} lead to the checkpoint, and one is refused",
+                             target.size)
         self.targets.append(target)
         threading.Event().wait(0.05)  # verification takes a while: the next fetch goes out meanwhile
         self.appended.append((start, len(raws)))
@@ -73,6 +78,7 @@ def _service(tmp_path: Path, ledger: FakeLedger, short: set[int] = frozenset(), 
             return 200, json.dumps({"proof": proof}).encode()
         lo, hi = int(query["start"]), int(query["end"])
         ledger.requested.append(lo)
+        ledger.asked_urls.append(url)
         ledger.event("request", lo)
         if missing is not None and lo >= missing:
             return 404, b"gone"
@@ -151,3 +157,12 @@ def test_refused_by_every_peer_is_a_422_naming_each(tmp_path: Path) -> None:
         asyncio.run(svc.replicator.fetch_from_any("VN", ["http://liar", "http://other"], 0, 7, ROOT))
     assert e.value.status == 422 and "http://liar:" in str(e.value) and "http://other:" in str(e.value)
     assert ledger.size == 0
+
+
+def test_a_range_of_the_checkpoint_that_breaks_a_rule_is_asked_of_no_other_peer(tmp_path: Path) -> None:
+    ledger = FakeLedger(breach_at=4)
+    svc = _service(tmp_path, ledger)
+    with pytest.raises(EntriesRefused, match="lead to the checkpoint") as e:
+        asyncio.run(svc.replicator.fetch_from_any("VN", ["http://owner", "http://other"], 0, 7, ROOT))
+    assert e.value.breach is not None and e.value.breach.size == 7
+    assert ledger.size == 3 and not any(p.startswith("http://other") for p in ledger.asked_urls)
