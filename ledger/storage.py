@@ -469,15 +469,22 @@ class Storage(StateRows):
 
     # ------------------------------------------------------------------ evidence (spec 7.1.8)
 
-    def put_evidence(self, log: str, kind: str, data: bytes, reason: str, received: int) -> None:
-        """Keep a refused signed object (a checkpoint a witness would not cosign) as evidence.
+    def put_evidence(self, log: str, kind: str, data: bytes, reason: str, received: int) -> bool:
+        """Keep a refused signed object (a checkpoint a witness would not cosign) as evidence, once.
+
+        Returns:
+            False when the same object is already kept as evidence of that kind (spec 7.1.8): an attacker
+            sending it again, or a sync loop meeting it each round, adds nothing.
 
         Raises:
             StorageError: SQLite failed.
         """
         with self._wrap(f"store evidence for log {log}"), self._transaction():
-            self._conn.execute("INSERT INTO evidence (log, kind, received, reason, data) VALUES (?, ?, ?, ?, ?)",
-                               (log, kind, received, reason, bytes(data)))
+            cur = self._conn.execute(
+                "INSERT INTO evidence (log, kind, received, reason, data) SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS"
+                " (SELECT 1 FROM evidence WHERE log = ? AND kind = ? AND data = ?)",
+                (log, kind, received, reason, bytes(data), log, kind, bytes(data)))
+            return cur.rowcount == 1
 
     def evidence(self, log: str | None = None) -> list[StoredEvidence]:
         """Stored evidence, oldest first (of one log, or all)."""

@@ -426,9 +426,9 @@ class LedgerHost:
         # Step 6 first: the owner-signed root against the entries this witness verified. Only a checkpoint
         # can be evidence against its owner; the proof is the sender's, unsigned, and proves nothing of it.
         if lg.root_hash(cp.size) != cp.root_hash:
-            self.storage.put_evidence(req.member, "root-mismatch", req.note.to_bytes(),
-                                      f"size {cp.size}: checkpoint root differs from the verified entries", now)
-            log.warning("evidence stored: root-mismatch of log %s at size %d", req.member, cp.size)
+            if self.storage.put_evidence(req.member, "root-mismatch", req.note.to_bytes(),
+                                         f"size {cp.size}: checkpoint root differs from the verified entries", now):
+                log.warning("evidence stored: root-mismatch of log %s at size %d", req.member, cp.size)
             raise ConflictError(f"log {req.member} at size {cp.size}: the checkpoint's root is not the root of "
                                 f"the entries this witness verified; kept as evidence")
         # The state root (specs/state.md S.6): the owner's claim against the state of the entries verified here.
@@ -438,8 +438,9 @@ class LedgerHost:
                                         " (it verified the entries in batches that do not end there), so it"
                                         " cannot check the checkpoint's state root")
         except ConflictError as e:
-            self.storage.put_evidence(req.member, "state-mismatch", req.note.to_bytes(), f"size {cp.size}: {e}", now)
-            log.warning("evidence stored: state-mismatch of log %s at size %d", req.member, cp.size)
+            if self.storage.put_evidence(req.member, "state-mismatch", req.note.to_bytes(), f"size {cp.size}: {e}",
+                                         now):
+                log.warning("evidence stored: state-mismatch of log %s at size %d", req.member, cp.size)
             raise ConflictError(f"log {req.member} at size {cp.size}: the checkpoint's state root is not the state"
                                 " root of the entries this witness verified; kept as evidence") from e
         # Step 5: the C2SP consistency proof from the last cosigned size; a bad one is a bad request only.

@@ -375,8 +375,8 @@ class NodeService:
         except EntriesRefused as e:
             if e.breach is not None:
                 reason = f"size {cp.size}: {e.breach}"
-                await self.call(self.host.storage.put_evidence, member, "rule-breach", note, reason, self.clock())
-                log.warning("evidence stored: rule-breach of log %s at size %d", member, cp.size)
+                if await self.call(self.host.storage.put_evidence, member, "rule-breach", note, reason, self.clock()):
+                    log.warning("evidence stored: rule-breach of log %s at size %d", member, cp.size)
                 raise EntriesRefused(f"{e}; the checkpoint is kept as evidence", e.breach) from e
             raise
 

@@ -158,7 +158,9 @@ def test_every_witness_refuses_a_checkpoint_over_a_rule_breaking_entry(net: Net,
         assert [(r[0], r[1], r[3]) for r in rows] == [("VN", "rule-breach", note)], rows
         assert NAMED[rule] in rows[0][2] and f"size {len(lying)}" in rows[0][2], rows
         assert _held(net, w) == len(raws), f"{w} stored the entry that breaks the rule: {rule}"
-        # Asked again: the same refusal, nothing cosigned meanwhile.
+        # Asked again: the same refusal, kept once; nothing cosigned meanwhile.
+        assert _send(net, w, _body(len(raws), proof, note)).status == 422
+        assert len(_evidence(net, w)) == kept + 1, w
         assert _send(net, w, _body(0, [], note)).body == f"{len(raws)}\n".encode(), w
     for w in WITNESSES:
         assert "Traceback" not in net.node_log(w), net.node_log(w)[-3000:]

@@ -19,3 +19,13 @@ def test_evidence_is_kept_in_order_and_survives_reopening(tmp_path: Path) -> Non
         assert [(e.kind, e.received, e.reason) for e in vn] == [
             ("root-mismatch", 100, "size 3: root differs"), ("root-mismatch", 102, "size 4: root differs")]
         assert s.evidence("LA") == []
+
+
+def test_the_same_object_is_kept_once_per_kind(tmp_path: Path) -> None:
+    with Storage.open(tmp_path / "ledger.sqlite3") as s:
+        assert s.put_evidence("VN", "rule-breach", b"note\n", "size 3: entry 2 breaks 6.3.6", 100)
+        assert not s.put_evidence("VN", "rule-breach", b"note\n", "size 3: entry 2 breaks 6.3.6", 101)
+        assert s.put_evidence("VN", "root-mismatch", b"note\n", "size 3: root differs", 102)  # another kind
+        assert s.put_evidence("TH", "rule-breach", b"note\n", "size 3", 103)  # another log
+        assert [(e.log, e.kind, e.received) for e in s.evidence()] == [
+            ("VN", "rule-breach", 100), ("VN", "root-mismatch", 102), ("TH", "rule-breach", 103)]
