@@ -68,6 +68,7 @@ class NodeService:
         self._last_round = 0.0  # loop time of the last completed checkpoint round
         self._tasks: list[asyncio.Task[None]] = []
         self._contact: dict[str, tuple[bool, int | None, str]] = {}  # url -> (reachable, last contact, last error)
+        self._sync_trouble: dict[str, str] = {}  # peer -> what went wrong in the last sync round with it
         self.replicator = Replicator(self._peer_get, self._append_range, self._held)
 
     # ------------------------------------------------------------------ lifecycle
@@ -415,6 +416,7 @@ class NodeService:
     async def sync_once(self) -> None:
         """Ask every peer for governance roots and final checkpoints newer than this node's."""
         for peer, url in self.peers().items():
+            trouble = ""
             try:
                 await self._sync_roots(url)
                 for member in list(self.host.logs):
@@ -427,10 +429,18 @@ class NodeService:
                     fin = self.host.final.get(member)
                     if fin is None or fin[0] < size:
                         await self.accept_final(member, body, peer)
-            except PeerError as e:
+            except PeerError as e:  # unreachable: logged once per change by _saw; says nothing of the trouble
                 log.debug("sync with %s: %s", peer, e)
+                trouble = self._sync_trouble.get(peer, "")
             except MekongError as e:
-                log.warning("sync with %s: %s", peer, e)
+                trouble = str(e)
+            # What a peer keeps doing wrong is logged when it starts, changes or ends, not every round.
+            if trouble != self._sync_trouble.get(peer, ""):
+                if trouble:
+                    log.warning("sync with %s: %s", peer, trouble)
+                else:
+                    log.info("sync with %s works again", peer)
+                self._sync_trouble[peer] = trouble
         own = self.host.own.size
         fin = self.host.final.get(self.config.member)
         if own and (fin is None or fin[0] < own):

@@ -214,3 +214,6 @@ def test_a_peer_serving_reordered_entries_does_not_poison_a_replica(net: Net, ho
     net.wait_final("VN", size, ["LA"], timeout=30)
     assert _entries(net, "LA", "VN", size) == real, "LA holds another history than the final checkpoint's"
     assert "Traceback" not in net.node_log("LA"), net.node_log("LA")[-3000:]
+    # The liar's refused range is one warning in LA's log, not one every sync round.
+    said = [line for line in net.node_log("LA").splitlines() if "sync with TH" in line and "WARNING" in line]
+    assert len(said) == 1 and "not those of the checkpoint" in said[0], said
