@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from types import MappingProxyType
 from typing import Any
 
@@ -25,6 +26,7 @@ from ledger import merkle
 from ledger.checkpoint import Checkpoint, log_origin
 from ledger.entries import UnverifiedEntry
 from ledger.errors import ConflictError, DecodeError, MekongError, StorageError, TamperError, VerificationError
+from ledger.evidencecheck import check_evidence
 from ledger.finality import Finality, Witnesses, log_verifier, named_root
 from ledger.governance import GovernanceChain
 from ledger.memberlog import ParallelVerifier
@@ -389,8 +391,10 @@ def _replay_checkpoint(storage: Storage, data: bytes, log: str, network: str, ch
 
 
 def _replay_log(storage: Storage, log: str, network: str, chain: GovernanceChain, state: RegistryState,
-                pool: ParallelVerifier, found: _Findings) -> tuple[int, bytes, tuple[int, int, int, int]]:
-    """Steps 2-7 for one log: (entries verified, recomputed root, (entries, nodes, checkpoints, cosignatures))."""
+                pool: ParallelVerifier, found: _Findings,
+                ) -> tuple[int, bytes, tuple[int, int, int, int], Mapping[int, bytes]]:
+    """Steps 2-8 for one log: (entries verified, recomputed root, (entries, nodes, checkpoints, cosignatures),
+    recomputed state roots by size)."""
     state_map = StateReplay(storage, log)
     size, ok, computed, stored = _apply_log(storage, log, state, pool, found, state_map)
     cp_sizes = [s for s, _ in storage.checkpoints(log) if 0 < s <= size]
@@ -400,7 +404,7 @@ def _replay_log(storage: Storage, log: str, network: str, chain: GovernanceChain
     cp_roots[0] = merkle.EMPTY_ROOT
     n_cp, n_cs = _replay_checkpoints(storage, log, network, chain, size, cp_roots, found, state_map)
     state_map.check_stored(storage, found.add)
-    return ok, cp_roots[size], (size, checked, n_cp, n_cs)
+    return ok, cp_roots[size], (size, checked, n_cp, n_cs), state_map.roots
 
 
 def replay(storage: Storage, genesis: SignedRoot, pinned_hash: bytes | None = None,
@@ -436,6 +440,7 @@ def replay(storage: Storage, genesis: SignedRoot, pinned_hash: bytes | None = No
     sizes: dict[str, int] = {}
     verified: dict[str, int] = {}
     roots: dict[str, bytes] = {}
+    state_roots: dict[str, Mapping[int, bytes]] = {}
     counts = [0, 0, 0, 0]  # entries, nodes, checkpoints, cosignatures
     try:
         for log in storage.logs(every_table=True):
@@ -443,11 +448,21 @@ def replay(storage: Storage, genesis: SignedRoot, pinned_hash: bytes | None = No
                 found.add(_loc(log), "no root of the governance chain lists this member")
                 continue
             sizes[log] = storage.size(log)
-            verified[log], roots[log], n = _replay_log(storage, log, network, chain, state, pool, found)
+            verified[log], roots[log], n, state_roots[log] = _replay_log(storage, log, network, chain, state, pool,
+                                                                         found)
             counts = [a + b for a, b in zip(counts, n)]
     finally:
         if verifier is None:
             pool.close()
+
+    def evidence_roots(log: str, size: int) -> tuple[bytes | None, bytes | None]:  # step 9
+        tree = None
+        if 0 < size <= verified.get(log, 0):
+            tree = merkle.tree_root(size, partial(storage.get_node, log))  # the nodes step 4 checked
+        return tree, state_roots.get(log, {}).get(size)
+
+    for where, problem in check_evidence(storage.evidence(), chain, evidence_roots):
+        found.add(where, problem)
     n_entries, n_nodes, n_cp, n_cs = counts
     return ReplayReport(
         logs=tuple(sorted(sizes)), sizes=MappingProxyType(sizes), verified=MappingProxyType(verified),

@@ -178,6 +178,7 @@ class StoredEvidence:
     received: int
     reason: str
     data: bytes
+    row: int  # its id: the order rows were stored in
 
 
 @dataclass(frozen=True, slots=True)

@@ -489,7 +489,7 @@ class Storage(StateRows):
     def evidence(self, log: str | None = None) -> list[StoredEvidence]:
         """Stored evidence, oldest first (of one log, or all)."""
         with self._wrap("read evidence"):
-            query = "SELECT log, kind, received, reason, data FROM evidence"
+            query = "SELECT log, kind, received, reason, data, id FROM evidence"
             rows = (self._conn.execute(query + " ORDER BY id") if log is None
                     else self._conn.execute(query + " WHERE log = ? ORDER BY id", (log,)))
-            return [StoredEvidence(lg, k, int(t), r, bytes(d)) for lg, k, t, r, d in rows]
+            return [StoredEvidence(lg, k, int(t), r, bytes(d), int(i)) for lg, k, t, r, d, i in rows]

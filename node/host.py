@@ -24,6 +24,7 @@ import nacl.signing
 from ledger import merkle
 from ledger.checkpoint import Checkpoint, CosignatureSigner, parse_log_origin, witness_name
 from ledger.errors import ConflictError, DecodeError, EquivocationError, StorageError, VerificationError
+from ledger.evidencecheck import GOVERNANCE_EVIDENCE
 from ledger.finality import Witnesses, log_verifier, named_root, open_signed
 from ledger.governance import GovernanceChain
 from ledger.memberlog import MemberLog, ParallelVerifier, TargetTree
@@ -35,8 +36,6 @@ from ledger.storage import Storage
 
 log = logging.getLogger("mekong.node")
 
-#: The ``log`` column of evidence about governance roots rather than a member's log (spec 7.1.8).
-GOVERNANCE_EVIDENCE = "governance"
 #: C2SP tlog-witness: at most 63 consistency proof lines.
 MAX_PROOF_LINES = 63
 

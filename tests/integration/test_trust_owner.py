@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
@@ -26,6 +28,8 @@ import pytest
 from ledger import cbor, merkle
 from ledger.bodies import CredentialAnchor
 from ledger.entries import make_entry
+from ledger.replay import replay
+from ledger.storage import Storage
 from tests.integration.test_witness import _body, _evidence, _forge, _send
 
 if TYPE_CHECKING:
@@ -217,3 +221,23 @@ def test_a_peer_serving_reordered_entries_does_not_poison_a_replica(net: Net, ho
     # The liar's refused range is one warning in LA's log, not one every sync round.
     said = [line for line in net.node_log("LA").splitlines() if "sync with TH" in line and "WARNING" in line]
     assert len(said) == 1 and "not those of the checkpoint" in said[0], said
+
+
+def test_the_evidence_the_witnesses_kept_replays_as_genuine(net: Net, tmp_path: Path) -> None:
+    # An auditor replaying a witness's database finds each rule-breach row signed by VN's owner (spec 7.5.1
+    # step 9), so the accusation stands; and a row planted in a copy, signed by nobody, is reported.
+    copy = tmp_path / "kh.db"
+    src = sqlite3.connect(f"file:{net.database('KH')}?mode=ro", uri=True)
+    dst = sqlite3.connect(copy)
+    src.backup(dst)
+    src.close()
+    dst.close()
+    with Storage.open(copy) as db:
+        kept = [e for e in db.evidence("VN") if e.kind == "rule-breach"]
+        assert len(kept) == len(NAMED), kept
+        report = replay(db, net.genesis, net.genesis.root_hash)
+        assert not [p for p in report.problems if p.location.startswith("evidence")], report.problems
+        db.put_evidence("VN", "rule-breach", kept[0].data.replace(b"\n\n", b"\nx\n\n", 1), "planted", 0)
+        report = replay(db, net.genesis, net.genesis.root_hash)
+        assert [p.location for p in report.problems if p.location.startswith("evidence")] == [
+            f"evidence row {max(e.row for e in db.evidence())}"], report.problems

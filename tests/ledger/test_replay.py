@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -12,16 +13,17 @@ import textwrap
 import time
 from pathlib import Path
 
+import nacl.signing
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_memberlog import MEMBERS, NETWORK, T0, Net, anchors, make_net, setup_entries
 
-from ledger.checkpoint import Checkpoint, sign_checkpoint
+from ledger.checkpoint import Checkpoint, add_signatures, sign_checkpoint
 from ledger.errors import TamperError, VerificationError
 from ledger.finality import checkpoint_extensions
 from ledger.memberlog import MemberLog
-from ledger.note import NoteSigner
+from ledger.note import Note, NoteSignature, NoteSigner
 from ledger.registry import RegistryState
 from ledger.replay import ReplayReport, replay
 from ledger.roots import Root, SignedRoot
@@ -266,6 +268,50 @@ def test_a_checkpoint_with_a_wrong_state_line_is_reported(net: Net, tmp_path: Pa
     report = _replay(path, net)
     problems = {p.location: str(p) for p in report.problems}
     assert "state root" in problems.get(f"log VN checkpoint size {size}", ""), problems
+
+
+def test_evidence_rows_are_checked(clean_db: tuple[Path, dict[str, object]], net: Net, tmp_path: Path) -> None:
+    # Evidence accuses a member; a row its accused never signed, or that accuses it of what the verified entries
+    # show it did not do, is reported (spec 7.5.1 step 9). Genuine rows of every kind pass.
+    path = tmp_path / "evidence.db"
+    shutil.copy(clean_db[0], path)
+    with Storage.open(path) as db:
+        notes = dict(db.checkpoints("VN"))
+        real = Checkpoint.parse(Note.parse(notes[12]).text)
+        lines = [NoteSignature.parse_line(c.line.decode()) for c in db.cosignatures("VN", 12)]
+    vn = NoteSigner(real.origin, net.node["VN"])
+    stranger = NoteSigner(real.origin, nacl.signing.SigningKey(b"\x09" * 32))
+    other_root = Checkpoint(real.origin, 12, b"\x42" * 32, real.extensions)
+    other_state = Checkpoint(real.origin, 12, real.root_hash, checkpoint_extensions(net.chain().current, bytes(32)))
+    other_v2 = SignedRoot.create(dataclasses.replace(_successor(net).root, expires=T0 + 10**6),
+                                 [net.admin[m] for m in MEMBERS[:4]])
+    rows = {  # row id -> (log, kind, data, genuine)
+        1: ("VN", "root-mismatch", sign_checkpoint(other_root, vn).to_bytes(), True),
+        2: ("VN", "root-mismatch", sign_checkpoint(other_root, stranger).to_bytes(), False),
+        3: ("VN", "root-mismatch", notes[12], False),  # the very root of the verified entries
+        4: ("VN", "state-mismatch", sign_checkpoint(other_state, vn).to_bytes(), True),
+        5: ("VN", "state-mismatch", notes[12], False),  # the very state root of the verified entries
+        6: ("VN", "rule-breach", sign_checkpoint(other_root, vn).to_bytes(), True),
+        7: ("VN", "rule-breach", b"not a note", False),
+        8: ("VN", "split-view", add_signatures(sign_checkpoint(other_root, vn), [
+            net.cosigner(w).cosign(other_root, T0 + 30) for w in WITNESSES]).to_bytes(),
+            True),  # another history, final: a quorum cosigned it
+        9: ("VN", "split-view", sign_checkpoint(other_root, vn).to_bytes(), False),  # not final
+        10: ("VN", "gossip", notes[12], False),
+        11: ("governance", "root-equivocation", other_v2.to_cbor(), True),
+        12: ("governance", "root-equivocation", _successor(net).to_cbor(), False),  # the held root itself
+        13: ("VN", "root-equivocation", other_v2.to_cbor(), False),
+        14: ("governance", "root-mismatch", notes[12], False),
+        15: ("VN", "split-view", add_signatures(sign_checkpoint(other_root, vn), lines).to_bytes(),
+             False),  # another checkpoint's cosignatures
+    }
+    with Storage.open(path) as db:
+        for log, kind, data, _ in (rows[i] for i in sorted(rows)):  # the row ids are the keys
+            assert db.put_evidence(log, kind, data, "as received", T0)
+    report = _replay(path, net)
+    flagged = {int(p.location.rsplit(" ", 1)[1]) for p in report.problems if p.location.startswith("evidence row")}
+    assert flagged == {i for i, (*_, genuine) in rows.items() if not genuine}, [str(p) for p in report.problems]
+    assert len(report.problems) == len(flagged), [str(p) for p in report.problems]
 
 
 # --------------------------------------------------------------------------- crash safety

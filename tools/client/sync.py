@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from ledger.checkpoint import Checkpoint
 from ledger.errors import ConflictError, DecodeError, EquivocationError, StorageError, VerificationError
+from ledger.evidencecheck import GOVERNANCE_EVIDENCE
 from ledger.finality import Witnesses, count_cosignatures, log_verifier, open_signed, root_reference
 from ledger.governance import GovernanceChain
 from ledger.memberlog import MemberLog, TargetTree
@@ -203,7 +204,8 @@ class Syncer:
                 except EquivocationError as e:
                     msg = f"governance equivocation seen via node {c.url}: {e}"
                     report.evidence.append(msg)  # the other root stays out of the chain, kept as evidence
-                    self.storage.put_evidence("governance", "root-equivocation", data, msg, self.chain.current.issued_at)
+                    self.storage.put_evidence(GOVERNANCE_EVIDENCE, "root-equivocation", data, msg,
+                                              self.chain.current.issued_at)
                     break
                 except (ClientError, DecodeError, VerificationError) as e:
                     report.problems.append(f"node {c.url}: root version {v} refused: {e}")
