@@ -23,6 +23,7 @@ from aiohttp import web
 from ledger.errors import VerificationError
 from ledger.roots import SignedRoot, root_hash
 from ledger.storage import Storage
+from node import logfilter
 from node.appkeys import (
     CLOCK_KEY,
     CONCURRENCY_KEY,
@@ -162,9 +163,13 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def _collect(app: web.Application) -> None:
+    metrics = app[METRICS_KEY]
+    for kind, seen in logfilter.totals().items():  # the process's log filter counts; the counter catches up
+        behind = seen - metrics.client_errors.value(kind=kind)
+        if behind > 0:
+            metrics.client_errors.inc(behind, kind=kind)
     storage = app.get(STORAGE_KEY)
     if storage is None:
         return
-    metrics = app[METRICS_KEY]
     for log in storage.logs():
         metrics.log_size.set(storage.size(log), log=log)

@@ -238,6 +238,8 @@ class NodeMetrics:
         final_size: size of the latest final checkpoint per log.
         witness_lag_entries: entries between a log's size and the latest checkpoint a witness cosigned.
         witness_lag_seconds: seconds since a witness last cosigned a checkpoint of a log.
+        client_errors: connections and requests clients broke or sent malformed, by exception kind (the log
+            shows one line per kind and minute, :mod:`node.logfilter`).
     """
 
     registry: Registry
@@ -250,6 +252,7 @@ class NodeMetrics:
     final_size: Gauge
     witness_lag_entries: Gauge
     witness_lag_seconds: Gauge
+    client_errors: Counter
 
 
 def node_metrics() -> NodeMetrics:
@@ -273,4 +276,6 @@ def node_metrics() -> NodeMetrics:
         witness_lag_seconds=r.gauge("mekong_witness_lag_seconds",
                                     "Seconds since a witness last cosigned a checkpoint of a log.",
                                     ("log", "witness")),
+        client_errors=r.counter("mekong_client_errors_total",
+                                "Connections and requests clients broke off or sent malformed, by kind.", ("kind",)),
     )

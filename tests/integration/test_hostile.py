@@ -223,9 +223,25 @@ def test_wrong_methods_and_malformed_http(net: Net, issuer: dict[str, Any]) -> N
                  b"POST /logs/VN/entries HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"):
         answer = _raw(net, "VN", junk)  # aiohttp's parser answers these itself, in plain text (api.md)
         assert answer == b"" or answer.split(b" ")[1].startswith(b"4"), answer[:200]
+    # Each is counted in /metrics, though the log shows one line per kind and minute (api A.5).
+    before = _client_errors(net, "VN")
+    for _ in range(20):
+        _raw(net, "VN", b"POST /logs/VN/entries HTTP/1.1\r\nContent-Length: -5\r\n\r\n")
+    after = _client_errors(net, "VN")
+    assert sum(after.values()) - sum(before.values()) >= 20, (before, after)
+    assert len([line for line in net.node_log("VN").splitlines() if "client error" in line]) <= 2 * len(after)
     # An issuer id no member could have registered is refused as malformed, naming the expected form.
     resp = net.get("VN", "/registry/issuers/VN%2F" + "a" * 5000)
     assert resp.status == 400 and "VN/customs-coo" in resp.json()["message"], resp
+
+
+def _client_errors(net: Net, node: str) -> dict[str, float]:
+    out = {}
+    for line in net.get(node, "/metrics").body.decode().splitlines():
+        if line.startswith("mekong_client_errors_total{"):
+            labels, value = line.rsplit(" ", 1)
+            out[labels] = float(value)
+    return out
 
 
 def test_every_node_still_healthy_and_never_answered_5xx(net: Net, issuer: dict[str, Any]) -> None:

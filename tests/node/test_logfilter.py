@@ -6,6 +6,7 @@ import logging
 
 from aiohttp.http_exceptions import BadHttpMessage
 
+from node import logfilter
 from node.logfilter import ClientNoiseFilter
 
 
@@ -33,3 +34,23 @@ def test_the_nodes_own_failures_pass_untouched() -> None:
     assert f.filter(bug) and bug.levelno == logging.ERROR and bug.exc_info is not None
     plain = logging.LogRecord("aiohttp.server", logging.INFO, __file__, 1, "started", (), None)
     assert f.filter(plain)
+
+
+def test_every_client_error_is_counted_logged_or_not() -> None:
+    f = ClientNoiseFilter(60, clock=lambda: 0.0)
+    for _ in range(5):
+        f.filter(_record(BadHttpMessage("bad")))
+    f.filter(_record(ConnectionResetError("gone")))
+    f.filter(_record(KeyError("the node's own")))
+    assert f.totals == {"BadHttpMessage": 5, "ConnectionResetError": 1}
+
+
+def test_the_metric_follows_the_installed_filter() -> None:
+    f = logfilter.install()
+    try:
+        assert logfilter.totals() == {}
+        logging.getLogger("aiohttp.server").error("x", exc_info=(BadHttpMessage, BadHttpMessage("bad"), None))
+        assert logfilter.totals() == {"BadHttpMessage": 1} == f.totals
+    finally:
+        for name in ("aiohttp.server", "aiohttp.access", "aiohttp.web"):
+            logging.getLogger(name).removeFilter(f)
