@@ -110,6 +110,30 @@ def test_a_frozen_node_is_caught_by_age_and_outvoted_in_light_mode(scenario: Sce
         liar.close()
 
 
+def test_the_default_max_age_is_120_seconds(scenario: Scenario) -> None:
+    # README: "mekong verify accepts 120 s by default after a sync": a node frozen on one answer is believed for
+    # 120 s of that answer's age and no longer (verified as of later times with the hidden --now).
+    net = scenario.net
+    net.wait_replicated()
+    keys, _ = required_keys(scenario.credential.read_bytes(), "TH")
+    frozen = cbor.decode(NodeClient(net.urls["KH"]).state("VN", [k.encode() for k in keys["VN"]]))
+    time.sleep(2)  # so that the other log's live answers are younger than the frozen one
+    liar = _Tamper(net, "KH", _stale(frozen))
+    try:
+        t = int(time.time())
+        first = json.loads(_light(scenario, "--node", liar.url, "--now", t, "--json").stdout)
+        fresh = t - first["logs"]["VN"]["witnessed_age_seconds"]
+        verdicts = {}
+        for age in (119, 121):
+            doc = json.loads(_light(scenario, "--node", liar.url, "--now", fresh + age, "--json").stdout)
+            assert doc["logs"]["VN"]["witnessed_age_seconds"] == age, doc["logs"]
+            verdicts[age] = (doc["indication"], doc["sub_indication"])
+        assert verdicts[119] == (first["indication"], first["sub_indication"]) != ("INDETERMINATE", "TRY_LATER")
+        assert verdicts[121] == ("INDETERMINATE", "TRY_LATER"), verdicts
+    finally:
+        liar.close()
+
+
 def test_light_verify_of_a_broken_credential_is_format_failure(scenario: Scenario) -> None:
     bad = scenario.dir / "bad.cbor"
     data = bytearray(scenario.credential.read_bytes())
