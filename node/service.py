@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from ledger.checkpoint import Checkpoint
-from ledger.errors import MekongError
+from ledger.errors import DecodeError, MekongError
 from ledger.memberlog import TargetTree
 from ledger.note import Note
 from ledger.roots import Root
@@ -33,11 +33,13 @@ from node.config import NodeConfig
 from node.host import AddCheckpoint, LedgerHost
 from node.metrics import NodeMetrics
 from node.peerauth import sign_request
-from node.replicate import EntriesRefused, PeerError, Replicator
+from node.replicate import ENTRIES_LIMITS, EntriesRefused, PeerError, Replicator
 
 log = logging.getLogger("mekong.node")
 
 T = TypeVar("T")
+#: The largest answer read from a peer: a page of entries (A.9) and its CBOR framing.
+MAX_PEER_ANSWER = ENTRIES_LIMITS.max_size + (1 << 16)
 
 
 class NodeService:
@@ -127,7 +129,7 @@ class NodeService:
                                                     self.clock())
         try:
             async with self.session.request(method, url + path, data=body or None, headers=headers) as resp:
-                answer = resp.status, await resp.read()
+                answer = resp.status, await _read_capped(resp, f"{method} {url}{path}")
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             self._saw(url, f"{type(e).__name__}: {e}")
             raise PeerError(f"{method} {url}{path}: {type(e).__name__}: {e}") from e
@@ -319,7 +321,7 @@ class NodeService:
                 self._witness_sizes[peer] = size
                 self.metrics.witness_lag_entries.set(0, log=member, witness=peer)
                 return [line for line in answer.decode("utf-8", "replace").split("\n") if line]
-            if status == 409 and answer.strip().isdigit():
+            if status == 409 and answer.strip().isdigit() and len(answer.strip()) <= 20:
                 self._witness_sizes[peer] = int(answer.strip())
                 if self._witness_sizes[peer] > size:
                     log.error("witness %s has cosigned log %s at %s, beyond its size %d", peer, member,
@@ -434,6 +436,9 @@ class NodeService:
                 trouble = self._sync_trouble.get(peer, "")
             except MekongError as e:
                 trouble = str(e)
+            except Exception:  # a bug of this node's: logged with its traceback; the other peers still sync
+                log.exception("sync with %s failed", peer)
+                continue
             # What a peer keeps doing wrong is logged when it starts, changes or ends, not every round.
             if trouble != self._sync_trouble.get(peer, ""):
                 if trouble:
@@ -450,7 +455,12 @@ class NodeService:
         status, body = await self._request("GET", url, "/governance/roots")
         if status != 200:
             return
-        versions = json.loads(body).get("versions", [])
+        try:
+            versions = json.loads(body)["versions"]
+            if not isinstance(versions, list):
+                raise TypeError("versions is not a list")
+        except (ValueError, TypeError, KeyError) as e:
+            raise DecodeError(f"{url} sent an unreadable list of governance roots ({type(e).__name__})") from e
         have = len(self.host.chain.roots)
         for v in sorted(v for v in versions if isinstance(v, int) and v > have):
             status, data = await self._request("GET", url, f"/governance/roots/{v}")
@@ -474,6 +484,19 @@ class NodeService:
             for url in self.peers().values():
                 asyncio.create_task(self._push(url, "/governance/roots", data))
         return root.version
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, what: str) -> bytes:
+    # A peer's answer is read up to the largest a peer sends (a page of entries), never without bound.
+    if resp.content_length is not None and resp.content_length > MAX_PEER_ANSWER:
+        raise PeerError(f"{what}: the answer of {resp.content_length} bytes exceeds {MAX_PEER_ANSWER}")
+    parts, held = [], 0
+    async for part in resp.content.iter_chunked(1 << 16):
+        held += len(part)
+        if held > MAX_PEER_ANSWER:
+            raise PeerError(f"{what}: the answer exceeds {MAX_PEER_ANSWER} bytes")
+        parts.append(part)
+    return b"".join(parts)
 
 
 def unix_now() -> int:

@@ -52,10 +52,13 @@ class _Liar(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), _Handler)
         self.pages: dict[str, bytes] = {}
         self.logs: dict[str, list[bytes]] = {}
+        self.endless: set[str] = set()  # paths answered with a body that never ends
+        self.closing = False
         self.asked: list[str] = []
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     def close(self) -> None:
+        self.closing = True
         self.shutdown()
         self.server_close()
 
@@ -67,7 +70,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         url = urlparse(self.path)
         self.server.asked.append(self.path)
         parts = url.path.split("/")
-        if url.path in self.server.pages:
+        if url.path in self.server.endless:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            chunk = b" " * (1 << 20)
+            try:
+                while not self.server.closing:
+                    self.wfile.write(chunk)
+            except OSError:
+                pass
+        elif url.path in self.server.pages:
             page = self.server.pages[url.path]
             self._answer(200, page, "application/json" if page.startswith(b"{") else "application/cbor")
         elif len(parts) == 4 and parts[1] == "logs" and parts[3] == "entries" and parts[2] in self.server.logs:
@@ -241,3 +254,23 @@ def test_the_evidence_the_witnesses_kept_replays_as_genuine(net: Net, tmp_path: 
         report = replay(db, net.genesis, net.genesis.root_hash)
         assert [p.location for p in report.problems if p.location.startswith("evidence")] == [
             f"evidence row {max(e.row for e in db.evidence())}"], report.problems
+
+
+def test_a_peer_answering_garbage_without_end_does_not_stop_a_node(net: Net) -> None:
+    # A peer (here at TH's address) answers the sync loop's requests with bodies of blanks that never end. The
+    # node reads at most a page of entries' worth of an answer (tests/node/test_peer_answers.py), names the
+    # peer's unreadable answer once, and goes on syncing with the other peers: before, the unreadable list
+    # of roots escaped the per-peer handling and ended every sync round with a traceback, before the peers
+    # after it were asked.
+    net.stop("TH")
+    liar = _Liar(_port(net, "TH"))
+    liar.endless = {"/governance/roots", "/logs/VN/checkpoint", "/logs/KH/checkpoint", "/logs/LA/checkpoint"}
+    try:
+        net.wait_until("LA asked the liar twice", lambda: liar.asked.count("/governance/roots") >= 2, timeout=30)
+    finally:
+        liar.close()
+        net.start("TH")
+    assert net.get("LA", "/healthz").status == 200
+    assert "Traceback" not in net.node_log("LA"), net.node_log("LA")[-3000:]
+    said = [line for line in net.node_log("LA").splitlines() if "unreadable list of governance roots" in line]
+    assert len(said) == 1, said
