@@ -38,6 +38,8 @@ from node.replicate import ENTRIES_LIMITS, EntriesRefused, PeerError, Replicator
 log = logging.getLogger("mekong.node")
 
 T = TypeVar("T")
+#: Cosignature lines taken from one witness's answer (a member's witness has one key).
+MAX_COSIGNATURE_LINES = 4
 #: The largest answer read from a peer: a page of entries (A.9) and its CBOR framing.
 MAX_PEER_ANSWER = ENTRIES_LIMITS.max_size + (1 << 16)
 
@@ -284,10 +286,7 @@ class NodeService:
                     # Every answer that is in counts, including those that came in together.
                     for t in done:
                         if lines := t.result():
-                            try:
-                                await self.call(self.host.add_cosignatures, member, size, lines)
-                            except MekongError as e:
-                                log.warning("log %s size %d: unusable cosignature: %s", member, size, e)
+                            await self._add_cosignatures(size, lines)
                     if member in self.host.final and self.host.final[member][0] >= size:
                         break
             finally:
@@ -301,8 +300,14 @@ class NodeService:
         def done(task: asyncio.Task[list[str]]) -> None:
             if task.cancelled() or task.exception() is not None or not task.result():
                 return
-            asyncio.create_task(self.call(self.host.add_cosignatures, self.config.member, size, task.result()))
+            asyncio.create_task(self._add_cosignatures(size, task.result()))
         return done
+
+    async def _add_cosignatures(self, size: int, lines: list[str]) -> None:
+        try:
+            await self.call(self.host.add_cosignatures, self.config.member, size, lines)
+        except MekongError as e:  # what a witness answered: its fault, not this node's
+            log.warning("log %s size %d: unusable cosignature: %s", self.config.member, size, e)
 
     async def _ask_witness(self, peer: str, url: str, note: Note, size: int) -> list[str]:
         member = self.config.member
@@ -320,7 +325,9 @@ class NodeService:
             if status == 200:
                 self._witness_sizes[peer] = size
                 self.metrics.witness_lag_entries.set(0, log=member, witness=peer)
-                return [line for line in answer.decode("utf-8", "replace").split("\n") if line]
+                # C2SP tlog-witness: the answer is the witness's cosignature lines (one per key it holds)
+                return [line for line in answer.decode("utf-8", "replace").split("\n", MAX_COSIGNATURE_LINES)
+                        if line][:MAX_COSIGNATURE_LINES]
             if status == 409 and answer.strip().isdigit() and len(answer.strip()) <= 20:
                 self._witness_sizes[peer] = int(answer.strip())
                 if self._witness_sizes[peer] > size:

@@ -7,6 +7,8 @@ than the cap; the node's own peer client (``NodeService._request``) asks it.
 from __future__ import annotations
 
 import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from httphelp import make_config
 
+from ledger.errors import DecodeError
 from node import service
 from node.metrics import node_metrics
 from node.replicate import PeerError
@@ -81,3 +84,39 @@ def test_an_answer_announced_larger_than_the_cap_is_not_read(tmp_path: Path) -> 
 def test_an_answer_within_the_cap_is_read_whole(tmp_path: Path) -> None:
     answer, _ = _ask(tmp_path, "/small")
     assert answer == (200, b'{"versions": [1]}'), answer
+
+
+class _Host:
+    """The ledger thread of a node whose witnesses answered lines that are no cosignatures."""
+
+    def __init__(self) -> None:
+        self.executor = ThreadPoolExecutor(1)
+        self.given: list[list[str]] = []
+
+    def add_cosignatures(self, member: str, size: int, lines: list[str]) -> bool:
+        self.given.append(lines)
+        raise DecodeError("not a cosignature line")
+
+
+def test_a_late_unusable_cosignature_is_a_warning_not_a_lost_task_error(tmp_path: Path,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    host = _Host()
+    svc = NodeService(make_config(tmp_path), host, node_metrics(), lambda: 0)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        async def answer() -> list[str]:
+            return ["— garbage"]
+        task = asyncio.create_task(answer())
+        task.add_done_callback(svc._late_cosignature(5))
+        await task
+        for _ in range(50):  # the callback's own task runs on the ledger thread
+            await asyncio.sleep(0.01)
+            if host.given:
+                break
+        await asyncio.sleep(0.05)
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(main())
+    assert host.given == [["— garbage"]]
+    assert any("unusable cosignature" in r.getMessage() for r in caplog.records), caplog.text
+    assert "never retrieved" not in caplog.text
