@@ -50,11 +50,14 @@ class PeerError(MekongError):
 
     Attributes:
         status: the HTTP status the peer answered, or None if it did not answer.
+        misbehaved: the peer answered, but not as any node does (an answer beyond every limit): worth a
+            warning, where a peer that does not answer is only unreachable.
     """
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, *, misbehaved: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        self.misbehaved = misbehaved
 
 
 class EntriesMissing(HttpRefusal):

@@ -440,7 +440,7 @@ class NodeService:
                         await self.accept_final(member, body, peer)
             except PeerError as e:  # unreachable: logged once per change by _saw; says nothing of the trouble
                 log.debug("sync with %s: %s", peer, e)
-                trouble = self._sync_trouble.get(peer, "")
+                trouble = str(e) if e.misbehaved else self._sync_trouble.get(peer, "")
             except MekongError as e:
                 trouble = str(e)
             except Exception:  # a bug of this node's: logged with its traceback; the other peers still sync
@@ -496,12 +496,13 @@ class NodeService:
 async def _read_capped(resp: aiohttp.ClientResponse, what: str) -> bytes:
     # A peer's answer is read up to the largest a peer sends (a page of entries), never without bound.
     if resp.content_length is not None and resp.content_length > MAX_PEER_ANSWER:
-        raise PeerError(f"{what}: the answer of {resp.content_length} bytes exceeds {MAX_PEER_ANSWER}")
+        raise PeerError(f"{what}: the answer of {resp.content_length} bytes exceeds {MAX_PEER_ANSWER}",
+                        misbehaved=True)
     parts, held = [], 0
     async for part in resp.content.iter_chunked(1 << 16):
         held += len(part)
         if held > MAX_PEER_ANSWER:
-            raise PeerError(f"{what}: the answer exceeds {MAX_PEER_ANSWER} bytes")
+            raise PeerError(f"{what}: the answer exceeds {MAX_PEER_ANSWER} bytes", misbehaved=True)
         parts.append(part)
     return b"".join(parts)
 
