@@ -2,10 +2,10 @@
 
 Evidence accuses a member: a checkpoint its node signed that a witness refused, two final histories of one
 log, two governance roots of one version. A database that carried a forged accusation (a note the accused
-never signed, a "split view" whose checkpoint is the held history's own) would be believed by whoever reads
+never signed, a "root mismatch" whose root is the verified entries' own) would be believed by whoever reads
 the table, so replay checks each row against the chain it rebuilt and the tree it verified. What a row
-cannot show by itself (which entry of a `rule-breach` broke which rule: the entries were never stored) is
-left to its reason.
+cannot show by itself is left to its reason: which entry of a `rule-breach` broke which rule (the entries
+were never stored), and the other history of a `split-view` (the row holds one final checkpoint).
 
 This module does no I/O of its own: the caller hands it the stored rows, the chain and a way to the verified
 tree's root at a size.
@@ -21,7 +21,7 @@ from ledger.governance import GovernanceChain
 from ledger.roots import SignedRoot
 from ledger.schema import StoredEvidence
 
-__all__ = ["GOVERNANCE_EVIDENCE", "KINDS", "check_evidence"]
+__all__ = ["GOVERNANCE_EVIDENCE", "KINDS", "check_evidence", "note_key"]
 
 #: The ``log`` of evidence about governance roots (spec 7.1.8).
 GOVERNANCE_EVIDENCE = "governance"
@@ -31,6 +31,14 @@ KINDS = frozenset({"root-mismatch", "state-mismatch", "rule-breach", "split-view
 #: ``tree_root(log, size)``: the root of the log's first ``size`` entries as replay verified them, and the state
 #: root it recomputed there; None for either when replay does not hold it.
 Roots = Callable[[str, int], tuple[bytes | None, bytes | None]]
+
+
+def note_key(data: bytes) -> bytes:
+    """The part of a note's bytes that names its statement: the text and the blank line after it (for
+    :meth:`ledger.storage.Storage.put_evidence`: the same checkpoint with other signature lines is the same
+    evidence)."""
+    end = data.find(b"\n\n")
+    return data if end < 0 else data[:end + 2]
 
 
 def check_evidence(rows: list[StoredEvidence], chain: GovernanceChain, roots: Roots) -> Iterator[tuple[str, str]]:
@@ -61,8 +69,9 @@ def _judge(row: StoredEvidence, chain: GovernanceChain, roots: Roots) -> str | N
     if row.kind == "split-view":  # one of two final histories: which one the replica went on to hold may vary
         if not fin.final:
             return f"split-view of log {row.log}: the checkpoint of size {cp.size} is not final"
-    elif row.kind == "root-mismatch" and tree is not None and tree == cp.root_hash:
-        return f"root-mismatch of log {row.log}: the checkpoint of size {cp.size} holds the verified entries' root"
+    elif row.kind in ("root-mismatch", "rule-breach") and tree is not None and tree == cp.root_hash:
+        # root-mismatch: no mismatch; rule-breach: the very entries that passed every rule here
+        return f"{row.kind} of log {row.log}: the checkpoint of size {cp.size} holds the verified entries' root"
     elif row.kind == "state-mismatch" and state is not None and state == state_reference(cp):
         return (f"state-mismatch of log {row.log}: the checkpoint of size {cp.size} holds the state root of the"
                 " verified entries")

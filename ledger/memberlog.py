@@ -256,7 +256,7 @@ class MemberLog(LogCheckpoints):
         self._check_target(start, start + len(raws), nodes, target)
         try:
             return self._append_verified(raws, start, (leaves, nodes))
-        except (DecodeError, VerificationError, ConflictError) as e:
+        except (DecodeError, VerificationError, DuplicateEntryError) as e:  # about the entries, not this node
             raise RuleBreach(f"log {self.member_id} entries {start}-{start + len(raws) - 1} lead to the checkpoint of"
                              f" size {target.size}, and one is refused: {e}", target.size) from e
 
@@ -306,7 +306,11 @@ class MemberLog(LogCheckpoints):
         planned: list[StateBatch] = []
         with self._map_lock:  # the map, the stored values and the size change together
             # the stored state values the batch adds to: they also show an entry the log already holds
-            prepared = prepare_batch(self._map, start, bodies, leaves, partial(self.storage.state_rows, log))
+            try:
+                prepared = prepare_batch(self._map, start, bodies, leaves, partial(self.storage.state_rows, log))
+            except DecodeError as e:  # a stored state row that does not decode: this node's damage, not the batch's
+                raise StorageError(f"log {log}: a stored state row is damaged ({e}); replay the database"
+                                   " (mekong audit replay)") from e
             self._refuse_replays(leaves, start, prepared)
 
             def verify_and_store(jobs: Sequence[SignatureJob]) -> None:

@@ -469,21 +469,30 @@ class Storage(StateRows):
 
     # ------------------------------------------------------------------ evidence (spec 7.1.8)
 
-    def put_evidence(self, log: str, kind: str, data: bytes, reason: str, received: int) -> bool:
+    def put_evidence(self, log: str, kind: str, data: bytes, reason: str, received: int,
+                     same: bytes | None = None) -> bool:
         """Keep a refused signed object (a checkpoint a witness would not cosign) as evidence, once.
+
+        Args:
+            same: the start of ``data`` that names the object (for a note: its text and the blank line, so
+                that the same checkpoint with other signature lines is the same object); all of it by default.
 
         Returns:
             False when the same object is already kept as evidence of that kind (spec 7.1.8): an attacker
-            sending it again, or a sync loop meeting it each round, adds nothing.
+            sending it again, with signature lines added or not, or a sync loop meeting it each round, adds
+            nothing.
 
         Raises:
             StorageError: SQLite failed.
         """
+        if same is not None and not bytes(data).startswith(same):
+            raise ValueError("same must be a prefix of data")
+        held = ("data = ?", (bytes(data),)) if same is None else ("substr(data, 1, ?) = ?", (len(same), bytes(same)))
         with self._wrap(f"store evidence for log {log}"), self._transaction():
             cur = self._conn.execute(
                 "INSERT INTO evidence (log, kind, received, reason, data) SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS"
-                " (SELECT 1 FROM evidence WHERE log = ? AND kind = ? AND data = ?)",
-                (log, kind, received, reason, bytes(data), log, kind, bytes(data)))
+                f" (SELECT 1 FROM evidence WHERE log = ? AND kind = ? AND {held[0]})",
+                (log, kind, received, reason, bytes(data), log, kind, *held[1]))
             return cur.rowcount == 1
 
     def evidence(self, log: str | None = None) -> list[StoredEvidence]:

@@ -24,7 +24,7 @@ import nacl.signing
 from ledger import merkle
 from ledger.checkpoint import Checkpoint, CosignatureSigner, parse_log_origin, witness_name
 from ledger.errors import ConflictError, DecodeError, EquivocationError, StorageError, VerificationError
-from ledger.evidencecheck import GOVERNANCE_EVIDENCE
+from ledger.evidencecheck import GOVERNANCE_EVIDENCE, note_key
 from ledger.finality import Witnesses, log_verifier, named_root, open_signed
 from ledger.governance import GovernanceChain
 from ledger.memberlog import MemberLog, ParallelVerifier, TargetTree
@@ -419,14 +419,16 @@ class LedgerHost:
         self.require_current_head(now)
         lg = self.logs[req.member]
         cp = req.checkpoint
+        data = req.note.to_bytes()  # as evidence, if it comes to that
         if lg.size < cp.size:
             raise StorageError(f"log {req.member}: this witness holds {lg.size} entries, the checkpoint needs "
                                f"{cp.size}; the entries could not be fetched")
         # Step 6 first: the owner-signed root against the entries this witness verified. Only a checkpoint
         # can be evidence against its owner; the proof is the sender's, unsigned, and proves nothing of it.
         if lg.root_hash(cp.size) != cp.root_hash:
-            if self.storage.put_evidence(req.member, "root-mismatch", req.note.to_bytes(),
-                                         f"size {cp.size}: checkpoint root differs from the verified entries", now):
+            if self.storage.put_evidence(req.member, "root-mismatch", data,
+                                         f"size {cp.size}: checkpoint root differs from the verified entries", now,
+                                         note_key(data)):
                 log.warning("evidence stored: root-mismatch of log %s at size %d", req.member, cp.size)
             raise ConflictError(f"log {req.member} at size {cp.size}: the checkpoint's root is not the root of "
                                 f"the entries this witness verified; kept as evidence")
@@ -437,8 +439,8 @@ class LedgerHost:
                                         " (it verified the entries in batches that do not end there), so it"
                                         " cannot check the checkpoint's state root")
         except ConflictError as e:
-            if self.storage.put_evidence(req.member, "state-mismatch", req.note.to_bytes(), f"size {cp.size}: {e}",
-                                         now):
+            if self.storage.put_evidence(req.member, "state-mismatch", data, f"size {cp.size}: {e}", now,
+                                         note_key(data)):
                 log.warning("evidence stored: state-mismatch of log %s at size %d", req.member, cp.size)
             raise ConflictError(f"log {req.member} at size {cp.size}: the checkpoint's state root is not the state"
                                 " root of the entries this witness verified; kept as evidence") from e

@@ -23,19 +23,24 @@ import contextlib
 import json
 from collections.abc import Awaitable, Callable
 
+import aiohttp
+
 from ledger import cbor
 from ledger.errors import ConflictError, DecodeError, MekongError, VerificationError
 from ledger.memberlog import RuleBreach, TargetTree
 from node.middleware import HttpRefusal, TryAgainSoon
 
-__all__ = ["ENTRIES_LIMITS", "FETCH_BATCH", "EntriesMissing", "EntriesRefused", "EntriesUnreachable", "PeerError",
-           "Replicator"]
+__all__ = ["ENTRIES_LIMITS", "FETCH_BATCH", "MAX_PEER_ANSWER", "EntriesMissing", "EntriesRefused", "EntriesUnreachable",
+           "PeerError", "Replicator", "read_peer_answer"]
 
 #: Entries per replication request (GET /logs/{M}/entries).
 FETCH_BATCH = 1000
 ENTRIES_LIMITS = cbor.CborLimits(max_size=64 << 20, max_depth=2, max_items=FETCH_BATCH + 1)
 #: Longest answer to a consistency proof request read from a peer (64 hashes in base64 and JSON fit in 4 KiB).
 MAX_PROOF_ANSWER = 16 << 10
+
+#: The largest answer read from a peer: a page of entries (A.9) and its CBOR framing.
+MAX_PEER_ANSWER = ENTRIES_LIMITS.max_size + (1 << 16)
 
 #: ``get(url, path)``: the status and body a peer answered to ``GET path``; raises :class:`PeerError`.
 PeerGet = Callable[[str, str], Awaitable[tuple[int, bytes]]]
@@ -191,3 +196,21 @@ class Replicator:
         except (ValueError, TypeError, KeyError, binascii.Error) as e:
             raise DecodeError(f"{url} sent an unreadable consistency proof {first}-{second} of log {member}: "
                               f"{e}") from e
+
+
+async def read_peer_answer(resp: aiohttp.ClientResponse, what: str) -> bytes:
+    """The body of a peer's answer, read up to :data:`MAX_PEER_ANSWER` and never without bound.
+
+    Raises:
+        PeerError: the answer is longer, announced or streamed (``misbehaved``: no node sends that).
+    """
+    if resp.content_length is not None and resp.content_length > MAX_PEER_ANSWER:
+        raise PeerError(f"{what}: the answer of {resp.content_length} bytes exceeds {MAX_PEER_ANSWER}",
+                        misbehaved=True)
+    parts, held = [], 0
+    async for part in resp.content.iter_chunked(1 << 16):
+        held += len(part)
+        if held > MAX_PEER_ANSWER:
+            raise PeerError(f"{what}: the answer exceeds {MAX_PEER_ANSWER} bytes", misbehaved=True)
+        parts.append(part)
+    return b"".join(parts)

@@ -19,13 +19,14 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import aiohttp
 
 from ledger.checkpoint import Checkpoint
 from ledger.errors import DecodeError, MekongError
+from ledger.evidencecheck import note_key
 from ledger.memberlog import TargetTree
 from ledger.note import Note
 from ledger.roots import Root
@@ -33,15 +34,16 @@ from node.config import NodeConfig
 from node.host import AddCheckpoint, LedgerHost
 from node.metrics import NodeMetrics
 from node.peerauth import sign_request
-from node.replicate import ENTRIES_LIMITS, EntriesRefused, PeerError, Replicator
+from node.replicate import EntriesRefused, PeerError, Replicator, read_peer_answer
 
 log = logging.getLogger("mekong.node")
 
 T = TypeVar("T")
-#: Cosignature lines taken from one witness's answer (a member's witness has one key).
+#: Cosignature lines taken from one witness's answer (a member's witness has one key), and its longest answer.
 MAX_COSIGNATURE_LINES = 4
-#: The largest answer read from a peer: a page of entries (A.9) and its CBOR framing.
-MAX_PEER_ANSWER = ENTRIES_LIMITS.max_size + (1 << 16)
+MAX_WITNESS_ANSWER = 4096
+#: Checkpoints remembered as breaking a rule, so that they are not fetched again each round.
+MAX_BREACHES_HELD = 1024
 
 
 class NodeService:
@@ -73,6 +75,7 @@ class NodeService:
         self._tasks: list[asyncio.Task[None]] = []
         self._contact: dict[str, tuple[bool, int | None, str]] = {}  # url -> (reachable, last contact, last error)
         self._sync_trouble: dict[str, str] = {}  # peer -> what went wrong in the last sync round with it
+        self._breaches: dict[tuple[str, int, bytes], EntriesRefused] = {}  # checkpoints found to break a rule
         self.replicator = Replicator(self._peer_get, self._append_range, self._held)
 
     # ------------------------------------------------------------------ lifecycle
@@ -131,7 +134,7 @@ class NodeService:
                                                     self.clock())
         try:
             async with self.session.request(method, url + path, data=body or None, headers=headers) as resp:
-                answer = resp.status, await _read_capped(resp, f"{method} {url}{path}")
+                answer = resp.status, await read_peer_answer(resp, f"{method} {url}{path}")
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             self._saw(url, f"{type(e).__name__}: {e}")
             raise PeerError(f"{method} {url}{path}: {type(e).__name__}: {e}") from e
@@ -322,6 +325,10 @@ class NodeService:
             except PeerError as e:
                 log.info("witness %s: %s", peer, e)
                 return []
+            if status == 200 and len(answer) > MAX_WITNESS_ANSWER:
+                log.warning("witness %s answered log %s size %d with %d bytes: no cosignature is that long", peer,
+                            member, size, len(answer))
+                return []
             if status == 200:
                 self._witness_sizes[peer] = size
                 self.metrics.witness_lag_entries.set(0, log=member, witness=peer)
@@ -379,16 +386,23 @@ class NodeService:
 
     async def _fetch_for(self, member: str, note: bytes, urls: list[str], held: int, cp: Checkpoint) -> None:
         # The entries [held, size) of an owner-signed checkpoint (``note``); one of them breaking a rule is
-        # evidence against the owner, kept as `rule-breach` (spec 7.1.8).
+        # evidence against the owner, kept as `rule-breach` (spec 7.1.8), and the checkpoint is not fetched again.
+        seen = self._breaches.get((member, cp.size, cp.root_hash))
+        if seen is not None:
+            raise EntriesRefused(str(seen), seen.breach)
         try:
             await self.replicator.fetch_from_any(member, urls, held, cp.size, cp.root_hash)
         except EntriesRefused as e:
-            if e.breach is not None:
-                reason = f"size {cp.size}: {e.breach}"
-                if await self.call(self.host.storage.put_evidence, member, "rule-breach", note, reason, self.clock()):
-                    log.warning("evidence stored: rule-breach of log %s at size %d", member, cp.size)
-                raise EntriesRefused(f"{e}; the checkpoint is kept as evidence", e.breach) from e
-            raise
+            if e.breach is None:
+                raise
+            reason = f"size {cp.size}: {e.breach}"
+            if await self.call(self.host.storage.put_evidence, member, "rule-breach", note, reason, self.clock(),
+                               note_key(note)):
+                log.warning("evidence stored: rule-breach of log %s at size %d", member, cp.size)
+            refusal = EntriesRefused(f"{e}; the checkpoint is kept as evidence", e.breach)
+            if len(self._breaches) < MAX_BREACHES_HELD:
+                self._breaches[(member, cp.size, cp.root_hash)] = refusal
+            raise refusal from e
 
     async def accept_final(self, member: str, body: bytes, sender: str | None) -> bool:
         """A final checkpoint pushed by a peer, or fetched by the sync loop: fetch its entries, verify, store."""
@@ -423,29 +437,18 @@ class NodeService:
             await asyncio.sleep(self.limits.sync_interval_ms / 1000)
 
     async def sync_once(self) -> None:
-        """Ask every peer for governance roots and final checkpoints newer than this node's."""
+        """Ask every peer for governance roots and final checkpoints newer than this node's.
+
+        What goes wrong with one peer, or with one log from a peer, never keeps the others from syncing.
+        """
         for peer, url in self.peers().items():
-            trouble = ""
-            try:
-                await self._sync_roots(url)
-                for member in list(self.host.logs):
-                    if member == self.config.member:
-                        continue
-                    status, body = await self._request("GET", url, f"/logs/{member}/checkpoint")
-                    if status != 200:
-                        continue
-                    size = Checkpoint.parse(Note.parse(body).text).size
-                    fin = self.host.final.get(member)
-                    if fin is None or fin[0] < size:
-                        await self.accept_final(member, body, peer)
-            except PeerError as e:  # unreachable: logged once per change by _saw; says nothing of the trouble
-                log.debug("sync with %s: %s", peer, e)
-                trouble = str(e) if e.misbehaved else self._sync_trouble.get(peer, "")
-            except MekongError as e:
-                trouble = str(e)
-            except Exception:  # a bug of this node's: logged with its traceback; the other peers still sync
-                log.exception("sync with %s failed", peer)
+            troubles = [await self._sync_step(peer, self._sync_roots(url))]
+            if troubles[0] is None:  # unreachable: no point asking for each log
                 continue
+            for member in list(self.host.logs):
+                if member != self.config.member:
+                    troubles.append(await self._sync_step(peer, self._sync_log(peer, url, member)))
+            trouble = "; ".join(t for t in troubles if t)
             # What a peer keeps doing wrong is logged when it starts, changes or ends, not every round.
             if trouble != self._sync_trouble.get(peer, ""):
                 if trouble:
@@ -457,6 +460,31 @@ class NodeService:
         fin = self.host.final.get(self.config.member)
         if own and (fin is None or fin[0] < own):
             self._dirty.set()  # witnesses may be back: try again for finality
+
+    async def _sync_step(self, peer: str, step: Awaitable[None]) -> str | None:
+        # "" when the step went well, what went wrong when the peer's answers did, None when it did not answer.
+        try:
+            await step
+        except PeerError as e:  # unreachable: logged once per change by _saw
+            log.debug("sync with %s: %s", peer, e)
+            return str(e) if e.misbehaved else None
+        except MekongError as e:
+            return str(e)
+        except Exception as e:  # a bug of this node's: its traceback once per change, and the others still sync
+            said = f"bug: {e!r}"
+            if said not in self._sync_trouble.get(peer, ""):  # not in what the last round logged
+                log.exception("sync with %s failed", peer)
+            return said
+        return ""
+
+    async def _sync_log(self, peer: str, url: str, member: str) -> None:
+        status, body = await self._request("GET", url, f"/logs/{member}/checkpoint")
+        if status != 200:
+            return
+        size = Checkpoint.parse(Note.parse(body).text).size
+        fin = self.host.final.get(member)
+        if fin is None or fin[0] < size:
+            await self.accept_final(member, body, peer)
 
     async def _sync_roots(self, url: str) -> None:
         status, body = await self._request("GET", url, "/governance/roots")
@@ -491,20 +519,6 @@ class NodeService:
             for url in self.peers().values():
                 asyncio.create_task(self._push(url, "/governance/roots", data))
         return root.version
-
-
-async def _read_capped(resp: aiohttp.ClientResponse, what: str) -> bytes:
-    # A peer's answer is read up to the largest a peer sends (a page of entries), never without bound.
-    if resp.content_length is not None and resp.content_length > MAX_PEER_ANSWER:
-        raise PeerError(f"{what}: the answer of {resp.content_length} bytes exceeds {MAX_PEER_ANSWER}",
-                        misbehaved=True)
-    parts, held = [], 0
-    async for part in resp.content.iter_chunked(1 << 16):
-        held += len(part)
-        if held > MAX_PEER_ANSWER:
-            raise PeerError(f"{what}: the answer exceeds {MAX_PEER_ANSWER} bytes", misbehaved=True)
-        parts.append(part)
-    return b"".join(parts)
 
 
 def unix_now() -> int:

@@ -304,6 +304,7 @@ def test_evidence_rows_are_checked(clean_db: tuple[Path, dict[str, object]], net
         14: ("governance", "root-mismatch", notes[12], False),
         15: ("VN", "split-view", add_signatures(sign_checkpoint(other_root, vn), lines).to_bytes(),
              False),  # another checkpoint's cosignatures
+        16: ("VN", "rule-breach", notes[12], False),  # the very entries that passed every rule
     }
     with Storage.open(path) as db:
         for log, kind, data, _ in (rows[i] for i in sorted(rows)):  # the row ids are the keys

@@ -46,11 +46,15 @@ def test_every_client_error_is_counted_logged_or_not() -> None:
 
 
 def test_the_metric_follows_the_installed_filter() -> None:
+    before = list(logfilter._installed)
     f = logfilter.install()
     try:
         assert logfilter.totals() == {}
         logging.getLogger("aiohttp.server").error("x", exc_info=(BadHttpMessage, BadHttpMessage("bad"), None))
         assert logfilter.totals() == {"BadHttpMessage": 1} == f.totals
-    finally:
+    finally:  # as it was: another test's filter, or none
         for name in ("aiohttp.server", "aiohttp.access", "aiohttp.web"):
             logging.getLogger(name).removeFilter(f)
+            for old in before:
+                logging.getLogger(name).addFilter(old)
+        logfilter._installed[:] = before

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from ledger.checkpoint import Checkpoint
 from ledger.errors import ConflictError, DecodeError, EquivocationError, StorageError, VerificationError
-from ledger.evidencecheck import GOVERNANCE_EVIDENCE
+from ledger.evidencecheck import GOVERNANCE_EVIDENCE, note_key
 from ledger.finality import Witnesses, count_cosignatures, log_verifier, open_signed, root_reference
 from ledger.governance import GovernanceChain
 from ledger.memberlog import MemberLog, TargetTree
@@ -305,7 +305,8 @@ class Syncer:
                 if cand.data not in self._flagged:
                     self._flagged.add(cand.data)
                     report.evidence.append(f"SPLIT VIEW: {e}")
-                    self.storage.put_evidence(log, "split-view", cand.data, str(e), max(cand.cosigners.values()))
+                    self.storage.put_evidence(log, "split-view", cand.data, str(e), max(cand.cosigners.values()),
+                                              note_key(cand.data))
                 continue
             except (ClientError, DecodeError, VerificationError, StorageError) as e:
                 report.problems.append(f"log {log}: could not sync to size {cp.size} from {cand.client.url}: {e}")
@@ -335,7 +336,8 @@ class Syncer:
         if cand.data not in self._flagged:
             self._flagged.add(cand.data)
             report.evidence.append(f"SPLIT VIEW: {msg}")
-            self.storage.put_evidence(lg.member_id, "split-view", cand.data, msg, max(cand.cosigners.values()))
+            self.storage.put_evidence(lg.member_id, "split-view", cand.data, msg, max(cand.cosigners.values()),
+                                      note_key(cand.data))
 
     def _add_covering(self, lg: MemberLog, cand: _Candidate, start: int, report: SyncReport) -> None:
         """Store the oldest final checkpoints covering the new entries ``start..`` (specs/api.md A.7.2).
@@ -377,15 +379,14 @@ class Syncer:
             for c in sources:
                 try:
                     page = c.entries(log, at, min(end, at + ENTRIES_PAGE))
-                    progress.advance(len(page))
                     upto = at + len(page)
                     proof = tuple(c.consistency_proof(log, upto, end)) if upto < end else ()
                     lg.append_replicated(page, at, TargetTree(end, root, proof))
-                    progress.advance(len(page))
+                    progress.advance(2 * len(page))  # fetched and verified
                     report.problems += [f"log {log}: passed over {e}" for e in errors]
                     break
                 except (ClientError, DecodeError, VerificationError) as e:
                     errors.append(f"{c.url}: {e}")
             else:
-                raise ClientError(cand.client.url, f"entries {at}.. of log {log}: no node served them as the final"
-                                                   f" checkpoint of size {end} has them: " + "; ".join(errors))
+                raise ClientError(cand.client.url, f"entries {at}.. of log {log}: no node served those of the final"
+                                                   f" checkpoint of size {end}: " + "; ".join(errors))
