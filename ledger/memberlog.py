@@ -306,11 +306,7 @@ class MemberLog(LogCheckpoints):
         planned: list[StateBatch] = []
         with self._map_lock:  # the map, the stored values and the size change together
             # the stored state values the batch adds to: they also show an entry the log already holds
-            try:
-                prepared = prepare_batch(self._map, start, bodies, leaves, partial(self.storage.state_rows, log))
-            except DecodeError as e:  # a stored state row that does not decode: this node's damage, not the batch's
-                raise StorageError(f"log {log}: a stored state row is damaged ({e}); replay the database"
-                                   " (mekong audit replay)") from e
+            prepared = prepare_batch(self._map, start, bodies, leaves, partial(self.storage.state_rows, log))
             self._refuse_replays(leaves, start, prepared)
 
             def verify_and_store(jobs: Sequence[SignatureJob]) -> None:
@@ -371,7 +367,11 @@ class MemberLog(LogCheckpoints):
                 raise DuplicateEntryError(f"log {log} entry {start + i}: spec 6.3.18: the same entry is entry"
                                           f" {first[lh]} of this batch; nothing was stored", log, first[lh])
             first[lh] = start + i
-        held = prepared.replayed(leaves)
+        try:
+            held = prepared.replayed(leaves)
+        except DecodeError as e:  # a stored state value that does not decode: this node's damage, not the batch's
+            raise StorageError(f"log {log}: a stored state value is damaged ({e}); replay the database"
+                               " (mekong audit replay)") from e
         if held is not None:
             raise DuplicateEntryError(f"log {log} already holds this entry at index {held[1]} (spec 6.3.18: a"
                                       " replayed entry is refused); nothing was stored", log, held[1])
